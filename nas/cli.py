@@ -1,0 +1,240 @@
+"""The `nas` command line. Heavy packages (torch, optuna) are imported inside commands, so `nas --help`
+answers at once."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+TRAIN_FLAGS = ("epochs", "batch_size", "lr", "optimizer", "weight_decay", "device", "augment")
+
+
+def _add_space_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--space", required=True, help="search space name (see `nas spaces`)")
+    p.add_argument("--preset", default=None, help="space preset (see `nas spaces`); default: the space's own")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="nas", description="Neural architecture search workbench.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    sub.add_parser("spaces", help="list search spaces, their presets and named architectures")
+    sub.add_parser("strategies", help="list search strategies")
+
+    s = sub.add_parser("search", help="run a search (or resume one) and write a run directory",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    s.add_argument("--space", help="search space name (see `nas spaces`)")
+    s.add_argument("--preset", default=None, help="space preset; default: the space's own")
+    s.add_argument("--strategy", help="strategy name (see `nas strategies`)")
+    s.add_argument("--budget", type=int, default=12, help="architectures to evaluate (sample-based strategies)")
+    s.add_argument("--budget-preset", default="quick", choices=("quick", "standard", "paper"),
+                   help="schedule preset of supernet strategies")
+    s.add_argument("--objectives", default="accuracy",
+                   help="comma-separated metrics, e.g. accuracy,macs (metric:minimize|maximize for others)")
+    s.add_argument("--max-params", type=float, default=None, help="constraint: at most this many parameters")
+    s.add_argument("--max-macs", type=float, default=None, help="constraint: at most this many multiply-adds")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--dataset", default="digits",
+                   help="digits | fashion_mnist | cifar10 | image_folder | npz | synthetic; with --benchmark, "
+                        "the table's dataset column (cifar10, cifar100, imagenet16_120)")
+    s.add_argument("--data-path", default=None, help="folder or file of a file-based dataset")
+    s.add_argument("--train-subset", type=int, default=None, help="use this many training images")
+    s.add_argument("--benchmark", default=None, help="tabular benchmark CSV: answer accuracies from the table")
+    s.add_argument("--epochs", type=int, default=5, help="stand-alone training epochs per architecture")
+    s.add_argument("--batch-size", type=int, default=128)
+    s.add_argument("--lr", type=float, default=0.05)
+    s.add_argument("--optimizer", default="sgd", choices=("sgd", "adamw"))
+    s.add_argument("--weight-decay", type=float, default=4e-5)
+    s.add_argument("--augment", default="auto", choices=("auto", "none", "shift", "shift+flip"))
+    s.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    s.add_argument("--storage", default=None, help="Optuna storage URL (default: the run directory's SQLite file)")
+    s.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                   help="strategy option, e.g. population_size=20 (repeatable)")
+    s.add_argument("--run-dir", default=None, help="where to write the run (default: runs/SPACE-STRATEGY-TIME)")
+    s.add_argument("--resume", default=None, metavar="RUN_DIR", help="resume a killed search from its run directory")
+    s.add_argument("--no-retrain", action="store_true", help="supernet strategies: skip the stand-alone training")
+    s.add_argument("--no-export", action="store_true", help="do not export the best model")
+    s.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+    i = sub.add_parser("inspect", help="parameters, multiply-adds and layers of one architecture")
+    _add_space_args(i)
+    i.add_argument("--arch", required=True, help="a named architecture or a JSON object of choices")
+    i.add_argument("--resolution", type=int, default=None, help="input resolution (default: the architecture's)")
+    i.add_argument("--classes", type=int, default=None, help="number of classes (default: the space's)")
+    i.add_argument("--json", action="store_true", help="print JSON")
+
+    e = sub.add_parser("export", help="export a run's best model, or any architecture, as PyTorch/TorchScript/ONNX")
+    e.add_argument("run_dir", nargs="?", help="a run directory (its best architecture and trained weights)")
+    e.add_argument("--space", default=None, help="with --arch: the space (instead of a run directory)")
+    e.add_argument("--preset", default=None)
+    e.add_argument("--arch", default=None, help="with --space: a named architecture or JSON (untrained weights)")
+    e.add_argument("--classes", type=int, default=None)
+    e.add_argument("--out", default=None, help="output folder (default: RUN_DIR/model)")
+    e.add_argument("--formats", default="source,torchscript,onnx", help="comma-separated: source, torchscript, onnx")
+
+    w = sub.add_parser("show", help="summarise a run directory")
+    w.add_argument("run_dir")
+    return parser
+
+
+# -- commands ------------------------------------------------------------------------------------
+def cmd_spaces(args: argparse.Namespace) -> None:
+    from nas import registry
+
+    for name in registry.names("spaces"):
+        cls = registry.get("spaces", name)
+        print(f"{name:12s} {_doc(cls)}")
+        presets = getattr(cls, "presets", ())
+        for preset in presets or (None,):
+            space = cls(preset) if presets else cls()
+            refs = ", ".join(space.reference_archs()) or "-"
+            print(f"  preset {preset}: {refs}" if preset else f"  named: {refs}")
+
+
+def _doc(obj: Any) -> str:
+    lines = (obj.__doc__ or "").strip().splitlines()
+    return lines[0] if lines else ""
+
+
+def cmd_strategies(args: argparse.Namespace) -> None:
+    from nas import registry
+    from nas.strategy import SupernetStrategy
+
+    for name in registry.names("strategies"):
+        cls = registry.get("strategies", name)
+        kind = "supernet" if issubclass(cls, SupernetStrategy) else "ask/tell"
+        print(f"{name:12s} [{kind}] {_doc(cls)}")
+
+
+def _parse_options(items: list[str]) -> dict[str, Any]:
+    from nas.space import NASError
+
+    options: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise NASError(f"strategy option {item!r} is not KEY=VALUE")
+        try:
+            options[key] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key] = value
+    return options
+
+
+def _settings_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    from nas.space import NASError
+
+    if not args.space or not args.strategy:
+        raise NASError("nas search needs --space and --strategy (or --resume RUN_DIR)")
+    if args.budget < 1:
+        raise NASError(f"--budget {args.budget} must be at least 1")
+    return {
+        "space": args.space, "preset": args.preset, "strategy": args.strategy, "budget": args.budget,
+        "budget_preset": args.budget_preset, "objectives": args.objectives, "seed": args.seed,
+        "constraints": {k: v for k, v in (("params", args.max_params), ("macs", args.max_macs)) if v is not None},
+        "dataset": args.dataset, "data_path": args.data_path, "train_subset": args.train_subset,
+        "benchmark": args.benchmark, "train": {k: getattr(args, k) for k in TRAIN_FLAGS},
+        "storage": args.storage, "options": _parse_options(args.option), "retrain": not args.no_retrain,
+        "export": not args.no_export,
+    }
+
+
+def cmd_search(args: argparse.Namespace) -> None:
+    from nas.runs import RunDir
+
+    if args.resume:
+        run = RunDir.open(args.resume)
+        settings = run.config()["settings"]
+        print(f"resuming {run.path}")
+    else:
+        settings = _settings_from_args(args)
+        from nas import registry
+
+        registry.get("spaces", settings["space"])  # fail early on unknown names
+        registry.get("strategies", settings["strategy"])
+        path = args.run_dir or f"runs/{settings['space']}-{settings['strategy']}-{time.strftime('%Y%m%d-%H%M%S')}"
+        run = RunDir.create(path, {"space": settings["space"], "strategy": settings["strategy"],
+                                   "seed": settings["seed"], "settings": settings,
+                                   "command": " ".join(sys.argv)})
+    from nas.session import execute
+
+    print(execute(run, settings, progress=not args.no_progress))
+
+
+def cmd_inspect(args: argparse.Namespace) -> None:
+    from nas import registry
+
+    named = None if args.arch.lstrip().startswith("{") else args.arch
+    space = registry.make_space(args.space, args.preset, named)
+    arch = space.resolve(args.arch)
+    shape = space.input_shape_for(arch, space.default_input)
+    if args.resolution:
+        shape = (shape[0],) + (args.resolution,) * (len(shape) - 1)
+    graph = space.graph(arch, shape, args.classes or space.default_classes)
+    report = {"space": space.name, "preset": getattr(space, "preset", None), "arch": dict(arch),
+              "input_shape": list(graph.input_shape), "num_classes": graph.output_shape[-1],
+              "params": graph.params(), "macs": graph.macs(), "layers": sum(1 for _ in graph.layers()),
+              "groups": graph.group_costs()}
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return
+    print(f"space {report['space']}" + (f" (preset {report['preset']})" if report["preset"] else ""))
+    print(f"input {tuple(report['input_shape'])}, {report['num_classes']} classes")
+    print(f"parameters    {report['params']:,}")
+    print(f"multiply-adds {report['macs']:,}")
+    print(f"{'group':<22}{'layers':>7}{'params':>14}{'MACs':>16}")
+    for group, cost in report["groups"].items():
+        print(f"{group:<22}{cost['layers']:>7}{cost['params']:>14,}{cost['macs']:>16,}")
+
+
+def cmd_export(args: argparse.Namespace) -> None:
+    from nas.session import export_architecture, export_run
+    from nas.space import NASError
+
+    formats = tuple(f.strip() for f in args.formats.split(",") if f.strip())
+    from nas.export import FORMATS
+
+    bad = [f for f in formats if f not in FORMATS]
+    if bad:
+        raise NASError(f"export format {bad[0]!r} is not one of {', '.join(FORMATS)}")
+    if args.run_dir:
+        written = export_run(args.run_dir, args.out, formats)
+    elif args.space and args.arch and args.out:
+        written = export_architecture(args.space, args.preset, args.arch, args.classes, args.out, formats)
+    else:
+        raise NASError("nas export needs a RUN_DIR, or --space, --arch and --out")
+    for kind, path in written.items():
+        print(f"{kind:12s} {path}")
+
+
+def cmd_show(args: argparse.Namespace) -> None:
+    from nas.session import show_run
+
+    print(show_run(args.run_dir))
+
+
+COMMANDS = {"spaces": cmd_spaces, "strategies": cmd_strategies, "search": cmd_search, "inspect": cmd_inspect,
+            "export": cmd_export, "show": cmd_show}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from nas.space import NASError
+
+    try:
+        COMMANDS[args.command](args)
+    except NASError as err:
+        print(f"nas: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("nas: interrupted; resume with `nas search --resume RUN_DIR`", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

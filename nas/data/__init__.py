@@ -1,0 +1,79 @@
+"""Datasets held in memory as tensors: built-in digits (default), Fashion-MNIST IDX files, CIFAR-10 python
+batches, an image folder, `.npz` arrays and synthetic tensors. Nothing is ever downloaded.
+
+Every loader returns `TensorData`: float32 images (N, C, H, W) normalised per channel with the training
+split's statistics, int64 labels, and a train / validation split.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from nas.space import NASError, one_of
+
+
+@dataclass
+class TensorData:
+    name: str
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_val: torch.Tensor
+    y_val: torch.Tensor
+    num_classes: int
+
+    @property
+    def sample_shape(self) -> tuple[int, ...]:
+        return tuple(self.x_train.shape[1:])
+
+    def describe(self) -> str:
+        return (f"{self.name}: {len(self.x_train)} train / {len(self.x_val)} val, shape {self.sample_shape}, "
+                f"{self.num_classes} classes")
+
+    def subset(self, train: int | None = None, val: int | None = None, seed: int = 0) -> TensorData:
+        """A random class-mixed subset of each split (None keeps a split whole)."""
+        g = torch.Generator().manual_seed(seed)
+
+        def pick(x: torch.Tensor, y: torch.Tensor, n: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+            if n is None or n >= len(x):
+                return x, y
+            idx = torch.randperm(len(x), generator=g)[:n]
+            return x[idx], y[idx]
+
+        xt, yt = pick(self.x_train, self.y_train, train)
+        xv, yv = pick(self.x_val, self.y_val, val)
+        return TensorData(self.name, xt, yt, xv, yv, self.num_classes)
+
+
+def normalise(x_train: torch.Tensor, *others: torch.Tensor) -> list[torch.Tensor]:
+    """Per-channel standardisation with the training split's mean and std."""
+    dims = [0] + list(range(2, x_train.dim()))
+    mean = x_train.mean(dim=dims, keepdim=True)
+    std = x_train.std(dim=dims, keepdim=True).clamp_min(1e-6)
+    return [(t - mean) / std for t in (x_train, *others)]
+
+
+def split(x: torch.Tensor, y: torch.Tensor, val_fraction: float, seed: int) -> tuple[torch.Tensor, ...]:
+    g = torch.Generator().manual_seed(seed)
+    idx = torch.randperm(len(x), generator=g)
+    n_val = int(round(len(x) * val_fraction))
+    return x[idx[n_val:]], y[idx[n_val:]], x[idx[:n_val]], y[idx[:n_val]]
+
+
+def make(name: str, x_train: torch.Tensor, y_train: torch.Tensor, x_val: torch.Tensor, y_val: torch.Tensor,
+         num_classes: int | None = None) -> TensorData:
+    x_train, x_val = normalise(x_train.float(), x_val.float())
+    classes = num_classes or int(max(y_train.max(), y_val.max())) + 1
+    return TensorData(name, x_train.contiguous(), y_train.long(), x_val.contiguous(), y_val.long(), classes)
+
+
+LOADERS = ("digits", "fashion_mnist", "cifar10", "image_folder", "npz", "synthetic")
+
+
+def load_dataset(name: str, path: str | None = None, seed: int = 0, **options: int) -> TensorData:
+    """Load a dataset by name (`LOADERS`); file-based ones read `path`."""
+    from nas.data import loaders
+
+    if name not in LOADERS:
+        raise NASError(f"unknown dataset {name!r}; accepted: {one_of(LOADERS)}")
+    return getattr(loaders, f"load_{name}")(path=path, seed=seed, **options)

@@ -1,0 +1,66 @@
+"""Export a found architecture with its weights as plain PyTorch, TorchScript and ONNX.
+
+    net.py       standalone source: `class Net(nn.Module)` importing only torch (`nas.build.render_source`)
+    weights.pt   the state dict, loadable with `torch.load(..., weights_only=True)` (no arbitrary unpickling)
+    model.ts     TorchScript (traced)
+    model.onnx   ONNX (opset 17, dynamic batch), checked against ONNX Runtime when it is installed
+    arch.json    the architecture, its space and input shape
+
+Usage of the exported model, with nothing of ours installed:
+
+    import torch, net
+    model = net.Net(); model.load_state_dict(torch.load("weights.pt", weights_only=True)); model.eval()
+"""
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from nas.build import build_module, render_source
+from nas.graph import ArchGraph
+from nas.space import Architecture
+
+FORMATS = ("source", "torchscript", "onnx")
+
+
+def export_model(graph: ArchGraph, arch: Architecture, out_dir: str | Path, state_dict: dict | None = None,
+                 space: str = "", formats: tuple[str, ...] = FORMATS) -> dict[str, Path]:
+    """Write the formats named in `formats` (plus arch.json) to `out_dir`; return the written paths."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    model = build_module(graph)
+    if state_dict is not None:
+        model.load_state_dict(state_dict)
+    model.eval()
+    written: dict[str, Path] = {}
+    doc = f"Architecture exported by the nas workbench from space {space!r}:\n{arch.to_json()}"
+    (out / "arch.json").write_text(json.dumps({"space": space, "arch": dict(arch),
+                                               "input_shape": list(graph.input_shape)}, indent=2))
+    written["arch"] = out / "arch.json"
+    example = torch.randn(2, *graph.input_shape)
+    if "source" in formats:
+        written["source"] = out / "net.py"
+        written["source"].write_text(render_source(graph, doc=doc))
+        written["weights"] = out / "weights.pt"
+        torch.save(model.state_dict(), written["weights"])
+    if "torchscript" in formats:
+        written["torchscript"] = out / "model.ts"
+        with torch.no_grad():
+            torch.jit.trace(model, example).save(str(written["torchscript"]))
+    if "onnx" in formats:
+        written["onnx"] = out / "model.onnx"
+        export_onnx(model, example, written["onnx"])
+    return written
+
+
+def export_onnx(model: nn.Module, example: torch.Tensor, path: Path) -> None:
+    """ONNX through the TorchScript-based exporter, with a dynamic batch dimension."""
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (example,), str(path), input_names=["input"], output_names=["logits"],
+                          dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}}, opset_version=17,
+                          dynamo=False)

@@ -1,0 +1,76 @@
+"""Objectives (a metric and a direction), constraints, Pareto dominance and scalar fitness."""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from nas.space import NASError, one_of
+
+#: metrics the workbench knows and whether larger is better
+DIRECTIONS = {"accuracy": "maximize", "params": "minimize", "macs": "minimize", "latency": "minimize",
+              "latency_ms": "minimize", "loss": "minimize", "rating": "maximize", "score": "maximize"}
+
+
+@dataclass(frozen=True)
+class Objective:
+    metric: str
+    direction: str = "maximize"
+
+    @classmethod
+    def parse(cls, text: str) -> Objective:
+        """`accuracy`, `macs`, or `metric:maximize|minimize`."""
+        name, _, direction = text.partition(":")
+        direction = direction or DIRECTIONS.get(name, "")
+        if direction not in ("maximize", "minimize"):
+            raise NASError(f"objective {text!r}: give a direction as {name}:maximize or {name}:minimize "
+                           f"(known metrics: {one_of(sorted(DIRECTIONS))})")
+        return cls(name, direction)
+
+    def signed(self, metrics: Mapping[str, float]) -> float:
+        """The metric with the sign that makes larger better."""
+        value = float(metrics[self.metric])
+        return value if self.direction == "maximize" else -value
+
+
+def parse_objectives(text: str | Sequence[str]) -> list[Objective]:
+    items = text.split(",") if isinstance(text, str) else list(text)
+    return [Objective.parse(t.strip()) for t in items if t.strip()]
+
+
+@dataclass(frozen=True)
+class Constraint:
+    """metric <= limit (only upper bounds are needed for cost metrics)."""
+
+    metric: str
+    limit: float
+
+    def satisfied(self, metrics: Mapping[str, float]) -> bool:
+        return float(metrics[self.metric]) <= self.limit
+
+    def violation(self, metrics: Mapping[str, float]) -> float:
+        """Positive by how much the limit is exceeded, <= 0 when satisfied (Optuna's convention)."""
+        return float(metrics[self.metric]) - self.limit
+
+
+def dominates(a: Sequence[float], b: Sequence[float]) -> bool:
+    """a Pareto-dominates b, both as larger-is-better vectors."""
+    return all(x >= y for x, y in zip(a, b)) and any(x > y for x, y in zip(a, b))
+
+
+def pareto_front(points: Sequence[Sequence[float]]) -> list[int]:
+    """Indices of the non-dominated points (larger is better in every coordinate)."""
+    return [i for i, p in enumerate(points) if not any(dominates(q, p) for j, q in enumerate(points) if j != i)]
+
+
+def pareto_ranks(points: Sequence[Sequence[float]]) -> list[int]:
+    """Non-dominated sorting rank of each point (0 = on the front)."""
+    ranks = [-1] * len(points)
+    remaining = list(range(len(points)))
+    rank = 0
+    while remaining:
+        front = [i for i in remaining if not any(dominates(points[j], points[i]) for j in remaining if j != i)]
+        for i in front:
+            ranks[i] = rank
+        remaining = [i for i in remaining if ranks[i] < 0]
+        rank += 1
+    return ranks

@@ -1,0 +1,184 @@
+"""What `nas search`, `nas export` and `nas show` do, from a run directory's settings.
+
+`execute` turns the settings stored in config.json into a space, data, evaluator and strategy, runs (or
+resumes) the search, then writes best.json, the plot, the exported model and the summary.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from nas import registry
+from nas.evaluate import Evaluator, TrainEvaluator, cost_metrics
+from nas.objectives import Constraint, Objective, parse_objectives
+from nas.runs import RunDir
+from nas.search import SearchResult, best_of, run_search
+from nas.space import Architecture, NASError, SearchSpace
+from nas.strategy import Record, SearchContext, SupernetStrategy
+
+
+def _space(settings: dict[str, Any]) -> SearchSpace:
+    return registry.make_space(settings["space"], settings.get("preset"))
+
+
+def _data_and_evaluator(space: SearchSpace, settings: dict[str, Any]) -> tuple[Any, Evaluator, tuple, int]:
+    """(data or None, evaluator, data sample shape, number of classes)."""
+    if settings.get("benchmark"):
+        from nas.tabular import TabularEvaluator
+
+        evaluator = TabularEvaluator(space, settings["benchmark"], settings["dataset"])
+        return None, evaluator, space.default_input, space.default_classes
+    from nas.data import load_dataset
+    from nas.train import TrainConfig
+
+    data = load_dataset(settings["dataset"], settings.get("data_path"), seed=settings["seed"])
+    if settings.get("train_subset"):
+        data = data.subset(train=settings["train_subset"], seed=settings["seed"])
+    config = TrainConfig(seed=settings["seed"], **settings["train"])
+    return data, TrainEvaluator(space, data, config), data.sample_shape, data.num_classes
+
+
+def execute(run: RunDir, settings: dict[str, Any], progress: bool = True) -> str:
+    start = time.perf_counter()
+    space = _space(settings)
+    objectives = parse_objectives(settings["objectives"])
+    constraints = [Constraint(m, float(v)) for m, v in settings.get("constraints", {}).items()]
+    data, evaluator, shape, classes = _data_and_evaluator(space, settings)
+    cls = registry.get("strategies", settings["strategy"])
+    options = dict(settings.get("options", {}))
+    if issubclass(cls, SupernetStrategy):
+        if data is None:
+            raise NASError(f"strategy {settings['strategy']!r} trains a supernet and cannot run on --benchmark")
+        result = _run_supernet(run, space, cls(objectives, seed=settings["seed"], **options), evaluator, data,
+                               objectives, settings, progress)
+    else:
+        if settings["strategy"] == "optuna":
+            options.setdefault("storage", settings.get("storage") or f"sqlite:///{(run.path / 'study.db').resolve()}")
+            options.setdefault("run_id", str(run.path.resolve()))
+        try:
+            strategy = cls(space, objectives, seed=settings["seed"], **options)
+        except TypeError as err:
+            raise NASError(f"strategy {settings['strategy']!r} rejects its options {sorted(options)}: {err}") from None
+        result = run_search(run, space, strategy, evaluator, settings["budget"], shape, classes, objectives,
+                            constraints, progress)
+    return finish(run, space, result, objectives, shape, classes, settings, time.perf_counter() - start)
+
+
+def _run_supernet(run: RunDir, space: SearchSpace, strategy: SupernetStrategy, evaluator: Evaluator, data: Any,
+                  objectives: list[Objective], settings: dict[str, Any], progress: bool) -> SearchResult:
+    records = run.history()
+
+    def record(arch: Architecture, metrics: dict | None, info: dict | None = None) -> None:
+        rec = Record(len(records), Architecture(arch), metrics, info=dict(info or {}))
+        run.append(rec)
+        records.append(rec)
+
+    context = SearchContext(space, data, objectives, settings["seed"], settings["budget_preset"],
+                            run.checkpoint_dir, record, progress, settings.get("options", {}))
+    run.checkpoint_dir.mkdir(exist_ok=True)
+    outcome = strategy.search(context)
+    run.write_json("searched.json", {"arch": dict(outcome.arch), "metrics": outcome.metrics, "plots": outcome.plots})
+    if settings.get("retrain", True):
+        retrained = [r for r in records if r.info.get("retrained") and r.arch == outcome.arch]
+        if not retrained:
+            evaluation = evaluator.evaluate(outcome.arch)
+            cost = cost_metrics(space, outcome.arch, data.sample_shape, data.num_classes)
+            record(outcome.arch, {**cost, **outcome.metrics, **evaluation.metrics}, {"retrained": True})
+            run.save_weights(evaluation.model.state_dict())
+        best = [r for r in records if r.info.get("retrained")][-1]
+        return SearchResult(records, best, [best])
+    cost = cost_metrics(space, outcome.arch, data.sample_shape, data.num_classes)
+    best = Record(len(records), outcome.arch, {**cost, **outcome.metrics}, info={"searched": True})
+    return SearchResult(records, best, [best])
+
+
+def finish(run: RunDir, space: SearchSpace, result: SearchResult, objectives: list[Objective], shape: tuple,
+           classes: int, settings: dict[str, Any], seconds: float) -> str:
+    from nas.plots import plot_search
+
+    if result.best is None:
+        raise NASError("the search evaluated no architecture (all were infeasible)")
+    best = result.best
+    input_shape = list(space.input_shape_for(best.arch, shape))
+    run.write_json("best.json", {"arch": dict(best.arch), "metrics": best.metrics, "index": best.index,
+                                 "input_shape": input_shape, "num_classes": classes,
+                                 "front": [{"arch": dict(r.arch), "metrics": r.metrics} for r in result.front]})
+    plottable = [o for o in objectives if all(o.metric in (r.metrics or {}) for r in result.records if r.feasible)]
+    if plottable:
+        plot_search(result.records, plottable, run.path / "search.png",
+                    title=f"{settings['strategy']} on {settings['space']}")
+    if settings.get("export", True) and run.weights_file.exists():
+        export_run(run.path)
+    summary = summarize(run, result.records, objectives) + f"\nwall time {seconds:.1f} s"
+    (run.path / "summary.txt").write_text(summary + "\n")
+    return summary
+
+
+def summarize(run: RunDir, records: list[Record], objectives: list[Objective], top: int = 5) -> str:
+    config = run.config()
+    best, front = best_of(records, objectives)
+    done = [r for r in records if r.feasible and not r.info.get("cached")]
+    lines = [f"run {run.path}: {config['strategy']} on {config['space']}"
+             + (f" (preset {config['settings'].get('preset')})" if config.get("settings", {}).get("preset") else ""),
+             f"evaluated {len(done)} architectures ({len(records) - len(done)} infeasible or repeated proposals)"]
+    if best is None:
+        return "\n".join(lines + ["no architecture finished yet"])
+    first = objectives[0]
+    ranked = sorted(done, key=lambda r: first.signed(r.metrics), reverse=True)[:top]
+    metric_names = [o.metric for o in objectives] + [m for m in ("params", "macs") if m not in
+                                                    [o.metric for o in objectives]]
+    lines.append(f"{'#':>4} " + " ".join(f"{m:>14}" for m in metric_names))
+    for r in ranked:
+        lines.append(f"{r.index:>4} " + " ".join(f"{r.metrics.get(m, float('nan')):>14.6g}" for m in metric_names))
+    lines.append(f"best: {best.arch.to_json()}")
+    if len(objectives) > 1:
+        lines.append(f"Pareto front: {len(front)} architectures (best.json)")
+    if (run.model_dir / "net.py").exists():
+        lines.append(f"exported model: {run.model_dir}")
+    if (run.path / "search.png").exists():
+        lines.append(f"plot: {run.path / 'search.png'}")
+    return "\n".join(lines)
+
+
+def show_run(path: str) -> str:
+    run = RunDir.open(path)
+    settings = run.config().get("settings", {})
+    objectives = parse_objectives(settings.get("objectives", "accuracy"))
+    records = run.history()
+    budget = settings.get("budget")
+    done = sum(1 for r in records if r.feasible and not r.info.get("cached"))
+    status = "finished" if (run.path / "best.json").exists() and (budget is None or done >= budget) else "unfinished"
+    return summarize(run, records, objectives) + f"\nstatus: {status}"
+
+
+def export_run(path: str | Path, out: str | None = None, formats: tuple[str, ...] | None = None) -> dict[str, Path]:
+    """Export a run's best architecture with its trained weights."""
+    import torch
+
+    from nas.export import FORMATS, export_model
+
+    run = RunDir.open(path)
+    best = run.read_json("best.json")
+    if best is None:
+        raise NASError(f"run directory {str(run.path)!r} has no best.json yet: the search has not finished")
+    if not run.weights_file.exists():
+        raise NASError(f"run directory {str(run.path)!r} has no trained weights (best_weights.pt) to export")
+    settings = run.config()["settings"]
+    space = _space(settings)
+    arch = space.resolve(dict(best["arch"]))
+    graph = space.graph(arch, tuple(best["input_shape"]), best["num_classes"])
+    state = torch.load(run.weights_file, weights_only=True)
+    return export_model(graph, arch, out or run.model_dir, state, space.name, formats or FORMATS)
+
+
+def export_architecture(space_name: str, preset: str | None, arch_text: str, classes: int | None, out: str,
+                        formats: tuple[str, ...]) -> dict[str, Path]:
+    """Export any architecture of a space, with freshly initialised weights."""
+    from nas.export import export_model
+
+    named = None if arch_text.lstrip().startswith("{") else arch_text
+    space = registry.make_space(space_name, preset, named)
+    arch = space.resolve(arch_text)
+    graph = space.graph(arch, space.input_shape_for(arch, space.default_input), classes or space.default_classes)
+    return export_model(graph, arch, out, None, space.name, formats)

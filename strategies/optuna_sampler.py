@@ -1,0 +1,86 @@
+"""Optuna as a strategy: TPE for one objective, NSGA-II for several, on any space.
+
+The architecture is suggested define-by-run, one `suggest_categorical` per active choice in declaration
+order, so dependent choices (a layer that exists only at a given depth) become conditional parameters
+(TPE runs with `multivariate=True, group=True` for them). Ordinal choices are suggested as categorical,
+their value sets being small and not always evenly spaced.
+The study lives in an Optuna storage: the run directory's SQLite file by default, or any URL given
+(PostgreSQL to spread one search over machines), so a resumed or parallel search continues the same study.
+Constraints are enforced by the search loop before evaluation: an infeasible proposal is told as a
+failed trial, which the samplers leave out of their models.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from nas.registry import register_strategy
+from nas.space import Architecture
+from nas.strategy import Record, Strategy
+
+
+@register_strategy("optuna")
+class OptunaStrategy(Strategy):
+    """Optuna TPE (one objective) or NSGA-II (several objectives), through an Optuna study and storage."""
+
+    name = "optuna"
+
+    def __init__(self, space, objectives, seed: int = 0, storage: str | None = None, study_name: str = "nas",
+                 sampler: str = "auto", n_startup_trials: int = 10, run_id: str = "") -> None:
+        import warnings
+
+        import optuna
+
+        super().__init__(space, objectives, seed)
+        warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        kind = sampler if sampler != "auto" else ("nsga2" if len(self.objectives) > 1 else "tpe")
+        if kind == "tpe":
+            self.sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=n_startup_trials,
+                                                      multivariate=True, group=True)
+        elif kind == "nsga2":
+            self.sampler = optuna.samplers.NSGAIISampler(seed=seed)
+        elif kind == "random":
+            self.sampler = optuna.samplers.RandomSampler(seed=seed)
+        else:
+            raise ValueError(f"optuna sampler {sampler!r} is not one of 'auto', 'tpe', 'nsga2', 'random'")
+        self.run_id = run_id
+        self.study = optuna.create_study(storage=storage, study_name=study_name, load_if_exists=True,
+                                         sampler=self.sampler, directions=[o.direction for o in self.objectives])
+        self.pending: dict[Architecture, list] = {}
+
+    def ask(self) -> Architecture:
+        trial = self.study.ask()
+        trial.set_user_attr("run_id", self.run_id)
+        values: dict = {}
+        for choice in self.space.choices():
+            if choice.is_active(values):
+                values[choice.name] = trial.suggest_categorical(choice.name, list(choice.values))
+        arch = Architecture(values)
+        self.pending.setdefault(arch, []).append(trial)
+        return arch
+
+    def tell(self, arch: Architecture, metrics: Mapping[str, float] | None) -> None:
+        import optuna
+
+        trials = self.pending.get(arch)
+        state = optuna.trial.TrialState.FAIL if metrics is None else optuna.trial.TrialState.COMPLETE
+        values = None if metrics is None else [float(metrics[o.metric]) for o in self.objectives]
+        if trials:
+            self.study.tell(trials.pop(0), values, state=state)
+            return
+        dists = {c.name: optuna.distributions.CategoricalDistribution(list(c.values))
+                 for c in self.space.choices() if c.name in arch}
+        self.study.add_trial(optuna.trial.create_trial(params=dict(arch), distributions=dists, values=values,
+                                                       state=state, user_attrs={"run_id": self.run_id}))
+
+    def restore(self, records: Sequence[Record]) -> None:
+        """The study already holds the finished trials; this run's trials left running by a kill are failed.
+        With a storage that was not kept (a fresh in-memory study), the history is told again."""
+        import optuna
+
+        for trial in self.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+            if trial.user_attrs.get("run_id") == self.run_id:
+                self.study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
+        if not self.study.trials:
+            for record in records:
+                self.tell(record.arch, record.metrics)

@@ -1,0 +1,30 @@
+"""Random search: the baseline every strategy must beat."""
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from nas.registry import register_strategy
+from nas.space import Architecture
+from nas.strategy import Strategy
+
+
+@register_strategy("random")
+class RandomSearch(Strategy):
+    """Uniform random sampling of the space, without repeating an architecture while new ones remain."""
+
+    name = "random"
+
+    def __init__(self, space, objectives, seed: int = 0, max_retries: int = 100) -> None:
+        super().__init__(space, objectives, seed)
+        self.seen: set[Architecture] = set()
+        self.max_retries = max_retries
+
+    def ask(self) -> Architecture:
+        for _ in range(self.max_retries):
+            arch = self.space.sample(self.rng)
+            if arch not in self.seen:
+                return arch
+        return arch
+
+    def tell(self, arch: Architecture, metrics: Mapping[str, float] | None) -> None:
+        self.seen.add(arch)
