@@ -1,0 +1,120 @@
+"""A tabular benchmark as an evaluator: an architecture's accuracy is read from a table, instantly.
+
+The table is a CSV file with a header row; the first column holds the architecture's key and the others
+one accuracy (%) each, so one file serves several datasets. Two formats are read:
+
+- NAS-Bench-201 / NATS-Bench topology space: `index,arch,cifar10,cifar100,imagenet16_120`, one row per cell,
+  `arch` being the standard arch string (`|nor_conv_3x3~0|+|...|`); `index` is ignored.
+- NATS-Bench size space: `channels,cifar10`, `channels` being `c1:c2:c3:c4:c5`.
+
+The key column is `arch` or `channels`, whichever the header has; an `index` column is skipped; every other
+column is a dataset. A row's key is matched against `space.benchmark_key(arch)`, so the table must be one of
+the space's (nb201 with the first format, nats_sss with the second). Dataset names are compared in lower
+case with `-` read as `_` (`ImageNet16-120` finds `imagenet16_120`).
+
+Every `evaluate` call counts as a query, repeats included (`queries`); `unique_queries` counts distinct
+architectures. `best()` is the table's optimum (for regret), `items()` every (key, accuracy) row.
+"""
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any
+
+from nas.evaluate import Evaluation, Evaluator
+from nas.space import Architecture, NASError, SearchSpace
+
+KEY_COLUMNS = ("arch", "channels")
+SKIPPED_COLUMNS = ("index",)
+
+
+def _column(name: str) -> str:
+    return name.strip().lower().replace("-", "_")
+
+
+def read_table(path: str | Path, dataset: str) -> dict[str, float]:
+    """Key -> accuracy for `dataset` from a benchmark CSV; one-line `NASError`s for every bad input."""
+    path = Path(path)
+    if not path.is_file():
+        raise NASError(f"benchmark table {path} does not exist (give the path of a NAS-Bench-201 or NATS-Bench CSV)")
+    with path.open(newline="") as handle:
+        reader = csv.reader(handle)
+        header = [_column(h) for h in next(reader, [])]
+        keys = [c for c in header if c in KEY_COLUMNS]
+        if len(keys) != 1:
+            raise NASError(f"benchmark table {path} is malformed: its header needs exactly one key column "
+                           f"({' or '.join(KEY_COLUMNS)}), got {','.join(header)[:120]!r}")
+        datasets = [c for c in header if c not in KEY_COLUMNS + SKIPPED_COLUMNS]
+        if _column(dataset) not in datasets:
+            raise NASError(f"dataset {dataset!r} is not a column of {path}; its datasets: "
+                           f"{', '.join(datasets) or 'none'}")
+        key_at, value_at = header.index(keys[0]), header.index(_column(dataset))
+        table: dict[str, float] = {}
+        for line, row in enumerate(reader, start=2):
+            if not row:
+                continue
+            if len(row) != len(header):
+                raise NASError(f"benchmark table {path} is malformed: line {line} has {len(row)} fields, "
+                               f"the header {len(header)}")
+            try:
+                value = float(row[value_at])
+            except ValueError:
+                raise NASError(f"benchmark table {path} is malformed: line {line} has {row[value_at]!r} "
+                               f"for {dataset}, not a number") from None
+            if row[key_at] in table:
+                raise NASError(f"benchmark table {path} is malformed: line {line} repeats {row[key_at]!r}")
+            table[row[key_at]] = value
+    if not table:
+        raise NASError(f"benchmark table {path} has no rows")
+    return table
+
+
+class TabularEvaluator(Evaluator):
+    """Accuracy (%) of an architecture from a benchmark table, looked up by `space.benchmark_key(arch)`."""
+
+    name = "tabular"
+
+    def __init__(self, space: SearchSpace, path: str | Path, dataset: str = "cifar10") -> None:
+        if not hasattr(space, "benchmark_key"):
+            raise NASError(f"space {space.name!r} has no tabular benchmark; use nb201 or nats_sss")
+        self.space = space
+        self.path = Path(path)
+        self.dataset = _column(dataset)
+        self.table = read_table(self.path, dataset)
+        first = next(iter(self.table))
+        try:
+            space.resolve(first)
+        except NASError:
+            raise NASError(f"benchmark table {self.path} does not belong to space {space.name!r}: its first key "
+                           f"{first[:80]!r} is not one of that space's architectures") from None
+        self.queries = 0
+        self.seen: set[str] = set()
+
+    @property
+    def unique_queries(self) -> int:
+        return len(self.seen)
+
+    def lookup(self, arch: Architecture) -> float:
+        """The accuracy of `arch`, without counting a query."""
+        key = self.space.benchmark_key(arch)
+        if key not in self.table:
+            raise NASError(f"architecture {key} is not in the benchmark table {self.path}")
+        return self.table[key]
+
+    def evaluate(self, arch: Architecture) -> Evaluation:
+        accuracy = self.lookup(arch)
+        self.queries += 1
+        self.seen.add(self.space.benchmark_key(arch))
+        return Evaluation({"accuracy": accuracy})
+
+    def best(self) -> tuple[str, float]:
+        """The table's best (key, accuracy); the first such row when several tie."""
+        key = max(self.table, key=self.table.__getitem__)
+        return key, self.table[key]
+
+    def items(self) -> list[tuple[str, float]]:
+        """Every (key, accuracy) row, in file order."""
+        return list(self.table.items())
+
+    def describe(self) -> dict[str, Any]:
+        return {"evaluator": self.name, "benchmark": str(self.path), "dataset": self.dataset}
