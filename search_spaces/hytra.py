@@ -153,10 +153,10 @@ PRESETS: dict[str, HyTraPreset] = {
 }
 
 
-def levels_of(arch: Mapping[str, Value], upto: int = NUM_LAYERS) -> list[int]:
-    """The level of each layer < `upto` given its `l{i}_res` values (stops at a missing or bad one)."""
+def levels_of(arch: Mapping[str, Value]) -> list[int]:
+    """The level of each layer given its `l{i}_res` values (stops at a missing or bad one)."""
     out, level = [], 0
-    for i in range(upto):
+    for i in range(NUM_LAYERS):
         res = arch.get(f"l{i}_res")
         if res not in ("keep", "halve"):
             break
@@ -185,6 +185,9 @@ class HyTraSpace(SearchSpace):
         self.spec = PRESETS[preset]
         self.default_input = (3, self.spec.resolution, self.spec.resolution)
         self.default_classes = self.spec.classes
+
+    def describe(self) -> str:
+        return f"{super().describe()} [{self.preset}: {self.spec.doc}]"
 
     @classmethod
     def preset_of(cls, arch_name: str) -> str | None:
@@ -278,6 +281,9 @@ class HyTraSpace(SearchSpace):
         i, prev = 0, 0
         for level, layers in enumerate(encoding):
             for code in layers:
+                if level > prev + 1:
+                    raise ArchitectureError(f"encoding {encoding} starts layer l{i} at level {level} after level {prev}; "
+                                            "the fabric keeps or halves the resolution per layer")
                 values[f"l{i}_res"] = "halve" if level > prev else "keep"
                 if level in ATT_LEVELS:
                     values[f"l{i}_op"] = "conv" if code else "att"

@@ -80,6 +80,8 @@ def test_only_keep_or_halve_so_no_skip_and_no_going_up():
         with pytest.raises(ArchitectureError, match=f"value '{bad}' for choice 'l4_res' is not accepted"):
             SMALL.validate(Architecture(dict(arch, l4_res=bad)))
     assert [c.values for c in SMALL.choices() if c.name.endswith("_res")] == [("keep", "halve")] * NUM_LAYERS
+    with pytest.raises(ArchitectureError, match="starts layer l0 at level 2 after level 0"):
+        SMALL.from_encoding([[], [], [0] * 16, []])  # ViT-T starts at 14x14: not in the released fabric
 
 
 def _assert_fabric(arch: Architecture, space: HyTraSpace) -> None:
@@ -216,7 +218,8 @@ def test_supernet_candidates_states_and_shapes(supernet):
 
 
 def test_supernet_path_equals_standalone_search_model(supernet):
-    arch = Architecture(_arch([0, 1, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3], {3: "att", 4: "att", 6: "att", 9: "att"}))
+    levels = [0, 1, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3]  # every entry variant: first, same, down
+    arch = Architecture(_arch(levels, {3: "att", 4: "att", 6: "att", 9: "att"}))
     paths = supernet.paths_of(arch)
     assert supernet.arch_of(paths) == arch
     model = build_module(SMALL.graph(arch, (1, 32, 32), 10)).eval()
