@@ -20,7 +20,9 @@ becomes a 1x1 conv -> BN (`FactorizedReduce` at stride 1). The NATS-Bench README
 differently (first conv, first cell stage, first residual block, second cell stage, second residual block);
 this follows the code, which the published parameter counts confirm: 8:8:8:8:8 has 11,714 parameters on
 CIFAR-10, 8:8:8:16:32 49,202 and 8:8:40:32:40 144,834 (NATS-Bench's own cost records, tested exactly).
-The largest network 64:64:64:64:64 is not the topology space's network at C=64: it has one cell per stage
+Widths are declared categorical, not ordinal, so that a mutation redraws one width from all the others,
+as NATS-Bench's regularized evolution does (`mutate_size_func`; the official draw may also return the same
+width, ours never does). The largest network 64:64:64:64:64 is not the topology space's network at C=64: it has one cell per stage
 and constant width, where the topology space has five cells per stage and doubles the width at each
 reduction.
 """
@@ -69,7 +71,7 @@ class NATSSizeSpace(SearchSpace):
     def choices(self) -> list[Choice]:
         docs = ("stem and stage-1 cell", "first reduction block", "stage-2 cell", "second reduction block",
                 "stage-3 cell and head")
-        return [Choice(name, WIDTHS, "ordinal", doc=f"output width of the {doc}") for name, doc in zip(LAYERS, docs)]
+        return [Choice(name, WIDTHS, doc=f"output width of the {doc}") for name, doc in zip(LAYERS, docs)]
 
     def reference_archs(self) -> dict[str, Architecture]:
         return {name: parse_channels(text) for name, text in self.REFERENCES.items()}

@@ -17,6 +17,9 @@ figures (1,531,546 parameters for the all-3x3 cell with 10 classes on 3x32x32; N
 our multiply-adds plus the classifier's bias additions, one per class). Datasets:
 CIFAR-10 / CIFAR-100 on 3x32x32, ImageNet16-120 on 3x16x16 with 120 classes (`DATASETS`).
 
+`mutate` is NAS-Bench-201's REA mutation (a node uniformly, then one of its edges, then another op), not
+the base class's uniform choice of an edge.
+
 `canonical(arch)` is NAS-Bench-201's isomorphism key: the string the official
 `to_unique_str(consider_zero=True)` renders, re-implemented. Node 0 is "0"; an edge's term is "#" (zero)
 for a `none` edge or an edge leaving a node whose key is "#", the source's key for a skip edge, and
@@ -29,6 +32,7 @@ table into 6,325 classes, and full functional equivalence (zero terms dropped, n
 """
 from __future__ import annotations
 
+import random
 from collections.abc import Mapping, Sequence
 
 from nas.graph import ArchGraph, GraphBuilder
@@ -207,6 +211,13 @@ class NB201Space(SearchSpace):
 
     def reference_archs(self) -> dict[str, Architecture]:
         return {name: parse_arch_string(text) for name, text in self.REFERENCES.items()}
+
+    def mutate(self, arch: Mapping[str, Value], rng: random.Random) -> Architecture:
+        """NAS-Bench-201's REA mutation: a node uniformly, one of its incoming edges uniformly, another op
+        (so node 1's single edge changes in a third of mutations, each of node 3's in a ninth)."""
+        j = rng.randint(1, NODES - 1)
+        name = edge_name(j, rng.randrange(j))
+        return Architecture(dict(arch, **{name: rng.choice([op for op in OPS if op != arch[name]])}))
 
     def resolve(self, arch: str | Mapping[str, Value]) -> Architecture:
         """Also accepts the standard arch string."""

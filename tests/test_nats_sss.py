@@ -81,5 +81,7 @@ def test_channel_strings(space):
         with pytest.raises(ArchitectureError) as err:
             space.resolve(bad)
         assert "\n" not in str(err.value)
-    mutated = space.mutate(space.resolve("8:8:8:8:8"), rng)
-    assert sorted(mutated.values()) == [8, 8, 8, 8, 16]  # ordinal choices move to a neighbour
+    parent = space.resolve("8:8:8:8:8")
+    children = [space.mutate(parent, rng) for _ in range(40)]
+    assert all(sum(v != 8 for v in child.values()) == 1 for child in children)  # one width redrawn
+    assert max(max(child.values()) for child in children) > 16  # from all widths, as NATS-Bench's REA

@@ -150,5 +150,16 @@ def test_choices_and_references(space):
     for name, arch in space.reference_archs().items():
         space.validate(arch)
         assert space.arch_string(arch) == NB201Space.REFERENCES[name]
-    child = space.mutate(space.resolve("nb201_resnet"), random.Random(0))
-    assert sum(child[k] != space.resolve("nb201_resnet")[k] for k in child) == 1
+
+
+def test_mutation_follows_nas_bench_201_rea(space):
+    """A node is drawn uniformly, then one of its edges: node 1's edge changes in 1/3 of mutations."""
+    rng, parent = random.Random(0), space.resolve("nb201_resnet")
+    changed = {c.name: 0 for c in space.choices()}
+    for _ in range(900):
+        child = space.mutate(parent, rng)
+        diff = [k for k in child if child[k] != parent[k]]
+        assert len(diff) == 1
+        changed[diff[0]] += 1
+    assert 250 < changed["edge_1_0"] < 350  # expected 300 (uniform edges would give 150)
+    assert all(60 < changed[f"edge_3_{i}"] < 140 for i in range(3))  # expected 100 each
