@@ -39,9 +39,10 @@ def _data_and_evaluator(space: SearchSpace, settings: dict[str, Any]) -> tuple[A
     return data, TrainEvaluator(space, data, config), data.sample_shape, data.num_classes
 
 
-def execute(run: RunDir, settings: dict[str, Any], progress: bool = True) -> str:
+def execute(run: RunDir, settings: dict[str, Any], progress: bool = True, space: SearchSpace | None = None) -> str:
+    """Run or resume the search `settings` describe; `space` overrides the registry lookup (Python API)."""
     start = time.perf_counter()
-    space = _space(settings)
+    space = space or _space(settings)
     objectives = parse_objectives(settings["objectives"])
     constraints = [Constraint(m, float(v)) for m, v in settings.get("constraints", {}).items()]
     data, evaluator, shape, classes = _data_and_evaluator(space, settings)
@@ -109,7 +110,7 @@ def finish(run: RunDir, space: SearchSpace, result: SearchResult, objectives: li
         plot_search(result.records, plottable, run.path / "search.png",
                     title=f"{settings['strategy']} on {settings['space']}")
     if settings.get("export", True) and run.weights_file.exists():
-        export_run(run.path)
+        export_run(run.path, space=space)
     summary = summarize(run, result.records, objectives) + f"\nwall time {seconds:.1f} s"
     (run.path / "summary.txt").write_text(summary + "\n")
     return summary
@@ -152,7 +153,8 @@ def show_run(path: str) -> str:
     return summarize(run, records, objectives) + f"\nstatus: {status}"
 
 
-def export_run(path: str | Path, out: str | None = None, formats: tuple[str, ...] | None = None) -> dict[str, Path]:
+def export_run(path: str | Path, out: str | None = None, formats: tuple[str, ...] | None = None,
+               space: SearchSpace | None = None) -> dict[str, Path]:
     """Export a run's best architecture with its trained weights."""
     import torch
 
@@ -164,8 +166,7 @@ def export_run(path: str | Path, out: str | None = None, formats: tuple[str, ...
         raise NASError(f"run directory {str(run.path)!r} has no best.json yet: the search has not finished")
     if not run.weights_file.exists():
         raise NASError(f"run directory {str(run.path)!r} has no trained weights (best_weights.pt) to export")
-    settings = run.config()["settings"]
-    space = _space(settings)
+    space = space or _space(run.config()["settings"])
     arch = space.resolve(dict(best["arch"]))
     graph = space.graph(arch, tuple(best["input_shape"]), best["num_classes"])
     state = torch.load(run.weights_file, weights_only=True)
