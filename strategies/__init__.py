@@ -1,0 +1,2 @@
+"""Built-in strategies; importing this package registers them."""
+from strategies import evolution, optuna_sampler, random_search  # noqa: F401
