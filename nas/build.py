@@ -10,12 +10,15 @@ from __future__ import annotations
 import inspect
 import linecache
 import textwrap
+from collections import Counter
+from dataclasses import replace
 from itertools import count
 
 import torch
 from torch import nn
 
 from nas.graph import INPUT, ArchGraph
+from nas.ops import Activation
 
 HEADER = '''"""{doc}"""
 import torch
@@ -32,17 +35,21 @@ def render_source(graph: ArchGraph, class_name: str = "Net", doc: str = "Generat
         for cls in node.op.needs():
             helpers.setdefault(cls.__name__, textwrap.dedent(inspect.getsource(cls)))
     init, fwd = [], []
-    last_use = {}
+    last_use, readers = {}, Counter()
     for node in graph.nodes():
         for src in node.inputs:
             last_use[src] = node.name
+            readers[src] += 1
     for node in graph.layers():
-        ctor = node.op.source()
+        op = node.op
+        if isinstance(op, Activation) and op.inplace and (readers[node.inputs[0]] > 1 or node.inputs[0] == INPUT):
+            op = replace(op, inplace=False)  # another reader still needs the input as it was
+        ctor = op.source()
         if ctor is not None:
             init.append(f"        self.{node.name} = {ctor}")
-            if getattr(node.op, "zero_init", False):
+            if getattr(op, "zero_init", False):
                 init.append(f"        nn.init.zeros_(self.{node.name}.weight)")
-        fwd.append(f"        {node.name} = {node.op.call(node.name, list(node.inputs))}")
+        fwd.append(f"        {node.name} = {op.call(node.name, list(node.inputs))}")
         dead = [s for s in node.inputs if last_use.get(s) == node.name and s != graph.output]
         if dead:
             fwd.append(f"        del {', '.join(dict.fromkeys(dead))}")

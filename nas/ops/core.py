@@ -128,27 +128,32 @@ class BatchNorm2d(Op):
 
 
 ACTIVATIONS = {
-    "relu": "nn.ReLU(inplace=True)",
-    "relu6": "nn.ReLU6(inplace=True)",
-    "hswish": "nn.Hardswish()",
-    "hsigmoid": "nn.Hardsigmoid()",
-    "silu": "nn.SiLU()",
-    "sigmoid": "nn.Sigmoid()",
-    "gelu": "nn.GELU()",
-    "tanh": "nn.Tanh()",
+    "relu": "nn.ReLU",
+    "relu6": "nn.ReLU6",
+    "hswish": "nn.Hardswish",
+    "hsigmoid": "nn.Hardsigmoid",
+    "silu": "nn.SiLU",
+    "sigmoid": "nn.Sigmoid",
+    "gelu": "nn.GELU",
+    "tanh": "nn.Tanh",
 }
+INPLACE = {"relu", "relu6"}
 
 
 @dataclass(frozen=True)
 class Activation(Op):
+    """An activation; ReLU/ReLU6 run in place unless `inplace` is off. The renderer (`nas.build`) turns
+    in-place off where the input tensor has other readers, so no space has to think about it."""
+
     kind: str
+    inplace: bool = True
 
     def __post_init__(self) -> None:
         if self.kind not in ACTIVATIONS:
             raise ValueError(f"activation {self.kind!r} is not one of {', '.join(ACTIVATIONS)}")
 
     def source(self) -> str:
-        return ACTIVATIONS[self.kind]
+        return f"{ACTIVATIONS[self.kind]}({'inplace=True' if self.inplace and self.kind in INPLACE else ''})"
 
     @property
     def label(self) -> str:
