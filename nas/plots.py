@@ -16,6 +16,7 @@ def plot_search(records: Sequence[Record], objectives: Sequence[Objective], path
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     done = [r for r in records if r.feasible and not r.info.get("cached")]
     first = objectives[0]
@@ -29,6 +30,7 @@ def plot_search(records: Sequence[Record], objectives: Sequence[Objective], path
         running.append(best)
     ax.scatter(range(1, len(values) + 1), values, s=14, alpha=0.6, label="evaluated")
     ax.plot(range(1, len(values) + 1), running, color="C3", label="best so far")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("evaluations")
     ax.set_ylabel(first.metric)
     ax.legend(loc="lower right")
