@@ -11,6 +11,7 @@ failed trial, which the samplers leave out of their models.
 """
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 
 from nas.registry import register_strategy
@@ -44,9 +45,22 @@ class OptunaStrategy(Strategy):
         else:
             raise ValueError(f"optuna sampler {sampler!r} is not one of 'auto', 'tpe', 'nsga2', 'random'")
         self.run_id = run_id
-        self.study = optuna.create_study(storage=storage, study_name=study_name, load_if_exists=True,
-                                         sampler=self.sampler, directions=[o.direction for o in self.objectives])
+        self.study = self._open_study(storage, study_name)
         self.pending: dict[Architecture, list] = {}
+
+    def _open_study(self, storage: str | None, study_name: str, attempts: int = 5):
+        """Create or load the study; workers starting together may race to create the storage's tables."""
+        import optuna
+        from sqlalchemy.exc import IntegrityError, OperationalError
+
+        for attempt in range(attempts):
+            try:
+                return optuna.create_study(storage=storage, study_name=study_name, load_if_exists=True,
+                                           sampler=self.sampler, directions=[o.direction for o in self.objectives])
+            except (IntegrityError, OperationalError):
+                if attempt == attempts - 1:
+                    raise
+                time.sleep(0.2 * (attempt + 1))
 
     def ask(self) -> Architecture:
         trial = self.study.ask()
