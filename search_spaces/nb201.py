@@ -37,7 +37,6 @@ from collections.abc import Mapping, Sequence
 
 from nas.graph import ArchGraph, GraphBuilder
 from nas.ops import Activation, Add, AvgPool2d, BatchNorm2d, Conv2d, Flatten, GlobalAvgPool, Identity, Linear, Zero
-from nas.ops.cell import ReLU
 from nas.registry import register_space
 from nas.space import Architecture, ArchitectureError, Choice, SearchSpace, Value, one_of
 
@@ -108,8 +107,9 @@ def canonical(arch: Mapping[str, Value]) -> str:
 
 # -- building ------------------------------------------------------------------------------------------------
 def relu_conv_bn(g: GraphBuilder, prefix: str, x: str, out_ch: int, kernel: int, stride: int = 1) -> str:
-    """NAS-Bench-201's ReLUConvBN: ReLU (not in place) -> conv (no bias, padding k // 2) -> affine BN."""
-    x = g.add(f"{prefix}_relu", ReLU(), x)
+    """NAS-Bench-201's ReLUConvBN: ReLU (not in place, as the official) -> conv (no bias, padding k // 2) ->
+    affine BN."""
+    x = g.add(f"{prefix}_relu", Activation("relu", inplace=False), x)
     x = g.add(f"{prefix}_conv", Conv2d(g.shape(x)[0], out_ch, kernel, stride), x)
     return g.add(f"{prefix}_bn", BatchNorm2d(out_ch), x)
 

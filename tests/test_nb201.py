@@ -72,22 +72,22 @@ def test_built_module_matches_graph_costs_and_runs(space):
 def test_cell_computes_the_official_cell_function():
     """A cell with every op kind, checked against a direct functional computation of the same weights."""
     arch = parse_arch_string(
-        "|nor_conv_3x3~0|+|skip_connect~0|none~1|+|skip_connect~0|avg_pool_3x3~1|nor_conv_1x1~2|")
+        "|skip_connect~0|+|skip_connect~0|nor_conv_3x3~1|+|none~0|avg_pool_3x3~1|nor_conv_1x1~2|")
     g = GraphBuilder((4, 6, 6))
     model = build_module(g.finish(add_cell(g, "c", g.input, arch, 4)))
     model.eval()
-    x = torch.randn(2, 4, 6, 6)  # negative values: an in-place ReLU would corrupt the skip edges
+    x = torch.randn(2, 4, 6, 6)  # negative values: the ReLUs must rectify their conv branch only
 
     def relu_conv_bn(prefix: str, h: torch.Tensor) -> torch.Tensor:
         conv, bn = getattr(model, f"{prefix}_conv"), getattr(model, f"{prefix}_bn")
         return bn(conv(F.relu(h)))
 
     with torch.no_grad():
-        n1 = relu_conv_bn("c_e10", x)
-        n2 = x + 0 * n1
-        n3 = x + F.avg_pool2d(n1, 3, 1, 1, count_include_pad=False) + relu_conv_bn("c_e32", n2)
+        n1 = x
+        n2 = x + relu_conv_bn("c_e21", n1)
+        n3 = 0 * x + F.avg_pool2d(n1, 3, 1, 1, count_include_pad=False) + relu_conv_bn("c_e32", n2)
         assert torch.allclose(model(x.clone()), n3, atol=1e-6)
-    assert model.c_e10_conv.bias is None and model.c_e10_bn.affine
+    assert model.c_e21_conv.bias is None and model.c_e21_bn.affine
 
 
 def test_arch_string_round_trip(space):
