@@ -5,6 +5,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from nas.objectives import Objective, pareto_front
+from nas.search import evaluated
 from nas.strategy import Record
 
 
@@ -18,7 +19,7 @@ def plot_search(records: Sequence[Record], objectives: Sequence[Objective], path
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
 
-    done = [r for r in records if r.feasible and not r.info.get("cached")]
+    done = evaluated(records, objectives)
     first = objectives[0]
     panels = 2 if len(objectives) > 1 else 1
     fig, axes = plt.subplots(1, panels, figsize=(5.5 * panels, 4), squeeze=False)

@@ -28,9 +28,15 @@ class SearchResult:
     front: list[Record]
 
 
+def evaluated(records: Sequence[Record], objectives: Sequence[Objective]) -> list[Record]:
+    """Records of evaluations with every objective's metric (not infeasible, repeated or rating-only ones)."""
+    return [r for r in records if r.feasible and not r.info.get("cached")
+            and all(o.metric in r.metrics for o in objectives)]
+
+
 def best_of(records: Sequence[Record], objectives: Sequence[Objective]) -> tuple[Record | None, list[Record]]:
     """The best record by the first objective, and the Pareto front over all objectives."""
-    done = [r for r in records if r.feasible and not r.info.get("cached")]
+    done = evaluated(records, objectives)
     if not done:
         return None, []
     signed = [tuple(o.signed(r.metrics) for o in objectives) for r in done]

@@ -13,7 +13,7 @@ from nas import registry
 from nas.evaluate import Evaluator, TrainEvaluator, cost_metrics
 from nas.objectives import Constraint, Objective, parse_objectives
 from nas.runs import RunDir
-from nas.search import SearchResult, best_of, run_search
+from nas.search import SearchResult, best_of, evaluated, run_search
 from nas.space import Architecture, NASError, SearchSpace
 from nas.strategy import Record, SearchContext, SupernetStrategy
 
@@ -105,9 +105,8 @@ def finish(run: RunDir, space: SearchSpace, result: SearchResult, objectives: li
     run.write_json("best.json", {"arch": dict(best.arch), "metrics": best.metrics, "index": best.index,
                                  "input_shape": input_shape, "num_classes": classes,
                                  "front": [{"arch": dict(r.arch), "metrics": r.metrics} for r in result.front]})
-    plottable = [o for o in objectives if all(o.metric in (r.metrics or {}) for r in result.records if r.feasible)]
-    if plottable:
-        plot_search(result.records, plottable, run.path / "search.png",
+    if len(evaluated(result.records, objectives)) > 1:
+        plot_search(result.records, objectives, run.path / "search.png",
                     title=f"{settings['strategy']} on {settings['space']}")
     if settings.get("export", True) and run.weights_file.exists():
         export_run(run.path, space=space)
@@ -119,10 +118,10 @@ def finish(run: RunDir, space: SearchSpace, result: SearchResult, objectives: li
 def summarize(run: RunDir, records: list[Record], objectives: list[Objective], top: int = 5) -> str:
     config = run.config()
     best, front = best_of(records, objectives)
-    done = [r for r in records if r.feasible and not r.info.get("cached")]
+    done = evaluated(records, objectives)
     lines = [f"run {run.path}: {config['strategy']} on {config['space']}"
              + (f" (preset {config['settings'].get('preset')})" if config.get("settings", {}).get("preset") else ""),
-             f"evaluated {len(done)} architectures ({len(records) - len(done)} infeasible or repeated proposals)"]
+             f"evaluated {len(done)} architectures ({len(records) - len(done)} infeasible, repeated or rating records)"]
     if best is None:
         return "\n".join(lines + ["no architecture finished yet"])
     first = objectives[0]
