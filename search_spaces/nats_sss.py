@@ -22,9 +22,11 @@ this follows the code, which the published parameter counts confirm: 8:8:8:8:8 h
 CIFAR-10, 8:8:8:16:32 49,202 and 8:8:40:32:40 144,834 (NATS-Bench's own cost records, tested exactly).
 Widths are declared categorical, not ordinal, so that a mutation redraws one width from all the others,
 as NATS-Bench's regularized evolution does (`mutate_size_func`; the official draw may also return the same
-width, ours never does). The largest network 64:64:64:64:64 is not the topology space's network at C=64: it has one cell per stage
-and constant width, where the topology space has five cells per stage and doubles the width at each
-reduction.
+width, ours never does).
+
+The largest network 64:64:64:64:64 (713,674 parameters on CIFAR-10) is not the topology space's network at
+C=64 (20,529,354 with this cell): it has one cell per stage and constant width, where the topology space has
+five cells per stage and doubles the width at each reduction.
 """
 from __future__ import annotations
 

@@ -15,7 +15,8 @@ from nas.graph import GraphBuilder
 from nas.space import ArchitectureError
 from search_spaces.nb201 import DATASETS, NB201Space, add_cell, arch_string, canonical, parse_arch_string
 
-TABLE = Path(__file__).resolve().parents[2] / "shared" / "benchmarks" / "nasbench201" / "nats_tss_test_accuracy_200ep.csv"
+TABLE = (Path(__file__).resolve().parents[2] / "shared" / "benchmarks" / "nasbench201"
+         / "nats_tss_test_accuracy_200ep.csv")
 
 # NATS-Bench's own cost records (fake_torch_dir fixtures of the official NATS-Bench repository, arch 0, 11, 284):
 # per dataset (params in units, "flops" = conv/linear multiply-adds + classifier bias adds)
