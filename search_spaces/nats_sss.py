@@ -35,7 +35,7 @@ from collections.abc import Mapping
 from nas.graph import ArchGraph
 from nas.registry import register_space
 from nas.space import Architecture, ArchitectureError, Choice, SearchSpace, Value
-from search_spaces.nb201 import parse_arch_string, tiny_network
+from search_spaces.nb201 import benchmark_input, parse_arch_string, tiny_network
 
 CELL = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|"
 WIDTHS = (8, 16, 24, 32, 40, 48, 56, 64)
@@ -87,6 +87,10 @@ class NATSSizeSpace(SearchSpace):
     def benchmark_key(self, arch: Mapping[str, Value]) -> str:
         """The key of `arch` in a NATS-Bench size table: `c1:c2:c3:c4:c5`."""
         return ":".join(str(arch[name]) for name in LAYERS)
+
+    def benchmark_input(self, dataset: str) -> tuple[tuple[int, ...], int]:
+        """(input shape, classes) NATS-Bench trains on for a table's dataset column."""
+        return benchmark_input(dataset)
 
     def size(self) -> int:
         return len(WIDTHS) ** len(LAYERS)

@@ -38,7 +38,7 @@ from collections.abc import Mapping, Sequence
 from nas.graph import ArchGraph, GraphBuilder
 from nas.ops import Activation, Add, AvgPool2d, BatchNorm2d, Conv2d, Flatten, GlobalAvgPool, Identity, Linear, Zero
 from nas.registry import register_space
-from nas.space import Architecture, ArchitectureError, Choice, SearchSpace, Value, one_of
+from nas.space import Architecture, ArchitectureError, Choice, NASError, SearchSpace, Value, one_of
 
 OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
 #: the cell's edges (into node j, from node i), in arch-string order
@@ -46,6 +46,14 @@ EDGES = ((1, 0), (2, 0), (2, 1), (3, 0), (3, 1), (3, 2))
 NODES = 4
 #: dataset -> (input shape, classes) as NAS-Bench-201 trains them
 DATASETS = {"cifar10": ((3, 32, 32), 10), "cifar100": ((3, 32, 32), 100), "imagenet16_120": ((3, 16, 16), 120)}
+
+
+def benchmark_input(dataset: str) -> tuple[tuple[int, ...], int]:
+    """(input shape, classes) of a benchmark dataset, e.g. ((3, 16, 16), 120) for `ImageNet16-120`."""
+    key = dataset.strip().lower().replace("-", "_")
+    if key not in DATASETS:
+        raise NASError(f"benchmark dataset {dataset!r} is not one of {one_of(list(DATASETS))}")
+    return DATASETS[key]
 
 
 def edge_name(j: int, i: int) -> str:
@@ -234,6 +242,10 @@ class NB201Space(SearchSpace):
 
     def canonical(self, arch: Mapping[str, Value]) -> str:
         return canonical(arch)
+
+    def benchmark_input(self, dataset: str) -> tuple[tuple[int, ...], int]:
+        """(input shape, classes) NAS-Bench-201 trains on for a table's dataset column."""
+        return benchmark_input(dataset)
 
     def size(self) -> int:
         return len(OPS) ** len(EDGES)

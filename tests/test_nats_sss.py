@@ -77,6 +77,7 @@ def test_channel_strings(space):
         assert space.resolve(space.benchmark_key(arch)) == arch
     assert space.benchmark_key(space.resolve("bossnas_nats_sss")) == "64:40:48:64:56"
     assert space.size() == 32_768
+    assert space.benchmark_input("cifar10") == ((3, 32, 32), 10)
     for bad in ("64:40:48:64", "64:40:48:64:60", "a:b:c:d:e"):
         with pytest.raises(ArchitectureError) as err:
             space.resolve(bad)

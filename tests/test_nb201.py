@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from nas import registry
 from nas.build import build_module, count_macs, count_params
 from nas.graph import GraphBuilder
-from nas.space import ArchitectureError
+from nas.space import ArchitectureError, NASError
 from search_spaces.nb201 import DATASETS, NB201Space, add_cell, arch_string, canonical, parse_arch_string
 
 TABLE = (Path(__file__).resolve().parents[2] / "shared" / "benchmarks" / "nasbench201"
@@ -164,3 +164,10 @@ def test_mutation_follows_nas_bench_201_rea(space):
         changed[diff[0]] += 1
     assert 250 < changed["edge_1_0"] < 350  # expected 300 (uniform edges would give 150)
     assert all(60 < changed[f"edge_3_{i}"] < 140 for i in range(3))  # expected 100 each
+
+
+def test_benchmark_input(space):
+    assert space.benchmark_input("ImageNet16-120") == ((3, 16, 16), 120)
+    assert space.benchmark_input("cifar100") == ((3, 32, 32), 100)
+    with pytest.raises(NASError, match="not one of"):
+        space.benchmark_input("svhn")
