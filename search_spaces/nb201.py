@@ -14,7 +14,10 @@ shortcut avg-pool 2x2/2 -> conv1x1, summed); N cells of 2C; another reduction; N
 ("lastact") -> global pool -> linear classifier. Every edge op is in the graph, `none` edges included, as
 the official module keeps them, so parameter counts and multiply-adds equal NATS-Bench's published
 figures (1,531,546 parameters for the all-3x3 cell with 10 classes on 3x32x32; NATS-Bench's "flops" are
-our multiply-adds plus the classifier's bias additions, one per class). Datasets:
+our multiply-adds plus the classifier's bias additions, one per class). Loaded with the same weights, the
+built modules gave outputs bit-identical to the official AutoDL `TinyNetwork` / `DynamicShapeTinyNet` for 11
+cells on two datasets and 4 size-space networks (a one-off check against the official code, which the tests
+cannot import). Datasets:
 CIFAR-10 / CIFAR-100 on 3x32x32, ImageNet16-120 on 3x16x16 with 120 classes (`DATASETS`).
 
 `mutate` is NAS-Bench-201's REA mutation (a node uniformly, then one of its edges, then another op), not
