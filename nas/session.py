@@ -28,7 +28,8 @@ def _data_and_evaluator(space: SearchSpace, settings: dict[str, Any]) -> tuple[A
         from nas.tabular import TabularEvaluator
 
         evaluator = TabularEvaluator(space, settings["benchmark"], settings["dataset"])
-        return None, evaluator, space.default_input, space.default_classes
+        shape, classes = space.benchmark_input(settings["dataset"])  # what the table's networks were trained on
+        return None, evaluator, shape, classes
     from nas.data import load_dataset
     from nas.train import TrainConfig
 
