@@ -161,8 +161,15 @@ def cmd_search(args: argparse.Namespace) -> None:
                                    "seed": settings["seed"], "settings": settings,
                                    "command": " ".join(sys.argv)})
     from nas.session import execute
+    from nas.space import NASError
 
-    print(execute(run, settings, progress=not args.no_progress))
+    try:
+        print(execute(run, settings, progress=not args.no_progress))
+    except NASError:
+        if not args.resume and sorted(p.name for p in run.path.iterdir()) == ["config.json"]:
+            run.config_file.unlink()  # a run that failed before evaluating anything leaves no directory behind
+            run.path.rmdir()
+        raise
 
 
 def cmd_inspect(args: argparse.Namespace) -> None:
