@@ -35,14 +35,16 @@ def render_source(graph: ArchGraph, class_name: str = "Net", doc: str = "Generat
         for cls in node.op.needs():
             helpers.setdefault(cls.__name__, textwrap.dedent(inspect.getsource(cls)))
     init, fwd = [], []
-    last_use, readers = {}, Counter()
-    for node in graph.nodes():
+    last_use, readers, storage = {}, Counter(), {}
+    for node in graph.nodes():  # readers per storage: a view (Identity, Flatten) shares its input's memory
+        storage[node.name] = storage[node.inputs[0]] if node.op is not None and node.op.view else node.name
         for src in node.inputs:
             last_use[src] = node.name
-            readers[src] += 1
+            readers[storage[src]] += 1
     for node in graph.layers():
         op = node.op
-        if isinstance(op, Activation) and op.inplace and (readers[node.inputs[0]] > 1 or node.inputs[0] == INPUT):
+        memory = storage[node.inputs[0]]
+        if isinstance(op, Activation) and op.inplace and (readers[memory] > 1 or memory == INPUT):
             op = replace(op, inplace=False)  # another reader still needs the input as it was
         ctor = op.source()
         if ctor is not None:

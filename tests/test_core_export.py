@@ -71,3 +71,17 @@ def test_exported_source_imports_only_torch(tmp_path):
     written = export_model(space.graph(arch, (1, 32, 32), 10), arch, tmp_path, None, "mbconv", ("source",))
     imports = [line for line in written["source"].read_text().splitlines() if line.startswith(("import", "from"))]
     assert imports == ["import torch", "from torch import nn", "import torch.nn.functional as F"]
+
+
+def test_in_place_activations_never_clobber_a_tensor_read_elsewhere():
+    from nas.graph import GraphBuilder
+    from nas.ops import Activation, Add, Identity
+
+    g = GraphBuilder((2, 3, 3))
+    alias = g.add("alias", Identity(), g.input)
+    other = g.add("other", Identity(), g.input)
+    relu = g.add("relu", Activation("relu"), alias)  # its input aliases `input`, which `other` also reads
+    out = g.add("sum", Add(), relu, other)
+    model = build_module(g.finish(out))
+    x = torch.randn(1, 2, 3, 3)
+    assert torch.equal(model(x.clone()), torch.relu(x) + x)

@@ -33,6 +33,7 @@ class Op:
     """Base class: a layer with one input unless `arity` says otherwise."""
 
     arity = 1  # number of inputs; 0 means any number >= 2
+    view = False  # the output may share memory with the input (an alias or a view of it)
 
     def out_shape(self, shapes: list[Shape]) -> Shape:
         return shapes[0]
@@ -207,6 +208,7 @@ class GlobalAvgPool(Op):
 
 @dataclass(frozen=True)
 class Flatten(Op):
+    view = True
     def out_shape(self, shapes: list[Shape]) -> Shape:
         return (prod(shapes[0]),)
 
@@ -249,6 +251,7 @@ class Dropout(Op):
 
 @dataclass(frozen=True)
 class Identity(Op):
+    view = True
     def call(self, attr: str, inputs: list[str]) -> str:
         return inputs[0]
 
