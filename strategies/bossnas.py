@@ -1,0 +1,512 @@
+"""BossNAS (Li et al., ICCV 2021): block-wise self-supervised ensemble bootstrapping over a `BlockSupernet`.
+
+The supernet is trained block by block. While block k trains, blocks 0..k-1 run along their chosen best
+paths (online network for the online branch, target network for the target branch; not detached, so their
+best-path weights keep learning, as the official code). An online and a momentum target network (EMA of
+the parameters; momentum on a cosine from `base_momentum` to 1.0, restarted per block) each get a neck per
+block (adapters to a common width and the smallest output resolution, average pool, projector
+FC-BN-ReLU-FC); the online side adds a predictor of the same shape. Each step samples `num_paths` candidate
+paths without replacement, each with its own pair of augmented views; the target is the ensemble: the mean
+over the sampled paths of the L2-normalised target projections; each path's loss is
+-2 cos(pred(online_p(v1_p)), T(v2)) - 2 cos(pred(online_p(v2_p)), T(v1)), and the gradients of the paths
+add up (as the official `multipath_batch_processor`). LARS with a per-block linear warm-up and cosine decay
+to 0, rebuilt per block. After each block (and every `rating_interval` epochs) every candidate is rated
+(`strategies.bossnas_rating`), the best path is kept, and the ranking is written to
+`<checkpoint_dir>/path_rank_<block>.json`. The final architecture comes from the rating tables, by
+regularised evolution over complete architectures (the paper) or greedy per-block enumeration (the code).
+
+Budget presets (`BossNASConfig`): `paper` is the official HyTra schedule (6 epochs per block, 64 images x 8
+GPUs x 8 accumulation = 4096 per step, here 256 x 16 on one device; LARS lr 4.8, wd 1e-6, eta 0.001, momentum
+0.9; target momentum 0.99; 4 paths; projector 4096 -> 256; rating every 2 epochs on 2,048 held-out images
+(deviation: the official code uses the whole ImageNet validation set) with BN recalibrated on 256
+training images (64 x 8 GPUs in the code). `standard` and `quick` scale it down for a CPU: fewer and smaller
+steps, a narrower projector, fewer rating images, a cap on rated candidates per block (a fixed random
+sample of them; the others are scored on demand by the evolutionary search), and a larger LARS learning
+rate so the few steps move the weights (deviations, named in each preset). Options override any field,
+e.g. `epochs_per_block=2`; `input_size` resizes the data for the supernet (e.g. 16 for a CPU).
+
+Further deviations: the target BN does not shuffle batches across GPUs (one device); mixed precision is
+bfloat16 autocast on CUDA instead of apex fp16; depth is searched in the MBConv space (see its supernet).
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+import random
+import time
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass
+from pathlib import Path as FilePath
+
+import torch
+from torch import nn
+
+from nas.registry import register_strategy
+from nas.space import NASError, one_of
+from nas.strategy import SearchContext, SearchOutcome, SupernetStrategy
+from nas.supernet import BlockSupernet, Path
+from nas.train import AUGMENT_BY_DATASET, lr_at, resize_inputs, resolve_device
+from strategies.bossnas_parts import (LARS, BlockNeck, augment_views, cosine_loss, ema_update, ensemble_target,
+                                      lars_groups, momentum_at, predictor)
+from strategies.bossnas_rating import (BlockRater, Nets, arch_loss, entries_of, evolve, from_json, plot_ratings,
+                                       to_json)
+
+__all__ = ["BossNAS", "BossNASConfig", "PRESETS", "plot_ratings"]
+
+
+@dataclass(frozen=True)
+class BossNASConfig:
+    """Hyperparameters of one budget; the defaults are the official HyTra configuration."""
+
+    epochs_per_block: float = 6.0
+    batch_size: int = 256
+    accumulate: int = 16  # 256 x 16 = 4096 images per LARS step, as 64 x 8 GPUs x 8
+    lr: float = 4.8
+    weight_decay: float = 1e-6
+    lars_momentum: float = 0.9
+    lars_eta: float = 0.001
+    warmup_epochs: float = 1.0
+    base_momentum: float = 0.99
+    num_paths: int = 4
+    proj_hidden: int = 4096
+    proj_dim: int = 256
+    rating_interval: int = 2  # epochs between ratings inside a block; 0: only at its end
+    rating_images: int = 2048
+    bn_images: int = 256
+    max_rated: int = 0  # candidates rated per block; 0: all of them
+    train_images: int = 0  # 0: the whole training split
+    crop_min: float = 0.08  # random resized crop area range (crop_min, 1)
+    search: str = "auto"  # auto | evolution | enumerate
+    population: int = 50
+    sample_size: int = 10
+    cycles: int = 1000
+    max_params: float = 0.0  # millions; 0: no constraint in the evolutionary search
+    record_top: int = 3  # top candidates per block reported to the run record
+    input_size: int = 0  # square input side for the supernet (images resized); 0: the space's own
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.search not in ("auto", "evolution", "enumerate"):
+            raise NASError(f"search {self.search!r} is not one of 'auto', 'evolution', 'enumerate'")
+        if self.num_paths < 1 or self.batch_size < 2 or self.accumulate < 1 or self.epochs_per_block <= 0:
+            raise NASError("num_paths and accumulate must be >= 1, batch_size >= 2 and epochs_per_block > 0")
+
+
+PAPER = BossNASConfig()
+PRESETS: dict[str, BossNASConfig] = {
+    "paper": PAPER,
+    # 3 epochs per block at batch 64 without accumulation; lr 1.2 (not 4.8 * 64 / 4096) so that ~100x fewer
+    # steps still train; projector 1024 -> 128; 512 rating images, BN on 128, at most 64 rated candidates.
+    "standard": dataclasses.replace(PAPER, epochs_per_block=3.0, batch_size=64, accumulate=1, lr=1.2,
+                                    warmup_epochs=0.5, proj_hidden=1024, proj_dim=128, rating_interval=0,
+                                    rating_images=512, bn_images=128, max_rated=64, crop_min=0.25,
+                                    population=32, sample_size=8, cycles=300),
+    # minutes on a 2-core CPU: one epoch of 512 images per block at batch 32, projector 256 -> 64,
+    # 128 rating images, BN on 64, at most 12 rated candidates per block, a short evolution.
+    "quick": dataclasses.replace(PAPER, epochs_per_block=1.0, batch_size=32, accumulate=1, lr=2.0,
+                                 warmup_epochs=0.2, proj_hidden=256, proj_dim=64, rating_interval=0,
+                                 rating_images=128, bn_images=64, max_rated=12, train_images=512, crop_min=0.3,
+                                 population=16, sample_size=4, cycles=48),
+}
+
+
+def make_config(budget: str, **overrides: object) -> BossNASConfig:
+    if budget not in PRESETS:
+        raise NASError(f"unknown BossNAS budget {budget!r}; accepted: {one_of(list(PRESETS))}")
+    fields = {f.name for f in dataclasses.fields(BossNASConfig)}
+    unknown = sorted(set(overrides) - fields)
+    if unknown:
+        raise NASError(f"unknown BossNAS option {unknown[0]!r}; accepted: {one_of(sorted(fields))}")
+    return dataclasses.replace(PRESETS[budget], **overrides)
+
+
+def supernet_input(space, data_shape: tuple[int, ...]) -> tuple[int, ...]:  # noqa: ANN001
+    """The input shape the space's models take for this data (that of a reference model, else a sample)."""
+    refs = space.reference_archs()
+    arch = next(iter(refs.values())) if refs else space.sample(random.Random(0))
+    return tuple(space.input_shape_for(arch, data_shape))
+
+
+def reachable_entries(net: BlockSupernet) -> list[list[Hashable]]:
+    """Every entry state each block can be entered in."""
+    entries, out = [net.initial_state()], []
+    for block in range(net.num_blocks):
+        out.append(entries)
+        nxt = {to_json(net.exit_state(block, p, e)): net.exit_state(block, p, e)
+               for e in entries for p in net.candidates(block, e)}
+        entries = list(nxt.values())
+    return out
+
+
+@register_strategy("bossnas")
+class BossNAS(SupernetStrategy):
+    """BossNAS: block-wise self-supervised ensemble bootstrapping, then rating-based search."""
+
+    name = "bossnas"
+
+    # -- set-up ---------------------------------------------------------------------------------------
+    def _setup(self, context: SearchContext) -> None:
+        options = {**self.options, **context.options}
+        self.config = make_config(context.budget or "quick", **options)
+        self.context = context
+        self.dir = FilePath(context.checkpoint_dir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.device = resolve_device(self.config.device)
+        data = context.data
+        if not hasattr(context.space, "block_supernet"):
+            raise NASError(f"space {context.space.name!r} has no block supernet; BossNAS needs one")
+        torch.manual_seed(self.seed)
+        shape = supernet_input(context.space, data.sample_shape)
+        if self.config.input_size:
+            shape = (shape[0], self.config.input_size, self.config.input_size)
+        self.online: BlockSupernet = context.space.block_supernet(shape, data.num_classes)
+        self.target: BlockSupernet = copy.deepcopy(self.online)
+        for p in self.target.parameters():
+            p.requires_grad_(False)
+        shape = getattr(self.online, "input_shape", data.sample_shape)
+        g = torch.Generator().manual_seed(self.seed)
+        x_train = data.x_train
+        if self.config.train_images and self.config.train_images < len(x_train):
+            x_train = x_train[torch.randperm(len(x_train), generator=g)[:self.config.train_images]]
+        self.x_train = resize_inputs(x_train, shape).to(self.device)
+        self.flip = "flip" in AUGMENT_BY_DATASET.get(data.name, "none")
+        held_out = data.x_val[torch.randperm(len(data.x_val), generator=g)[:self.config.rating_images]]
+        held_out = resize_inputs(held_out, shape).to(self.device)
+        bn = self.x_train[torch.randperm(len(self.x_train), generator=g)[:self.config.bn_images].to(self.device)]
+        self.views = (self._view(held_out, g, 1.0), self._view(held_out, g, 0.1))
+        self.bn_batch = torch.cat([self._view(bn, g, 1.0), self._view(bn, g, 0.1)])
+        self.online.to(self.device)
+        self.target.to(self.device)
+        self.entries = reachable_entries(self.online)
+        self.necks_online, self.necks_target, self.predictors = nn.ModuleList(), nn.ModuleList(), nn.ModuleList()
+        self.best_paths: list[Path] = []
+        self.raters: list[BlockRater] = []
+        self.losses: list[list[float]] = []
+        self.progress = {"block": 0, "epoch": 0, "step": 0, "trained": False}
+        self._scorer = None
+        self.train_seconds: list[float] = []  # per block, the wall-clock of its supernet training
+
+    def _view(self, x: torch.Tensor, g: torch.Generator, blur: float) -> torch.Tensor:
+        return augment_views(x, g, self.flip, blur, (self.config.crop_min, 1.0))
+
+    def _add_block_heads(self, block: int) -> None:
+        shapes = {self.online.output_shape(block, p, e) for e in self.entries[block]
+                  for p in self.online.candidates(block, e)}
+        torch.manual_seed(self.seed * 1000 + block)
+        neck = BlockNeck(shapes, self.config.proj_hidden, self.config.proj_dim).to(self.device)
+        target = copy.deepcopy(neck)
+        for p in target.parameters():
+            p.requires_grad_(False)
+        self.necks_online.append(neck)
+        self.necks_target.append(target)
+        self.predictors.append(predictor(self.config.proj_dim, self.config.proj_hidden).to(self.device))
+
+    def entry(self, block: int) -> Hashable:
+        """The entry state of `block` after the chosen best paths of the blocks before it."""
+        entry = self.online.initial_state()
+        for k, path in enumerate(self.best_paths[:block]):
+            entry = self.online.exit_state(k, path, entry)
+        return entry
+
+    def nets(self, block: int) -> Nets:
+        return Nets(self.online, self.target, self.necks_online[block], self.necks_target[block],
+                    self.predictors[block])
+
+    # -- checkpoints ----------------------------------------------------------------------------------
+    @property
+    def _state_file(self) -> FilePath:
+        return self.dir / "bossnas_state.pt"
+
+    def _save(self, optimizer: torch.optim.Optimizer | None = None) -> None:
+        state = {"online": self.online.state_dict(), "target": self.target.state_dict(),
+                 "necks_online": self.necks_online.state_dict(), "necks_target": self.necks_target.state_dict(),
+                 "predictors": self.predictors.state_dict(), "heads": len(self.necks_online), "best_paths": [to_json(p) for p in self.best_paths],
+                 "raters": [r.state() for r in self.raters], "losses": self.losses, "progress": dict(self.progress),
+                 "train_seconds": self.train_seconds,
+                 "optimizer": optimizer.state_dict() if optimizer is not None else None}
+        tmp = self._state_file.with_suffix(".tmp")
+        torch.save(state, tmp)
+        tmp.replace(self._state_file)
+
+    def _snapshot(self, block: int) -> None:
+        """The weights block `block` was rated with, for scoring more of its paths later."""
+        torch.save({"online": self.online.state_dict(), "target": self.target.state_dict(),
+                    "neck_online": self.necks_online[block].state_dict(),
+                    "neck_target": self.necks_target[block].state_dict(),
+                    "predictor": self.predictors[block].state_dict()}, self.dir / f"block_{block}.pt")
+
+    def _load(self) -> dict | None:
+        if not self._state_file.exists():
+            return None
+        state = torch.load(self._state_file, map_location=self.device, weights_only=True)
+        self.best_paths = [from_json(p) for p in state["best_paths"]]
+        for block in range(state["heads"]):
+            self._add_block_heads(block)
+        self.online.load_state_dict(state["online"])
+        self.target.load_state_dict(state["target"])
+        self.necks_online.load_state_dict(state["necks_online"])
+        self.necks_target.load_state_dict(state["necks_target"])
+        self.predictors.load_state_dict(state["predictors"])
+        for block, rstate in enumerate(state["raters"]):
+            rater = self._rater(block)
+            rater.load_state(rstate)
+            self.raters.append(rater)
+        self.losses = state["losses"]
+        self.train_seconds = state["train_seconds"]
+        self.progress = state["progress"]
+        return state["optimizer"]
+
+    # -- training -------------------------------------------------------------------------------------
+    def _paths_loss(self, block: int, x: torch.Tensor, paths: Sequence[Path], g: torch.Generator,
+                    scale: float) -> float:
+        """Forward/backward of one batch over the sampled paths with the ensemble target; the mean loss."""
+        prefix = self.best_paths[:block]
+        views = [(self._view(x, g, 1.0), self._view(x, g, 0.1)) for _ in paths]
+        amp = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda")
+        neck_t, neck_o, pred = self.necks_target[block], self.necks_online[block], self.predictors[block]
+        with torch.no_grad(), amp:
+            t1 = ensemble_target(neck_t(self.target.forward_paths(v1, prefix + [p])).float()
+                                 for p, (v1, _) in zip(paths, views))
+            t2 = ensemble_target(neck_t(self.target.forward_paths(v2, prefix + [p])).float()
+                                 for p, (_, v2) in zip(paths, views))
+        total = 0.0
+        for p, (v1, v2) in zip(paths, views):
+            with amp:
+                o1 = pred(neck_o(self.online.forward_paths(v1, prefix + [p]))).float()
+                o2 = pred(neck_o(self.online.forward_paths(v2, prefix + [p]))).float()
+            loss = cosine_loss(o1, t2) + cosine_loss(o2, t1)
+            (loss * scale).backward()
+            total += loss.item()
+        return total / len(paths)
+
+    def _train_block(self, block: int, optimizer_state: dict | None) -> None:
+        from tqdm.auto import tqdm
+
+        cfg = self.config
+        start = time.perf_counter()
+        if len(self.train_seconds) <= block:
+            self.train_seconds.append(0.0)
+        entry = self.entry(block)
+        candidates = self.online.candidates(block, entry)
+        modules = [self.online, self.necks_online[block], self.predictors[block]]
+        optimizer = LARS(lars_groups(modules, cfg.weight_decay), lr=cfg.lr, momentum=cfg.lars_momentum,
+                         eta=cfg.lars_eta)
+        if optimizer_state is not None:
+            optimizer.load_state_dict(optimizer_state)
+        micro_per_epoch = math.ceil(len(self.x_train) / cfg.batch_size)
+        steps_per_epoch = max(1, micro_per_epoch // cfg.accumulate)
+        total = max(1, round(cfg.epochs_per_block * steps_per_epoch))
+        warmup = round(cfg.warmup_epochs * steps_per_epoch)
+        epochs = math.ceil(total / steps_per_epoch)
+        step = self.progress["step"]
+        online_pair = nn.ModuleList([self.online, self.necks_online[block]])
+        target_pair = nn.ModuleList([self.target, self.necks_target[block]])
+        for epoch in range(self.progress["epoch"], epochs):
+            for m in (*modules, self.target, self.necks_target[block]):
+                m.train()
+            g = torch.Generator().manual_seed(hash((self.seed, block, epoch)) % 2**31)
+            rng = random.Random(f"{self.seed}-{block}-{epoch}")
+            order = torch.randperm(len(self.x_train), generator=g).to(self.device)
+            epoch_losses, micro = [], 0
+            bar = tqdm(range(0, len(order), cfg.batch_size), desc=f"block {block} epoch {epoch + 1}/{epochs}",
+                       disable=not self.context.progress, leave=False)
+            for i in bar:
+                if step >= total:
+                    break
+                idx = order[i:i + cfg.batch_size]
+                if len(idx) < 2:
+                    continue
+                paths = rng.sample(candidates, min(cfg.num_paths, len(candidates)))
+                epoch_losses.append(self._paths_loss(block, self.x_train[idx], paths, g, 1.0 / cfg.accumulate))
+                micro += 1
+                if micro % cfg.accumulate:
+                    continue
+                for group in optimizer.param_groups:
+                    group["lr"] = lr_at(step, total, warmup, cfg.lr)
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+                ema_update(target_pair, online_pair, momentum_at(step, total, cfg.base_momentum))
+                step += 1
+                bar.set_postfix(loss=f"{epoch_losses[-1]:.3f}")
+            optimizer.zero_grad(set_to_none=True)
+            self.losses[block].append(sum(epoch_losses) / max(1, len(epoch_losses)))
+            self.progress.update(epoch=epoch + 1, step=step)
+            self.train_seconds[block] += time.perf_counter() - start
+            start = time.perf_counter()
+            last = epoch + 1 == epochs
+            if not last and cfg.rating_interval and (epoch + 1) % cfg.rating_interval == 0:
+                self._rate_block(block, suffix=f"_ep{epoch + 1}")
+            self._save(None if last else optimizer)
+
+    # -- rating ---------------------------------------------------------------------------------------
+    def _rater(self, block: int, entry: Hashable | None = None, prefix: Sequence[Path] | None = None,
+               nets: Nets | None = None) -> BlockRater:
+        entry = self.entry(block) if entry is None else entry
+        prefix = self.best_paths[:block] if prefix is None else list(prefix)
+        return BlockRater(nets or self.nets(block), block, entry, prefix, self.views, self.bn_batch,
+                          chunk=max(2, self.config.batch_size))
+
+    def _rated_paths(self, block: int, entry: Hashable) -> list[Path]:
+        candidates = self.online.candidates(block, entry)
+        cap = self.config.max_rated
+        if cap and len(candidates) > cap:
+            candidates = random.Random(f"{self.seed}-rate-{block}").sample(candidates, cap)
+        return candidates
+
+    def _rate_block(self, block: int, suffix: str = "") -> BlockRater:
+        rater = self._rater(block)
+        rater.rate(self._rated_paths(block, rater.entry), progress=self.context.progress)
+        ranking = rater.ranking()
+        if len(self.best_paths) > block:
+            self.best_paths[block] = ranking[0][0]
+        else:
+            self.best_paths.append(ranking[0][0])
+        (self.dir / f"path_rank_{block}{suffix}.json").write_text(json_ranking(block, rater.entry, ranking))
+        return rater
+
+    # -- search ---------------------------------------------------------------------------------------
+    def search(self, context: SearchContext) -> SearchOutcome:
+        start = time.perf_counter()
+        self._setup(context)
+        optimizer_state = self._load()
+        num_blocks = self.online.num_blocks
+        while self.progress["block"] < num_blocks:
+            block = self.progress["block"]
+            if len(self.necks_online) <= block:
+                self._add_block_heads(block)
+            if len(self.losses) <= block:
+                self.losses.append([])
+            if not self.progress["trained"]:
+                self._train_block(block, optimizer_state)
+                optimizer_state = None
+                self.progress["trained"] = True
+                self._save()
+            rater = self._rate_block(block)
+            self.raters.append(rater)
+            self._snapshot(block)
+            self.progress = {"block": block + 1, "epoch": 0, "step": 0, "trained": False}
+            self._save()
+        return self._choose(start)
+
+    def _block_scorer(self):  # noqa: ANN202 - returns a closure
+        """block_score(k, entry, path, prefix): table lookups, on-demand scoring with block k's snapshot."""
+        raters: dict[tuple[int, str], BlockRater] = {(r.block, to_json(r.entry)): r for r in self.raters}
+        snapshots: dict[int, Nets] = {}
+
+        def nets_of(block: int) -> Nets:
+            if block not in snapshots:
+                snap = torch.load(self.dir / f"block_{block}.pt", map_location=self.device, weights_only=True)
+                nets = Nets(copy.deepcopy(self.online), copy.deepcopy(self.target),
+                            copy.deepcopy(self.necks_online[block]), copy.deepcopy(self.necks_target[block]),
+                            copy.deepcopy(self.predictors[block]))
+                for module, key in zip(nets.modules(), ("online", "target", "neck_online", "neck_target",
+                                                          "predictor")):
+                    module.load_state_dict(snap[key])
+                snapshots[block] = nets
+            return snapshots[block]
+
+        def block_score(block: int, entry: Hashable, path: Path, prefix: Sequence[Path]) -> float:
+            key = (block, to_json(entry))
+            if key not in raters:
+                rater = self._rater(block, entry, prefix, nets_of(block))
+                rater.rate(self._rated_paths(block, entry))
+                raters[key] = rater
+            rater = raters[key]
+            if path not in rater.scores:
+                rater.nets = nets_of(block)
+            return rater.score(path)
+
+        return block_score
+
+    def rate(self, archs: Sequence) -> list[float]:
+        """Ratings (-sum of block losses; higher is better) of architectures, after `search` has run."""
+        net = self.online
+        if self._scorer is None:
+            self._scorer = self._block_scorer()
+        return [-arch_loss(net, tuple(net.paths_of(arch)), self._scorer) for arch in archs]
+
+    def _choose(self, start: float) -> SearchOutcome:
+        cfg = self.config
+        net = self.online
+        block_score = self._scorer = self._block_scorer()
+        greedy = tuple(self.best_paths)
+        mode = cfg.search
+        if mode == "auto":
+            partial = any(len(r.scores) < len(net.candidates(r.block, r.entry)) for r in self.raters)
+            branching = any(len(e) > 1 for e in self.entries)
+            mode = "evolution" if partial or branching or cfg.max_params else "enumerate"
+        population: list[tuple[float, tuple[Path, ...]]] = [(arch_loss(net, greedy, block_score), greedy)]
+        if mode == "evolution":
+            feasible = self._feasible if cfg.max_params else (lambda p: True)
+            population = evolve(net, block_score, [greedy] if feasible(greedy) else [],
+                                random.Random(self.seed), cfg.population, cfg.sample_size, cfg.cycles, feasible)
+            population = population[:cfg.population] or population
+        best_loss, best = population[0]
+        self._report(population, block_score)
+        arch = net.arch_of(best)
+        metrics = {"rating": -best_loss, "supernet_seconds": time.perf_counter() - start}
+        for k, (e, p) in enumerate(zip(entries_of(net, best), best)):
+            metrics[f"block{k}_loss"] = block_score(k, e, p, best[:k])
+        plots = [self._plot_losses()]
+        (self.dir / "search_result.json").write_text(json_population(population[:cfg.population], mode))
+        return SearchOutcome(arch, metrics, plots)
+
+    def _feasible(self, paths: tuple[Path, ...]) -> bool:
+        arch = self.online.arch_of(paths)
+        shape = getattr(self.online, "input_shape", self.context.data.sample_shape)
+        return self.context.space.graph(arch, shape, self.context.data.num_classes).params() <= \
+            self.config.max_params * 1e6
+
+    def _report(self, population: Sequence[tuple[float, tuple[Path, ...]]], block_score) -> None:  # noqa: ANN001
+        """Record the per-block top candidates (with the greedy paths elsewhere) and the final population."""
+        net, reported = self.online, set()
+        entries = entries_of(net, self.best_paths)
+        chosen: list[tuple[tuple[Path, ...], str]] = []
+        for rater in self.raters:
+            for path, _ in rater.ranking()[:self.config.record_top]:
+                paths = list(self.best_paths)
+                paths[rater.block] = path
+                if rater.block + 1 < len(paths) and \
+                        net.exit_state(rater.block, path, entries[rater.block]) != entries[rater.block + 1]:
+                    continue
+                chosen.append((tuple(paths), f"block {rater.block} top candidate"))
+        chosen += [(paths, "final population") for _, paths in population]
+        for paths, source in chosen:
+            if paths in reported:
+                continue
+            reported.add(paths)
+            losses = [block_score(k, e, p, paths[:k]) for k, (e, p) in enumerate(zip(entries_of(net, paths), paths))]
+            self.context.record(net.arch_of(paths), {"rating": -sum(losses)},
+                                {"source": source, "block_losses": losses, "strategy": "bossnas"})
+
+    def _plot_losses(self) -> str:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(5, 3.5))
+        for block, losses in enumerate(self.losses):
+            ax.plot(range(1, len(losses) + 1), losses, marker="o", label=f"block {block}")
+        ax.set_xlabel("epoch in block")
+        ax.set_ylabel("ensemble bootstrapping loss")
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        path = self.dir / "bossnas_training.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        return str(path)
+
+
+def json_ranking(block: int, entry: Hashable, ranking: Sequence[tuple[Path, float]]) -> str:
+    import json
+
+    return json.dumps({"block": block, "entry": entry, "ranking": [[list(p), s] for p, s in ranking]}, indent=1)
+
+
+def json_population(population: Sequence[tuple[float, tuple[Path, ...]]], mode: str) -> str:
+    import json
+
+    return json.dumps({"search": mode, "population": [{"loss": loss, "paths": [list(p) for p in paths]}
+                                                      for loss, paths in population]}, indent=1)

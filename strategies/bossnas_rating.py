@@ -1,0 +1,254 @@
+"""BossNAS architecture rating: per-block scores against the population centre, and the search over them.
+
+A `BlockRater` scores candidate paths of one block entered in one state. Every candidate sees the same
+cached views: fixed view pairs of held-out images, passed once through the target network's blocks before
+(the prefix, as the official `ValBestPathHook`, which feeds both branches through the target backbone). Before
+a candidate is scored, every BatchNorm is reset and recalibrated on a fixed training batch (the prefix
+output of that batch), as the official `update_bn_stats`. The population centre is the mean over the rated
+candidates of their (unnormalised) target projections of each view; a candidate's block loss is
+-2 cos(pred(online(v1)), centre(v2)) - 2 cos(pred(online(v2)), centre(v1)), averaged over the images; lower
+is better. An architecture's loss is the sum of its block losses (every lambda = 1, as the ranking scripts).
+
+The paper searches complete architectures with an evolutionary algorithm over the block-wise ratings; the
+official code only enumerates each block's candidates and takes the best greedily (`search="enumerate"`).
+`evolve` runs regularised evolution (Real et al. 2019) over complete architectures: a mutation moves one
+block's path to a neighbouring path (one layer changed, or one layer added/removed) and repairs later
+blocks whose entry state changed; block scores come from the rating tables, and paths or entry states not
+yet rated are scored on demand with the weights the block had when it was rated (deviation: unrated paths
+are scored against the centre of the rated candidates only).
+"""
+from __future__ import annotations
+
+import json
+import math
+import random
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from nas.supernet import BlockSupernet, Path
+from strategies.bossnas_parts import BNRecalibration, cosine_loss
+
+
+def to_json(value: Hashable) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
+def from_json(text: str) -> Hashable:
+    def tup(v: object) -> Hashable:
+        return tuple(tup(x) for x in v) if isinstance(v, list) else v
+    return tup(json.loads(text))
+
+
+@dataclass
+class Nets:
+    """The modules that rate one block: both supernets, the block's necks and its predictor."""
+
+    online: BlockSupernet
+    target: BlockSupernet
+    neck_online: nn.Module
+    neck_target: nn.Module
+    predictor: nn.Module
+
+    def modules(self) -> list[nn.Module]:
+        return [self.online, self.target, self.neck_online, self.neck_target, self.predictor]
+
+    def eval(self) -> None:
+        for m in self.modules():
+            m.eval()
+
+
+class BlockRater:
+    """Scores the candidates of block `block` entered in state `entry` after the fixed `prefix` paths."""
+
+    def __init__(self, nets: Nets, block: int, entry: Hashable, prefix: Sequence[Path],
+                 views: tuple[torch.Tensor, torch.Tensor], bn_batch: torch.Tensor, chunk: int = 256) -> None:
+        self.nets, self.block, self.entry, self.prefix = nets, block, entry, list(prefix)
+        self.views, self.bn_batch, self.chunk = views, bn_batch, chunk
+        self.scores: dict[Path, float] = {}
+        self.centre: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._features: tuple[torch.Tensor, ...] | None = None
+
+    # -- inputs --------------------------------------------------------------------------------
+    def _prefix(self, x: torch.Tensor) -> torch.Tensor:
+        return self.nets.target.forward_paths(x, self.prefix)
+
+    @torch.no_grad()
+    def features(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The prefix outputs of the two views and of the BN batch (prefix BN recalibrated first)."""
+        if self._features is None:
+            with BNRecalibration(self.nets.target):
+                self._prefix(self.bn_batch)
+            self.nets.eval()
+            self._features = tuple(self._batched(self._prefix, x) for x in (*self.views, self.bn_batch))
+        return self._features
+
+    def _batched(self, fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([fn(x[i:i + self.chunk]) for i in range(0, len(x), self.chunk)])
+
+    # -- one candidate --------------------------------------------------------------------------
+    @torch.no_grad()
+    def project(self, path: Path) -> tuple[torch.Tensor, ...]:
+        """(target v1, target v2, prediction v1, prediction v2) of `path`, BN recalibrated first."""
+        f1, f2, fb = self.features()
+        n, k, e = self.nets, self.block, self.entry
+
+        def target(x: torch.Tensor) -> torch.Tensor:
+            return n.neck_target(n.target.forward_block(k, path, x, e))
+
+        def online(x: torch.Tensor) -> torch.Tensor:
+            return n.predictor(n.neck_online(n.online.forward_block(k, path, x, e)))
+
+        with BNRecalibration(*n.modules()):
+            target(fb)
+            online(fb)
+        n.eval()
+        return (self._batched(target, f1), self._batched(target, f2),
+                self._batched(online, f1), self._batched(online, f2))
+
+    @staticmethod
+    def loss(pred1: torch.Tensor, pred2: torch.Tensor, centre: tuple[torch.Tensor, torch.Tensor]) -> float:
+        return float(cosine_loss(pred1, centre[1]) + cosine_loss(pred2, centre[0]))
+
+    # -- tables ---------------------------------------------------------------------------------
+    def rate(self, paths: Sequence[Path], progress: bool = False) -> dict[Path, float]:
+        """Score `paths` against their population centre (which this call sets); returns path -> loss."""
+        from tqdm.auto import tqdm
+
+        t1 = t2 = None
+        preds = {}
+        for path in tqdm(paths, desc=f"rate block {self.block}", disable=not progress, leave=False):
+            a1, a2, p1, p2 = self.project(path)
+            t1 = a1 if t1 is None else t1 + a1
+            t2 = a2 if t2 is None else t2 + a2
+            preds[path] = (p1, p2)
+        self.centre = (t1 / len(paths), t2 / len(paths))
+        self.scores = {path: self.loss(p1, p2, self.centre) for path, (p1, p2) in preds.items()}
+        return dict(self.scores)
+
+    def score(self, path: Path) -> float:
+        """The block loss of `path` (from the table, or computed now against the stored centre)."""
+        if path not in self.scores:
+            if self.centre is None:
+                raise RuntimeError(f"block {self.block} has no centre yet: call rate() first")
+            _, _, p1, p2 = self.project(path)
+            self.scores[path] = self.loss(p1, p2, self.centre)
+        return self.scores[path]
+
+    def ranking(self) -> list[tuple[Path, float]]:
+        return sorted(self.scores.items(), key=lambda kv: kv[1])
+
+    def state(self) -> dict:
+        return {"block": self.block, "entry": to_json(self.entry), "prefix": [to_json(p) for p in self.prefix],
+                "scores": [[to_json(p), s] for p, s in self.scores.items()],
+                "centre": list(self.centre) if self.centre is not None else None}
+
+    def load_state(self, state: dict) -> None:
+        self.scores = {from_json(p): float(s) for p, s in state["scores"]}
+        self.centre = tuple(state["centre"]) if state["centre"] is not None else None
+
+
+# -- search over complete architectures -----------------------------------------------------------
+Paths = tuple[Path, ...]
+BlockScore = Callable[[int, Hashable, Path, Paths], float]
+
+
+def entries_of(net: BlockSupernet, paths: Sequence[Path]) -> list[Hashable]:
+    """The entry state of every block along `paths`."""
+    entry, out = net.initial_state(), []
+    for block, path in enumerate(paths):
+        out.append(entry)
+        entry = net.exit_state(block, path, entry)
+    return out
+
+
+def arch_loss(net: BlockSupernet, paths: Paths, block_score: BlockScore) -> float:
+    return sum(block_score(k, e, p, paths[:k]) for k, (e, p) in enumerate(zip(entries_of(net, paths), paths)))
+
+
+def _neighbours(path: Path, candidates: Sequence[Path]) -> list[Path]:
+    def near(c: Path) -> bool:
+        if len(c) == len(path):
+            return sum(a != b for a, b in zip(c, path)) == 1
+        short, long_ = sorted((c, path), key=len)
+        return len(long_) - len(short) == 1 and long_[:len(short)] == short
+    return [c for c in candidates if near(c)]
+
+
+def _repair(net: BlockSupernet, paths: list[Path], start: int, rng: random.Random) -> Paths:
+    entry = net.initial_state()
+    for k in range(start):
+        entry = net.exit_state(k, paths[k], entry)
+    for k in range(start, len(paths)):
+        candidates = net.candidates(k, entry)
+        if paths[k] not in candidates:
+            paths[k] = rng.choice(candidates)
+        entry = net.exit_state(k, paths[k], entry)
+    return tuple(paths)
+
+
+def random_paths(net: BlockSupernet, rng: random.Random) -> Paths:
+    return _repair(net, [()] * net.num_blocks, 0, rng)
+
+
+def mutate_paths(net: BlockSupernet, paths: Paths, rng: random.Random) -> Paths:
+    k = rng.randrange(net.num_blocks)
+    entry = entries_of(net, paths)[k]
+    candidates = net.candidates(k, entry)
+    options = _neighbours(paths[k], candidates) or [c for c in candidates if c != paths[k]] or [paths[k]]
+    new = list(paths)
+    new[k] = rng.choice(options)
+    return _repair(net, new, k + 1, rng)
+
+
+def evolve(net: BlockSupernet, block_score: BlockScore, seeds: Sequence[Paths], rng: random.Random,
+           population: int, sample_size: int, cycles: int,
+           feasible: Callable[[Paths], bool] = lambda p: True) -> list[tuple[float, Paths]]:
+    """Regularised evolution over complete architectures; returns every evaluated one, best (lowest) first."""
+    seen: dict[Paths, float] = {}
+
+    def evaluate(paths: Paths) -> float:
+        if paths not in seen:
+            seen[paths] = arch_loss(net, paths, block_score) if feasible(paths) else math.inf
+        return seen[paths]
+
+    queue: list[Paths] = []
+    for paths in list(seeds) + [random_paths(net, rng) for _ in range(population * 10)]:
+        if len(queue) >= population:
+            break
+        if feasible(paths):
+            evaluate(paths)
+            queue.append(paths)
+    for _ in range(cycles):
+        if not queue:
+            break
+        parent = min(rng.sample(queue, min(sample_size, len(queue))), key=evaluate)
+        child = mutate_paths(net, parent, rng)
+        if evaluate(child) < math.inf:
+            queue.append(child)
+            queue.pop(0)
+    return sorted(((loss, p) for p, loss in seen.items() if loss < math.inf), key=lambda t: t[0])
+
+
+def plot_ratings(ratings: Sequence[float], accuracies: Sequence[float], path: str,
+                 title: str = "BossNAS rating vs. stand-alone accuracy") -> str:
+    """Scatter of ratings (higher = better) against stand-alone accuracies, with Kendall tau and Spearman rho."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from scipy.stats import kendalltau, spearmanr
+
+    tau = kendalltau(ratings, accuracies)[0] if len(ratings) > 1 else float("nan")
+    rho = spearmanr(ratings, accuracies)[0] if len(ratings) > 1 else float("nan")
+    fig, ax = plt.subplots(figsize=(5, 4))
+    ax.scatter(ratings, accuracies, s=18)
+    ax.set_xlabel("rating (-sum of block losses)")
+    ax.set_ylabel("stand-alone top-1 (%)")
+    ax.set_title(f"{title}\nKendall tau {tau:.2f}, Spearman rho {rho:.2f}", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

@@ -1,0 +1,338 @@
+"""BossNAS mechanics: ensemble target, momentum schedule, block sequencing, BN recalibration, LARS,
+checkpoint/resume, and a smoke run on a tiny MBConv supernet."""
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Hashable, Sequence
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import strategies.bossnas as bossnas_module
+from nas.data import TensorData
+from nas.space import Architecture, Choice, SearchSpace
+from nas.strategy import SearchContext
+from nas.supernet import BlockSupernet
+from search_spaces.mbconv import FAMILIES, MBConvSpace, Stage
+from strategies.bossnas import BossNAS, make_config
+from strategies.bossnas_parts import LARS, ensemble_target, lars_groups, momentum_at
+from strategies.bossnas_rating import BlockRater, Nets, evolve, from_json, random_paths
+
+@pytest.fixture(autouse=True)
+def one_thread():  # noqa: ANN201 - tiny tensors: one thread avoids OpenMP overhead on a busy machine
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+TINY = dict(train_images=32, batch_size=16, proj_hidden=16, proj_dim=8, rating_images=8, bn_images=8,
+            max_rated=0, warmup_epochs=0.0, population=4, sample_size=2, cycles=6, crop_min=0.5)
+
+
+class ToySupernet(BlockSupernet):
+    """Three blocks of one or two conv layers; op "c" halves the map (once), so entry states are 8 or 4."""
+
+    num_blocks = 3
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.input_shape = (1, 8, 8)
+        self.stem_conv = nn.Conv2d(1, 4, 3, padding=1)
+        self.blocks = nn.ModuleList(
+            nn.ModuleList(nn.ModuleDict({op: nn.Sequential(nn.Conv2d(4, 4, 3, 2 if op == "c" else 1, 1),
+                                                           nn.BatchNorm2d(4), nn.ReLU()) for op in "abc"})
+                          for _ in range(2)) for _ in range(3))
+        self.calls: list[tuple[int, tuple]] = []
+
+    def initial_state(self) -> Hashable:
+        return 8
+
+    def stem(self, x: torch.Tensor) -> torch.Tensor:
+        return self.stem_conv(x)
+
+    def candidates(self, block: int, entry: Hashable) -> list[tuple]:
+        ops = "abc" if entry == 8 else "ab"
+        singles = [(o,) for o in ops]
+        pairs = [(o, p) for o in ops for p in ops if (o, p).count("c") <= 1 and (o, p) != ("c", "c")]
+        return singles + pairs
+
+    def forward_block(self, block: int, path: tuple, x: torch.Tensor, entry: Hashable) -> torch.Tensor:
+        self.calls.append((block, path))
+        for slot, op in zip(self.blocks[block], path):
+            x = slot[op](x)
+        return x
+
+    def exit_state(self, block: int, path: tuple, entry: Hashable) -> Hashable:
+        return entry // 2 if "c" in path else entry
+
+    def output_shape(self, block: int, path: tuple, entry: Hashable) -> tuple[int, ...]:
+        size = self.exit_state(block, path, entry)
+        return (4, size, size)
+
+    def arch_of(self, paths: Sequence[tuple]) -> Architecture:
+        return Architecture({f"b{k}": "".join(p) for k, p in enumerate(paths)})
+
+    def paths_of(self, arch: Architecture) -> list[tuple]:
+        return [tuple(arch[f"b{k}"]) for k in range(3)]
+
+
+class ToySpace(SearchSpace):
+    name = "toy"
+    default_input = (1, 8, 8)
+    default_classes = 3
+
+    def choices(self) -> list[Choice]:
+        return [Choice(f"b{k}", ("a", "b", "c", "ab", "ba")) for k in range(3)]
+
+    def graph(self, arch, input_shape=None, num_classes=None):  # noqa: ANN001, ANN201
+        raise NotImplementedError
+
+    def block_supernet(self, input_shape: tuple[int, ...], num_classes: int) -> ToySupernet:
+        return ToySupernet()
+
+
+def synthetic(n: int = 48, size: int = 8) -> TensorData:
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(n, 1, size, size, generator=g)
+    y = torch.randint(0, 3, (n,), generator=g)
+    return TensorData("synthetic", x[: n - 16], y[: n - 16], x[n - 16:], y[n - 16:], 3)
+
+
+def context(space: SearchSpace, tmp: Path, records: list | None = None, **options: object) -> SearchContext:
+    return SearchContext(space=space, data=synthetic(), objectives=[], seed=0, budget="quick", checkpoint_dir=tmp,
+                         record=lambda a, m, i: (records if records is not None else []).append((a, m, i)),
+                         progress=False, options={**TINY, **options})
+
+
+# -- pure mechanics ----------------------------------------------------------------------------------------
+def test_ensemble_target_is_mean_of_normalised_projections() -> None:
+    a, b = torch.randn(5, 7), torch.randn(5, 7)
+    expected = (a / a.norm(dim=1, keepdim=True) + b / b.norm(dim=1, keepdim=True)) / 2
+    assert torch.allclose(ensemble_target([a, b]), expected, atol=1e-6)
+    # a path's projection scale does not weigh it more: normalised before the mean
+    assert torch.allclose(ensemble_target([100 * a, b]), expected, atol=1e-6)
+
+
+def test_momentum_schedule_is_cosine_from_base_to_one() -> None:
+    assert momentum_at(0, 100, 0.99) == pytest.approx(0.99)
+    assert momentum_at(100, 100, 0.99) == pytest.approx(1.0)
+    assert momentum_at(50, 100, 0.99) == pytest.approx(0.995)
+    assert momentum_at(25, 100, 0.99) == pytest.approx(1 - 0.01 * (math.cos(math.pi / 4) + 1) / 2)
+    values = [momentum_at(s, 100, 0.99) for s in range(101)]
+    assert all(x <= y for x, y in zip(values, values[1:]))
+
+
+def test_lars_trust_ratio_and_exclusion() -> None:
+    w = nn.Parameter(torch.full((4, 4), 2.0))
+    bias = nn.Parameter(torch.ones(4))
+    opt = LARS([{"params": [w], "weight_decay": 0.0}, {"params": [bias], "weight_decay": 0.0, "lars_exclude": True}],
+               lr=0.5, momentum=0.9, eta=0.01)
+    grad = torch.randn(4, 4)
+    w.grad, bias.grad = grad.clone(), torch.full((4,), 3.0)
+    opt.step()
+    trust = 0.01 * 8.0 / grad.norm()  # ||w|| = 2 * 4
+    assert torch.allclose(w.detach(), torch.full((4, 4), 2.0) - 0.5 * trust * grad, atol=1e-6)
+    assert torch.allclose(bias.detach(), torch.ones(4) - 0.5 * 3.0)  # excluded: plain lr
+    # scale invariance: a 1000x larger gradient gives the same step
+    w2 = nn.Parameter(torch.full((4, 4), 2.0))
+    opt2 = LARS([{"params": [w2], "weight_decay": 0.0}], lr=0.5, eta=0.01)
+    w2.grad = 1000 * grad
+    opt2.step()
+    assert torch.allclose(w2.detach(), w.detach(), atol=1e-5)
+    # momentum: the second step adds 0.9 x the first
+    w.grad, bias.grad = grad.clone(), torch.zeros(4)
+    before = bias.detach().clone()
+    opt.step()
+    assert torch.allclose(bias.detach(), before - 0.9 * 0.5 * 3.0)
+
+
+def test_lars_groups_exclude_bn_and_bias() -> None:
+    model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2), nn.Linear(2, 2))
+    scaled, excluded = lars_groups([model], 1e-6)
+    assert {p.dim() for p in scaled["params"]} == {2, 4} and not scaled.get("lars_exclude")
+    assert {p.dim() for p in excluded["params"]} == {1} and excluded["lars_exclude"] and excluded["weight_decay"] == 0
+
+
+def test_presets_scale_the_paper_schedule() -> None:
+    paper = make_config("paper")
+    assert (paper.epochs_per_block, paper.lr, paper.weight_decay, paper.base_momentum, paper.num_paths) == \
+        (6.0, 4.8, 1e-6, 0.99, 4)
+    assert paper.batch_size * paper.accumulate == 64 * 8 * 8
+    assert make_config("quick", num_paths=2).num_paths == 2
+    with pytest.raises(ValueError, match="unknown BossNAS option"):
+        make_config("quick", nope=1)
+
+
+# -- rating ------------------------------------------------------------------------------------------------
+def _toy_nets() -> Nets:
+    from strategies.bossnas_parts import BlockNeck, predictor
+
+    torch.manual_seed(0)
+    online, target = ToySupernet(), ToySupernet()
+    neck = BlockNeck([(4, 8, 8), (4, 4, 4)], 16, 8)
+    target_neck = BlockNeck([(4, 8, 8), (4, 4, 4)], 16, 8)
+    return Nets(online, target, neck, target_neck, predictor(8, 16))
+
+
+def test_bn_recalibrated_before_rating() -> None:
+    nets = _toy_nets()
+    views = (torch.randn(6, 1, 8, 8), torch.randn(6, 1, 8, 8))
+    bn_batch = torch.randn(10, 1, 8, 8)
+    rater = BlockRater(nets, 1, 8, [("a",)], views, bn_batch)
+    bn = nets.target.blocks[1][0]["b"][1]
+    bn.running_mean.fill_(5.0)
+    bn.running_var.fill_(9.0)
+    rater.project(("b",))
+    features = rater.features()[2]
+    with torch.no_grad():
+        pre = nets.target.blocks[1][0]["b"][0](features)
+    assert torch.allclose(bn.running_mean, pre.mean((0, 2, 3)), atol=1e-5)
+    assert torch.allclose(bn.running_var, pre.var((0, 2, 3), unbiased=True), atol=1e-4)
+    assert bn.momentum == 0.1 and not bn.training
+    # the prefix features came from the target network along the prefix, its BN recalibrated too
+    with torch.no_grad():
+        stem = nets.target.stem(bn_batch)
+        prefix_pre = nets.target.blocks[0][0]["a"][0](stem)
+    prefix_bn = nets.target.blocks[0][0]["a"][1]
+    assert torch.allclose(rater._features[2], F.relu(F.batch_norm(prefix_pre, prefix_pre.mean((0, 2, 3)),
+                                                                  prefix_pre.var((0, 2, 3)), prefix_bn.weight,
+                                                                  prefix_bn.bias, eps=prefix_bn.eps)), atol=1e-4)
+
+
+def test_rating_uses_population_centre_and_same_inputs() -> None:
+    nets = _toy_nets()
+    views = (torch.randn(6, 1, 8, 8), torch.randn(6, 1, 8, 8))
+    rater = BlockRater(nets, 0, 8, [], views, torch.randn(10, 1, 8, 8))
+    paths = [("a",), ("b",), ("c",)]
+    scores = rater.rate(paths)
+    outs = [rater.project(p) for p in paths]
+    centre1 = torch.stack([o[0] for o in outs]).mean(0)  # not normalised before averaging
+    centre2 = torch.stack([o[1] for o in outs]).mean(0)
+    for p, (_, _, p1, p2) in zip(paths, outs):
+        expected = -2 * F.cosine_similarity(p1, centre2).mean() - 2 * F.cosine_similarity(p2, centre1).mean()
+        assert scores[p] == pytest.approx(expected.item(), abs=1e-5)
+    assert [p for p, _ in rater.ranking()] == sorted(paths, key=scores.get)
+    # an unrated path is scored against the stored centre
+    assert rater.score(("a", "b")) == pytest.approx(rater.score(("a", "b")))
+
+
+def test_evolution_over_complete_architectures_finds_the_additive_optimum() -> None:
+    import random
+
+    net = ToySupernet()
+    table = {"a": 0.0, "b": -1.0, "c": 0.5}
+
+    def score(block: int, entry: Hashable, path: tuple, prefix: Sequence) -> float:
+        return sum(table[o] for o in path) + (0.3 if entry == 4 else 0.0)
+
+    best_loss, best = evolve(net, score, [], random.Random(0), population=8, sample_size=3, cycles=200)[0]
+    assert best == (("b", "b"),) * 3 and best_loss == pytest.approx(-6.0)
+    assert random_paths(net, random.Random(1))[0] in net.candidates(0, 8)
+
+
+# -- the strategy --------------------------------------------------------------------------------------------
+def test_blocks_train_in_sequence_on_best_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    momenta: list[float] = []
+    real_ema = bossnas_module.ema_update
+    monkeypatch.setattr(bossnas_module, "ema_update", lambda t, o, m: (momenta.append(m), real_ema(t, o, m)))
+    strategy = BossNAS([], seed=0)
+    seen: dict[int, set] = {}
+    real_train = BossNAS._train_block
+
+    def train(self: BossNAS, block: int, state: dict | None) -> None:
+        self.online.calls.clear()
+        self.target.calls.clear()
+        before = [p.detach().clone() for p in self.online.blocks[0].parameters()]
+        real_train(self, block, state)
+        for net in (self.online, self.target):
+            for k, path in net.calls:
+                seen.setdefault(block, set()).add((k, path))
+                if k < block:
+                    assert path == self.best_paths[k], "earlier blocks must run their chosen best paths"
+                assert k <= block
+        if block:  # earlier blocks are not detached: their best-path weights still learn
+            after = list(self.online.blocks[0].parameters())
+            assert any(not torch.equal(a, b) for a, b in zip(before, after))
+
+    monkeypatch.setattr(BossNAS, "_train_block", train)
+    records: list = []
+    outcome = strategy.search(context(ToySpace(), tmp_path, records, epochs_per_block=2.0, num_paths=3))
+    assert set(seen) == {0, 1, 2}
+    assert all(any(k == b for k, _ in seen[b]) for b in seen)
+    steps = 4  # 32 images / batch 16 x 2 epochs per block
+    assert len(momenta) == 3 * steps
+    for b in range(3):
+        block_momenta = momenta[b * steps:(b + 1) * steps]
+        assert block_momenta[0] == pytest.approx(0.99)  # restarted per block
+        assert all(x < y for x, y in zip(block_momenta, block_momenta[1:]))
+    assert strategy.rate([outcome.arch])[0] == pytest.approx(outcome.metrics["rating"])
+    assert outcome.metrics["rating"] >= strategy.rate([ToySupernet().arch_of(strategy.best_paths)])[0] - 1e-9
+    for block in range(3):
+        ranking = (tmp_path / f"path_rank_{block}.json").read_text()
+        assert '"ranking"' in ranking
+    assert 0 < len(records) <= 3 * 3 + 4 and all("rating" in m for _, m, _ in records)
+
+
+class Killed(Exception):
+    """Stands for the process being killed."""
+
+
+def test_resume_skips_finished_blocks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    trained: list[int] = []
+    real_train, real_rate = BossNAS._train_block, BossNAS._rate_block
+
+    def train(self: BossNAS, block: int, state: dict | None) -> None:
+        trained.append(block)
+        real_train(self, block, state)
+
+    def rate_then_die(self: BossNAS, block: int, suffix: str = "") -> BlockRater:
+        if block == 1:
+            raise Killed
+        return real_rate(self, block, suffix)
+
+    monkeypatch.setattr(BossNAS, "_train_block", train)
+    monkeypatch.setattr(BossNAS, "_rate_block", rate_then_die)
+    with pytest.raises(Killed):
+        BossNAS([], seed=0).search(context(ToySpace(), tmp_path))
+    assert trained == [0, 1]
+    state = torch.load(tmp_path / "bossnas_state.pt", weights_only=True)
+    assert state["progress"]["block"] == 1 and state["progress"]["trained"]
+    first_best = state["best_paths"]
+    monkeypatch.setattr(BossNAS, "_rate_block", real_rate)
+    trained.clear()
+    resumed = BossNAS([], seed=0)
+    resumed.search(context(ToySpace(), tmp_path))
+    assert trained == [2]  # block 0 finished, block 1 trained (its rating is redone), block 2 fresh
+    assert resumed.best_paths[0] == from_json(first_best[0])
+    trained.clear()
+    again = BossNAS([], seed=0)
+    again.search(context(ToySpace(), tmp_path))
+    assert trained == [] and again.best_paths == resumed.best_paths
+
+
+def tiny_mbconv() -> MBConvSpace:
+    space = MBConvSpace("small")
+    space.family = dataclasses.replace(
+        FAMILIES["small"], stem_width=8, first_width=8, final_width=32,
+        stages=(Stage(8, 2, "relu", False, (1, 2)), Stage(16, 2, "hswish", True, (1,))),
+        kernels=(3, 5), expands=(3, 6), resolutions=(8,), width_mults=(1.0,), references={})
+    return space
+
+
+def test_smoke_tiny_mbconv(tmp_path: Path) -> None:
+    space = tiny_mbconv()
+    records: list = []
+    outcome = BossNAS([], seed=0).search(context(space, tmp_path, records, search="evolution"))
+    space.validate(outcome.arch)
+    assert outcome.arch["resolution"] == 8 and outcome.arch["s2_depth"] == 1
+    assert math.isfinite(outcome.metrics["rating"]) and -8.0 <= -outcome.metrics["rating"] <= 8.0
+    assert sum(v for k, v in outcome.metrics.items() if k.endswith("_loss")) == \
+        pytest.approx(-outcome.metrics["rating"])
+    assert all(Path(p).exists() for p in outcome.plots)
+    assert records and all(r[2]["strategy"] == "bossnas" for r in records)
+    assert (tmp_path / "search_result.json").exists()
