@@ -240,6 +240,15 @@ def test_blocks_train_in_sequence_on_best_paths(tmp_path: Path, monkeypatch: pyt
     momenta: list[float] = []
     real_ema = bossnas_module.ema_update
     monkeypatch.setattr(bossnas_module, "ema_update", lambda t, o, m: (momenta.append(m), real_ema(t, o, m)))
+    ensembles: list[int] = []
+    real_ensemble = bossnas_module.ensemble_target
+
+    def ensemble(projections):  # noqa: ANN001, ANN202
+        projections = list(projections)
+        ensembles.append(len(projections))
+        return real_ensemble(projections)
+
+    monkeypatch.setattr(bossnas_module, "ensemble_target", ensemble)
     strategy = BossNAS([], seed=0)
     seen: dict[int, set] = {}
     real_train = BossNAS._train_block
@@ -266,6 +275,7 @@ def test_blocks_train_in_sequence_on_best_paths(tmp_path: Path, monkeypatch: pyt
     assert all(any(k == b for k, _ in seen[b]) for b in seen)
     steps = 4  # 32 images / batch 16 x 2 epochs per block
     assert len(momenta) == 3 * steps
+    assert ensembles == [3] * (2 * len(momenta))  # one target per view side, over the 3 sampled paths
     for b in range(3):
         block_momenta = momenta[b * steps:(b + 1) * steps]
         assert block_momenta[0] == pytest.approx(0.99)  # restarted per block
