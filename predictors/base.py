@@ -1,0 +1,107 @@
+"""The accuracy-predictor interface, an ensemble wrapper and rank-correlation metrics.
+
+A predictor learns a map from architectures of any space to a scalar (accuracy, usually): `fit(space,
+archs, targets)` then `predict(space, archs)`. Predictors read architectures only through the space
+(`space.encode`, `space.graph`), so one predictor works on every space. `predict_members` returns one
+row per ensemble member (a single row for a lone model), which acquisition functions use as a
+distribution.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+
+import numpy as np
+
+from nas.space import SearchSpace
+
+
+class Predictor(ABC):
+    """Base class: fit on (architecture, target) pairs, predict targets of new architectures."""
+
+    name = "predictor"
+
+    @abstractmethod
+    def fit(self, space: SearchSpace, archs: Sequence[Mapping], targets: Sequence[float]) -> Predictor:
+        """Train on `archs` with their `targets`; returns self."""
+
+    @abstractmethod
+    def predict(self, space: SearchSpace, archs: Sequence[Mapping]) -> np.ndarray:
+        """Predicted targets, shape (len(archs),)."""
+
+    def predict_members(self, space: SearchSpace, archs: Sequence[Mapping]) -> np.ndarray:
+        """Predictions of each ensemble member, shape (members, len(archs))."""
+        return self.predict(space, archs)[None, :]
+
+
+class Ensemble(Predictor):
+    """`size` copies of a predictor that differ by their seed (as BANANAS' ensemble of meta neural nets);
+    the prediction is the members' mean."""
+
+    name = "ensemble"
+
+    def __init__(self, factory: Callable[[int], Predictor], size: int = 5, seed: int = 0) -> None:
+        if size < 1:
+            raise ValueError(f"ensemble size {size} must be at least 1")
+        self.factory = factory
+        self.size = size
+        self.seed = seed
+        self.members: list[Predictor] = []
+
+    def fit(self, space: SearchSpace, archs: Sequence[Mapping], targets: Sequence[float]) -> Ensemble:
+        self.members = [self.factory(self.seed * 1000 + i).fit(space, archs, targets) for i in range(self.size)]
+        return self
+
+    def predict_members(self, space: SearchSpace, archs: Sequence[Mapping]) -> np.ndarray:
+        if not self.members:
+            raise RuntimeError("fit the ensemble before predicting")
+        return np.stack([m.predict(space, archs) for m in self.members])
+
+    def predict(self, space: SearchSpace, archs: Sequence[Mapping]) -> np.ndarray:
+        return self.predict_members(space, archs).mean(axis=0)
+
+
+def kendall_tau(predicted: Sequence[float], actual: Sequence[float]) -> float:
+    """Kendall's tau-b between predictions and ground truth (0.0 when either is constant)."""
+    from scipy.stats import kendalltau
+
+    tau = kendalltau(predicted, actual).statistic
+    return 0.0 if np.isnan(tau) else float(tau)
+
+
+def spearman_rho(predicted: Sequence[float], actual: Sequence[float]) -> float:
+    """Spearman's rank correlation (0.0 when either is constant)."""
+    from scipy.stats import spearmanr
+
+    rho = spearmanr(predicted, actual).statistic
+    return 0.0 if np.isnan(rho) else float(rho)
+
+
+class Standardizer:
+    """Targets to zero mean and unit variance, and back."""
+
+    def __init__(self, values: Sequence[float]) -> None:
+        y = np.asarray(values, dtype=np.float64)
+        self.mean = float(y.mean())
+        self.std = float(y.std()) or 1.0
+
+    def forward(self, values: Sequence[float]) -> np.ndarray:
+        return (np.asarray(values, dtype=np.float64) - self.mean) / self.std
+
+    def inverse(self, values: np.ndarray) -> np.ndarray:
+        return np.asarray(values, dtype=np.float64) * self.std + self.mean
+
+
+@contextmanager
+def single_thread() -> Iterator[None]:
+    """Run torch on one thread inside the block: the small networks and graphs predictors handle run
+    faster so than with several threads competing for a small, busy machine."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
