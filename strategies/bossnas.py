@@ -408,9 +408,9 @@ class BossNAS(SupernetStrategy):
 
         def block_score(block: int, entry: Hashable, path: Path, prefix: Sequence[Path]) -> float:
             key = (block, to_json(entry))
-            if key not in raters:
+            if key not in raters:  # an entry state the block was not trained from: the trained centre
                 rater = self._rater(block, entry, prefix, nets_of(block))
-                rater.rate(self._rated_paths(block, entry))
+                rater.centre = self.raters[block].centre
                 raters[key] = rater
             rater = raters[key]
             if path not in rater.scores:

@@ -13,9 +13,12 @@ The paper searches complete architectures with an evolutionary algorithm over th
 official code only enumerates each block's candidates and takes the best greedily (`search="enumerate"`).
 `evolve` runs regularised evolution (Real et al. 2019) over complete architectures: a mutation moves one
 block's path to a neighbouring path (one layer changed, or one layer added/removed) and repairs later
-blocks whose entry state changed; block scores come from the rating tables, and paths or entry states not
-yet rated are scored on demand with the weights the block had when it was rated (deviation: unrated paths
-are scored against the centre of the rated candidates only).
+blocks whose entry state changed; block scores come from the rating tables, and paths not yet rated are
+scored on demand with the weights the block had when it was rated, against the same centre (deviation:
+when only a sample of the candidates was rated, the centre is that sample's). A block entered in a state
+other than the one it was trained from (HyTra) is fed by the architecture's own earlier paths and scored
+against the trained entry's centre, so that the block losses of all entry states share one target and
+stay comparable (an extension: the official code never leaves the trained entry).
 """
 from __future__ import annotations
 

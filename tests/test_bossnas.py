@@ -282,6 +282,10 @@ def test_blocks_train_in_sequence_on_best_paths(tmp_path: Path, monkeypatch: pyt
         assert all(x < y for x, y in zip(block_momenta, block_momenta[1:]))
     assert strategy.rate([outcome.arch])[0] == pytest.approx(outcome.metrics["rating"])
     assert outcome.metrics["rating"] >= strategy.rate([ToySupernet().arch_of(strategy.best_paths)])[0] - 1e-9
+    # a block entered in another state is scored against its trained centre, not a new population's
+    monkeypatch.setattr(BlockRater, "rate", lambda *a, **k: pytest.fail("no new population centre expected"))
+    other = ("a",) if "c" in strategy.best_paths[0] else ("c",)
+    assert math.isfinite(strategy.rate([ToySupernet().arch_of([other, ("a",), ("a",)])])[0])
     for block in range(3):
         ranking = (tmp_path / f"path_rank_{block}.json").read_text()
         assert '"ranking"' in ranking
