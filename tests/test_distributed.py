@@ -30,9 +30,16 @@ def _workers(storage: str, tmp_path, study: str, budget: int = 25) -> None:
 def _check_study(storage: str, study: str, tmp_path, budget: int = 25) -> None:
     import optuna
 
+    from nas.runs import RunDir
+
     trials = optuna.load_study(study_name=study, storage=storage).get_trials(
         states=(optuna.trial.TrialState.COMPLETE,))
-    assert len(trials) == 2 * budget  # both workers wrote into the one study
+    told = 0
+    for seed in (1, 2):
+        history = RunDir(tmp_path / f"worker{seed}").history()
+        assert sum(1 for r in history if r.feasible and not r.info.get("cached")) == budget
+        told += sum(1 for r in history if r.feasible)  # repeats are told to the sampler too
+    assert len(trials) == told  # both workers wrote every trial into the one study
     workers = {str((tmp_path / f"worker{seed}").resolve()) for seed in (1, 2)}
     assert {t.user_attrs["run_id"] for t in trials} == workers
 
