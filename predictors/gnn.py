@@ -80,8 +80,8 @@ class GNNPredictor(Predictor):
     name = "gnn"
 
     def __init__(self, hidden: int = 64, layers: int = 3, steps: int | None = None, batch_size: int = 64,
-                 lr: float = 2e-3, weight_decay: float = 1e-4, rank_weight: float = 1.0, dropout: float = 0.0, ensemble: int = 1,
-                 seed: int = 0) -> None:
+                 lr: float = 2e-3, weight_decay: float = 1e-4, rank_weight: float = 1.0, dropout: float = 0.0,
+                 ensemble: int = 1, seed: int = 0) -> None:
         self.hidden, self.layers, self.steps, self.batch_size = hidden, layers, steps, batch_size
         self.lr, self.weight_decay, self.rank_weight, self.dropout = lr, weight_decay, rank_weight, dropout
         self.ensemble, self.seed = ensemble, seed

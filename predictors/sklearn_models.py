@@ -1,12 +1,12 @@
 """Scikit-learn regressors on architecture encodings: random forest, gradient boosting, MLP.
 
 Each takes an `encoding` from `predictors.encodings` ("onehot", "adjacency" or "path") and learns
-standardized targets. Defaults, chosen on NB201 CIFAR-10 with `scripts/bench_predictors.py`:
-random forest with 500 trees and `max_features=0.5` (NASLib's random forest uses 116 trees and sklearn's
-default features); histogram gradient boosting (LightGBM's algorithm, as NASLib's "lgb") with 400 trees
-of at most 31 leaves, learning rate 0.05; an MLP with two hidden layers of 128 ReLU units and Adam
-(NASLib's MLP/BANANAS meta network is deeper and narrower, 20 x 20 units, with an L1 penalty; this
-shallower network trains in a fraction of the time and ranks as well at these training-set sizes).
+standardized targets; features constant over the training set are dropped. Defaults (set once, not tuned
+per benchmark): a random forest of 500 trees with `max_features=0.5` (NASLib's random forest uses 116
+trees); histogram gradient boosting (LightGBM's algorithm, as NASLib's "lgb") with 400 trees of at most
+31 leaves, learning rate 0.05; an MLP with two hidden layers of 128 ReLU units, Adam, L2 1e-3 (NASLib's
+MLP / BANANAS meta network is deeper and narrower, 20 layers of 20 units, with an L1 penalty). Fitting runs
+on one thread: OpenMP threads thrash on a small, busy machine.
 """
 from __future__ import annotations
 

@@ -7,16 +7,17 @@ acquisition function over the ensemble, and evaluate the `batch_size` best candi
 independent Thompson sampling ("its", the paper's choice: one draw per candidate from a normal with the
 ensemble's mean and standard deviation) or an upper confidence bound ("ucb", mean + `ucb_beta` x std).
 
-Defaults and deviations (each measured on NB201 CIFAR-10, `scripts/bench_bananas.py`):
+Defaults and deviations (measured on NB201 CIFAR-10 with `scripts/bench_strategies.py`, see
+`benchmarks/bananas.md`):
 - predictor: the paper's is an ensemble of 5 feed-forward "meta neural networks" on the path encoding.
-  The default here is an ensemble of `ensemble` (3) graph neural networks (`predictors.gnn`, shortened
-  training) on the architecture DAG, which ranks NB201 cells better at small training sets (Kendall
-  tau 0.73 vs 0.46 for an MLP on paths at 100 points); `predictor="mlp"` with `encoding="path"` gives
-  the paper's setting with an sklearn MLP (two layers of 128 units instead of ten of 20).
-- candidates: `num_candidates` (200; the paper 100) mutations of the `num_parents` (10) best
-  architectures, each mutated 1 to `max_mutations` (2) times, plus `num_random` (20) random ones (the
-  brief's "plus a few random"; the paper uses mutations only); candidates already evaluated are dropped.
-- batch: `batch_size` (10) architectures per round, as the paper; `num_init` (10) as the paper.
+  The default here is an ensemble of `ensemble` (3) graph neural networks (`predictors.gnn`, training
+  shortened to 150 steps so that a round costs seconds on a CPU) on the architecture DAG, which ranks
+  NB201 cells better from small training sets (`benchmarks/predictors.md`); `predictor="mlp"` with
+  `predictor_options={"encoding": "path"}` gives the paper's setting with an sklearn MLP.
+- candidates: `num_candidates` (100, as the paper) mutations of the `num_parents` (10) best architectures,
+  each mutated 1 to `max_mutations` (2) times, plus `num_random` (20) random ones (the paper uses
+  mutations only); candidates already evaluated are dropped.
+- batch: `batch_size` (10) architectures per round and `num_init` (10) random ones first, as the paper.
 - objectives: one. With several, the first is optimised (no multi-objective acquisition).
 Infeasible evaluations (metrics None) are remembered so they are never proposed again, and not learned.
 """
@@ -50,7 +51,7 @@ class Bananas(Strategy):
     name = "bananas"
 
     def __init__(self, space, objectives, seed: int = 0, num_init: int = 10, batch_size: int = 10,
-                 num_candidates: int = 200, num_parents: int = 10, max_mutations: int = 2, num_random: int = 20,
+                 num_candidates: int = 100, num_parents: int = 10, max_mutations: int = 2, num_random: int = 20,
                  acquisition: str = "its", ucb_beta: float = 0.5, predictor: str = "gnn", ensemble: int = 3,
                  predictor_options: Mapping[str, Any] | None = None) -> None:
         super().__init__(space, objectives, seed)
@@ -63,7 +64,7 @@ class Bananas(Strategy):
         self.num_random, self.acquisition, self.ucb_beta = num_random, acquisition, ucb_beta
         self.predictor_name, self.ensemble = predictor, ensemble
         if predictor_options is None:
-            predictor_options = {"steps": 250} if predictor == "gnn" else {}
+            predictor_options = {"steps": 150} if predictor == "gnn" else {}
         self.predictor_options = dict(predictor_options)
         self.np_rng = np.random.default_rng(seed)
         self.history: list[tuple[Architecture, float]] = []
