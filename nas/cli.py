@@ -92,7 +92,7 @@ def cmd_spaces(args: argparse.Namespace) -> None:
         for preset in presets or (None,):
             space = cls(preset) if presets else cls()
             refs = ", ".join(space.reference_archs()) or "-"
-            print(f"  preset {preset}: {refs}" if preset else f"  named: {refs}")
+            print(f"  preset {preset} ({space.describe()}): {refs}" if preset else f"  named: {refs}")
 
 
 def _doc(obj: Any) -> str:
@@ -107,7 +107,7 @@ def cmd_strategies(args: argparse.Namespace) -> None:
     for name in registry.names("strategies"):
         cls = registry.get("strategies", name)
         kind = "supernet" if issubclass(cls, SupernetStrategy) else "ask/tell"
-        print(f"{name:12s} [{kind}] {_doc(cls)}")
+        print(f"{name:12s} [{kind}] {cls.describe()}")
 
 
 def _parse_options(items: list[str]) -> dict[str, Any]:
@@ -237,6 +237,11 @@ def main(argv: list[str] | None = None) -> int:
     except NASError as err:
         print(f"nas: error: {err}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # output piped into a reader that stopped early (`nas spaces | head`)
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except KeyboardInterrupt:
         print("nas: interrupted; resume with `nas search --resume RUN_DIR`", file=sys.stderr)
         return 130

@@ -47,10 +47,6 @@ class Constraint:
     def satisfied(self, metrics: Mapping[str, float]) -> bool:
         return float(metrics[self.metric]) <= self.limit
 
-    def violation(self, metrics: Mapping[str, float]) -> float:
-        """Positive by how much the limit is exceeded, <= 0 when satisfied (Optuna's convention)."""
-        return float(metrics[self.metric]) - self.limit
-
 
 def dominates(a: Sequence[float], b: Sequence[float]) -> bool:
     """a Pareto-dominates b, both as larger-is-better vectors."""

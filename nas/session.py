@@ -47,6 +47,7 @@ def execute(run: RunDir, settings: dict[str, Any], progress: bool = True, space:
     objectives = parse_objectives(settings["objectives"])
     constraints = [Constraint(m, float(v)) for m, v in settings.get("constraints", {}).items()]
     data, evaluator, shape, classes = _data_and_evaluator(space, settings)
+    run.write_json("evaluator.json", evaluator.describe())
     cls = registry.get("strategies", settings["strategy"])
     options = dict(settings.get("options", {}))
     if issubclass(cls, SupernetStrategy):

@@ -187,7 +187,7 @@ class HyTraSpace(SearchSpace):
         self.default_classes = self.spec.classes
 
     def describe(self) -> str:
-        return f"{super().describe()} [{self.preset}: {self.spec.doc}]"
+        return self.spec.doc
 
     @classmethod
     def preset_of(cls, arch_name: str) -> str | None:

@@ -201,6 +201,9 @@ class MBConvSpace(SearchSpace):
         self.default_input = (3, 224, 224) if preset != "small" else (3, 32, 32)
         self.default_classes = 1000 if preset != "small" else 10
 
+    def describe(self) -> str:
+        return self.family.doc
+
     @classmethod
     def preset_of(cls, arch_name: str) -> str | None:
         """The preset whose reference models include `arch_name`."""
