@@ -96,6 +96,56 @@ def spos_accuracy(net: SPOSNet, paths, x_bn: torch.Tensor, x: torch.Tensor, y: t
     return 100.0 * (net(x, paths).argmax(1) == y).float().mean().item()
 
 
+def standalone_key(args: argparse.Namespace, seed: int, arch) -> str:  # noqa: ANN001
+    return f"{args.train}/{args.val}/{args.size}px/{args.epochs}ep/seed{seed} {arch.to_json()}"
+
+
+def standalone(args: argparse.Namespace, seed: int, archs, params, space, shape, data, cache: dict,  # noqa: ANN001
+               cache_file: Path | None) -> list[float]:
+    """Stand-alone top-1 of every architecture with the fixed recipe and `seed` (from the cache when there)."""
+    accs = []
+    for i, arch in enumerate(archs):
+        key = standalone_key(args, seed, arch)
+        if key in cache:
+            accs.append(cache[key])
+            continue
+        torch.manual_seed(seed)
+        model = space.build(arch, shape, data.num_classes)
+        res = train_and_evaluate(model, data, TrainConfig(epochs=args.epochs, batch_size=128, lr=0.1,
+                                                          warmup_epochs=0.3, augment="none", seed=seed,
+                                                          num_threads=args.threads))
+        accs.append(res.accuracy)
+        if cache_file:
+            cache[key] = res.accuracy
+            cache_file.write_text(json.dumps(cache, indent=1))
+        print(f"arch {i + 1}/{len(archs)} (seed {seed}): {res.accuracy:.2f}% ({params[i] / 1e6:.3f}M params, "
+              f"{res.seconds:.0f}s)", flush=True)
+    return accs
+
+
+def write_noise(args: argparse.Namespace, archs, params, accs, space, shape, data, cache: dict,  # noqa: ANN001
+                cache_file: Path | None, out: Path) -> None:
+    """The ground truth's own rank stability: the same recipe with another seed."""
+    if args.noise_seed is None:
+        return
+    t = time.perf_counter()
+    again = standalone(args, args.noise_seed, archs, params, space, shape, data, cache, cache_file)
+    tau, rho = kendall_spearman(again, accs)
+    text = "\n".join([
+        "# Stand-alone ranking noise (the ceiling of any rating)",
+        "",
+        f"Command: `python {' '.join(sys.argv)}` ({time.perf_counter() - t:.0f} s, 1 thread on the busy 2-core "
+        "machine).",
+        "",
+        f"{len(archs)} {args.space}-{args.preset} architectures, {args.train} / {args.val} Fashion-MNIST images at "
+        f"{args.size}x{args.size}, {args.epochs} epochs: seed {args.noise_seed} against seed {args.seed}: Kendall tau "
+        f"{tau:.2f}, Spearman rho {rho:.2f}; accuracies {min(accs):.1f}-{max(accs):.1f}% (seed {args.seed}), "
+        f"{min(again):.1f}-{max(again):.1f}% (seed {args.noise_seed}).",
+        ""])
+    out.write_text(text)
+    print(text)
+
+
 def kendall_spearman(a, b) -> tuple[float, float]:  # noqa: ANN001
     from scipy.stats import kendalltau, spearmanr
 
@@ -118,6 +168,10 @@ def main() -> None:
                     help="torch threads (1 is far faster than 2 on a busy 2-core machine)")
     ap.add_argument("--standalone-cache", default=None,
                     help="JSON of stand-alone accuracies by architecture, read and extended (reruns skip training)")
+    ap.add_argument("--noise-seed", type=int, default=None,
+                    help="with --standalone-only: retrain with this seed and rank-correlate the two seeds")
+    ap.add_argument("--standalone-only", action="store_true",
+                    help="only the stand-alone accuracies (the noise ceiling of the ground truth with --noise-seed)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="benchmarks/bossnas_rating.md")
     args = ap.parse_args()
@@ -144,27 +198,13 @@ def main() -> None:
     t = time.perf_counter()
     cache_file = Path(args.standalone_cache) if args.standalone_cache else None
     cache = json.loads(cache_file.read_text()) if cache_file and cache_file.exists() else {}
-    recipe = f"{args.train}/{args.val}/{args.size}px/{args.epochs}ep/seed{args.seed}"
-    accs = []
-    for i, arch in enumerate(archs):
-        key = f"{recipe} {arch.to_json()}"
-        if key in cache:
-            accs.append(cache[key])
-            continue
-        torch.manual_seed(args.seed)
-        model = space.build(arch, shape, data.num_classes)
-        res = train_and_evaluate(model, data, TrainConfig(epochs=args.epochs, batch_size=128, lr=0.1,
-                                                          warmup_epochs=0.3, augment="none", seed=args.seed,
-                                                          num_threads=args.threads))
-        accs.append(res.accuracy)
-        if cache_file:
-            cache[key] = res.accuracy
-            cache_file.write_text(json.dumps(cache, indent=1))
-        print(f"arch {i + 1}/{len(archs)}: {res.accuracy:.2f}% ({params[i] / 1e6:.3f}M params, {res.seconds:.0f}s)",
-              flush=True)
-    cached = sum(f"{recipe} {a.to_json()}" in cache for a in archs) if cache_file else 0
+    cached = sum(standalone_key(args, args.seed, a) in cache for a in archs)
+    accs = standalone(args, args.seed, archs, params, space, shape, data, cache, cache_file)
     times["stand-alone training" + (f" ({cached} cached from an earlier run)" if cached else "")] = \
         time.perf_counter() - t
+    if args.standalone_only:
+        write_noise(args, archs, params, accs, space, shape, data, cache, cache_file, out)
+        return
 
     # 2. BossNAS
     t = time.perf_counter()
