@@ -125,7 +125,11 @@ def summarize(run: RunDir, records: list[Record], objectives: list[Objective], t
              + (f" (preset {config['settings'].get('preset')})" if config.get("settings", {}).get("preset") else ""),
              f"evaluated {len(done)} architectures ({len(records) - len(done)} infeasible, repeated or rating records)"]
     if best is None:
-        return "\n".join(lines + ["no architecture finished yet"])
+        chosen = run.read_json("best.json")  # a supernet search without stand-alone training
+        if chosen is None:
+            return "\n".join(lines + ["no architecture finished yet"])
+        metrics = ", ".join(f"{k} {v:.6g}" for k, v in chosen["metrics"].items())
+        return "\n".join(lines + [f"searched (not trained): {Architecture(chosen['arch']).to_json()}", metrics])
     first = objectives[0]
     ranked = sorted(done, key=lambda r: first.signed(r.metrics), reverse=True)[:top]
     metric_names = [o.metric for o in objectives] + [m for m in ("params", "macs") if m not in
