@@ -6,17 +6,17 @@ Node features: an embedding of the node's op label (the vocabulary is learned in
 then share one "unknown" slot) plus a linear map of its numeric features (log parameters, log
 multiply-adds, log channels, log spatial size, repeat count), standardized on the training graphs.
 
-Model: as BRP-NAS's directed GCN (Dudziak et al. 2020) propagates both along and against the edges, each
-layer here sums a GIN convolution (Xu et al. 2019) over the forward edges and one over the reversed
-edges, followed by layer norm, ReLU and a residual connection. Deviations from BRP-NAS: GIN aggregation
-instead of GCN's normalised adjacency product, and the readout concatenates the mean over nodes with the
-output node's embedding (BRP-NAS reads the output node only).
+Model: a graph network over the DAG in the spirit of BRP-NAS's GCN predictor (Dudziak et al. 2020); each
+layer sums a GIN convolution (Xu et al. 2019) over the forward edges and one over the reversed edges, so
+information flows both ways along the DAG, followed by layer norm, ReLU and a residual connection; the
+readout concatenates the mean over nodes with the output node's embedding. Deviations from BRP-NAS: GIN
+aggregation instead of a GCN's normalised adjacency product, and our own readout.
 
 Loss: mean squared error on standardized targets plus `rank_weight` x a pairwise logistic ranking loss
 over all pairs of the minibatch (as in ranking-based predictors, e.g. ReNAS, Xu et al. 2021), which
 rewards the order that search and Kendall tau care about. Training: Adam (lr 2e-3, weight decay 1e-4)
 with cosine decay for `steps` minibatches of 64 graphs; by default 2 x the training-set size, between
-500 and 2000 (on NB201 CIFAR-10 with 1000 architectures, 2000 steps reach Kendall tau 0.865 against
+500 and 2000 (on NB201 CIFAR-10 with 1000 architectures, one seed: 2000 steps reach Kendall tau 0.865 against
 0.823 for 500; width 128, 4 layers or a 3x ranking weight changed it by under 0.003). With `ensemble`
 > 1, members differ by seed; `predict_members` gives each one's output.
 """
