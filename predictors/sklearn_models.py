@@ -10,6 +10,8 @@ on one thread: OpenMP threads thrash on a small, busy machine.
 """
 from __future__ import annotations
 
+from abc import abstractmethod
+
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -35,8 +37,9 @@ class SklearnPredictor(Predictor):
         self.columns = np.zeros(0, dtype=int)
         self.scale: Standardizer | None = None
 
+    @abstractmethod
     def make_model(self) -> Any:
-        raise NotImplementedError
+        """A fresh, unfitted scikit-learn regressor."""
 
     def fit(self, space: SearchSpace, archs: Sequence[Mapping], targets: Sequence[float]) -> SklearnPredictor:
         from threadpoolctl import threadpool_limits
