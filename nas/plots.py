@@ -34,7 +34,7 @@ def plot_search(records: Sequence[Record], objectives: Sequence[Objective], path
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("evaluations")
     ax.set_ylabel(first.metric)
-    ax.legend(loc="lower right")
+    ax.legend(loc="best", framealpha=0.6)
     ax.grid(alpha=0.3)
     if panels == 2:
         second = objectives[1]
@@ -46,7 +46,7 @@ def plot_search(records: Sequence[Record], objectives: Sequence[Objective], path
         ax.plot([xs[i] for i in front], [values[i] for i in front], "o-", color="C3", label="Pareto front")
         ax.set_xlabel(second.metric)
         ax.set_ylabel(first.metric)
-        ax.legend(loc="lower right")
+        ax.legend(loc="best", framealpha=0.6)
         ax.grid(alpha=0.3)
     if title:
         fig.suptitle(title)
