@@ -56,6 +56,9 @@ class MBConvFamily:
     divisible(mid / 4), ReLU, hard-sigmoid) or "efficientnet" (squeeze = block input / 4, SiLU, sigmoid).
     `classifier`: "linear" (pool -> [dropout] -> FC), "linear_hidden" (torchvision MobileNetV3: FC(hidden)
     -> h-swish -> dropout -> FC) or "conv_hidden" (OFA: 1x1 conv without bias/BN -> h-swish -> dropout -> FC).
+    The width multiplier scales every width 8-divisibly, but the head's final and hidden widths only when it
+    exceeds 1 (MobileNetV2 and OFA's rule; torchvision's MobileNetV3 also shrinks them below 1: a deviation
+    for multipliers < 1, none at 1.0, where every reference model is defined).
     """
 
     doc: str

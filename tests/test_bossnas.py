@@ -90,7 +90,7 @@ class ToySpace(SearchSpace):
         return [Choice(f"b{k}", ("a", "b", "c", "ab", "ba")) for k in range(3)]
 
     def graph(self, arch, input_shape=None, num_classes=None):  # noqa: ANN001, ANN201
-        raise NotImplementedError
+        raise AssertionError("BossNAS must search through block_supernet, never build a stand-alone toy model")
 
     def block_supernet(self, input_shape: tuple[int, ...], num_classes: int) -> ToySupernet:
         return ToySupernet()

@@ -1,6 +1,7 @@
 """One search spread over several processes through a shared Optuna storage (SQLite, PostgreSQL)."""
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -61,7 +62,5 @@ def test_two_workers_share_a_postgresql_study(tmp_path):
         _workers(url, tmp_path, study)
         _check_study(url, study, tmp_path)
     finally:
-        try:
+        with contextlib.suppress(KeyError):  # the study was never created if the workers failed early
             optuna.delete_study(study_name=study, storage=url)
-        except KeyError:
-            pass
