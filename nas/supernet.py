@@ -32,6 +32,14 @@ class BlockSupernet(nn.Module):
         """The fixed layers before block 0."""
 
     @abstractmethod
+    def stem_modules(self) -> list[nn.Module]:
+        """The modules holding the stem's weights."""
+
+    @abstractmethod
+    def block_modules(self, block: int) -> list[nn.Module]:
+        """The modules holding the weights `forward_block(block, ...)` may use; with the stem's, a partition."""
+
+    @abstractmethod
     def candidates(self, block: int, entry: Hashable) -> list[Path]:
         """Every candidate path of `block` when entered in state `entry`."""
 

@@ -130,6 +130,14 @@ class HyTraSupernet(BlockSupernet):
         x = F.relu(self.stem_parts["stem_bn"](self.stem_parts["stem_conv"](x)))
         return self.stem_parts["stem_pool"](x) if "stem_pool" in self.stem_parts else x
 
+    def stem_modules(self) -> list[nn.Module]:
+        return [self.stem_parts]
+
+    def block_modules(self, block: int) -> list[nn.Module]:
+        self._check_block(block)
+        layers = [self.layers[i] for i in range(block * BLOCK_LAYERS, (block + 1) * BLOCK_LAYERS)]
+        return [self.adapt, *layers] if block == 0 else layers
+
     def candidates(self, block: int, entry: int) -> list[Path]:
         self._check_block(block)
         return list(_candidates(entry))

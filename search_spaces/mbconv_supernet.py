@@ -124,6 +124,12 @@ class MBConvBlockSupernet(BlockSupernet):
     def stem(self, x: torch.Tensor) -> torch.Tensor:
         return self.stem_layers(x)
 
+    def stem_modules(self) -> list[nn.Module]:
+        return [self.stem_layers]
+
+    def block_modules(self, block: int) -> list[nn.Module]:
+        return [self.blocks[block]]
+
     def candidates(self, block: int, entry: Hashable) -> list[Path]:
         ops = self._ops[block]
         return [tuple(p) for d in self._depths[block] for p in itertools.product(ops, repeat=d)]

@@ -12,7 +12,8 @@ over the sampled paths of the L2-normalised target projections; each path's loss
 add up (as the official `multipath_batch_processor`). LARS with a per-block linear warm-up and cosine decay
 to 0, rebuilt per block. After each block (and every `rating_interval` epochs) every candidate is rated
 (`strategies.bossnas_rating`), the best path is kept, and the ranking is written to
-`<checkpoint_dir>/path_rank_<block>.json`. The final architecture comes from the rating tables, by
+`<checkpoint_dir>/path_rank_<block>.json`, and `block_<block>.pt` keeps the tensors that scoring more of
+its paths later reads (`BossNAS._snapshot`). The final architecture comes from the rating tables, by
 regularised evolution over complete architectures (the paper) or greedy per-block enumeration (the code).
 
 Budget presets (`BossNASConfig`): `paper` is the official HyTra schedule (6 epochs per block, 64 images x 8
@@ -35,7 +36,7 @@ import dataclasses
 import math
 import random
 import time
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path as FilePath
 
@@ -126,6 +127,23 @@ def supernet_input(space, data_shape: tuple[int, ...]) -> tuple[int, ...]:  # no
     refs = space.reference_archs()
     arch = next(iter(refs.values())) if refs else space.sample(random.Random(0))
     return tuple(space.input_shape_for(arch, data_shape))
+
+
+def block_keys(net: BlockSupernet, blocks: Iterable[int], stem: bool = False) -> list[str]:
+    """The state-dict keys of `blocks` (and of the stem, when `stem`), by the supernet's own partition."""
+    names = {id(m): name for name, m in net.named_modules()}
+    modules = (net.stem_modules() if stem else []) + [m for b in blocks for m in net.block_modules(b)]
+    return [f"{names[id(m)]}.{key}" for m in modules for key in m.state_dict()]
+
+
+def load_part(module: nn.Module, part: dict[str, torch.Tensor]) -> None:
+    """Load the tensors `part` holds; every other floating tensor becomes NaN, so reading one would show."""
+    for key, value in module.state_dict().items():
+        if key not in part and value.is_floating_point():
+            value.fill_(math.nan)
+    unexpected = module.load_state_dict(part, strict=False).unexpected_keys
+    if unexpected:
+        raise NASError(f"snapshot tensor {unexpected[0]!r} is not in the network")
 
 
 def reachable_entries(net: BlockSupernet) -> list[list[Hashable]]:
@@ -230,8 +248,17 @@ class BossNAS(SupernetStrategy):
         tmp.replace(self._state_file)
 
     def _snapshot(self, block: int) -> None:
-        """The weights block `block` was rated with, for scoring more of its paths later."""
-        torch.save({"online": self.online.state_dict(), "target": self.target.state_dict(),
+        """What scoring more paths of block `block` later reads, as it was when the block was rated.
+
+        The prefix runs through the target network along any earlier paths (another entry state takes the
+        architecture's own), and the candidate through both networks' block `block`: so the target's stem and
+        blocks 0..block, the online network's block `block` only, and the block's necks and predictor. The
+        earlier blocks are saved again because training this block moved them (best paths not detached,
+        the target's EMA); the later blocks and the online stem are never read.
+        """
+        online, target = self.online.state_dict(), self.target.state_dict()
+        torch.save({"online": {k: online[k] for k in block_keys(self.online, [block])},
+                    "target": {k: target[k] for k in block_keys(self.target, range(block + 1), stem=True)},
                     "neck_online": self.necks_online[block].state_dict(),
                     "neck_target": self.necks_target[block].state_dict(),
                     "predictor": self.predictors[block].state_dict()}, self.dir / f"block_{block}.pt")
@@ -402,7 +429,7 @@ class BossNAS(SupernetStrategy):
                             copy.deepcopy(self.predictors[block]))
                 for module, key in zip(nets.modules(), ("online", "target", "neck_online", "neck_target",
                                                           "predictor")):
-                    module.load_state_dict(snap[key])
+                    load_part(module, snap[key])
                 snapshots[block] = nets
             return snapshots[block]
 
