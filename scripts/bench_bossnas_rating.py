@@ -1,25 +1,37 @@
 """Architecture-rating accuracy of BossNAS on real data, next to a supervised one-shot supernet (SPOS) and size.
 
-Trains `--archs` random HyTra-small architectures stand-alone on a Fashion-MNIST subset (a short fixed
-recipe), rates the same architectures with BossNAS (the "quick" preset scaled by the options below) and with
-SPOS (Guo et al. 2020: the same `BlockSupernet` plus global pool and a linear head, uniform single-path
-sampling over complete architectures, cross-entropy, SGD; given the same wall-clock seconds as BossNAS's
-supernet training; an architecture's rating is its validation accuracy with inherited weights after BN
-recalibration), and by parameter count; prints Kendall tau and Spearman rho of each rating against the
-stand-alone accuracies and writes `benchmarks/bossnas_rating.md` with a scatter plot.
+Trains `--archs` random HyTra-small architectures stand-alone on Fashion-MNIST with one fixed recipe, once per
+ground-truth seed (`--gt-seeds`; the ground truth is their mean, and the first two seeds' agreement is the
+noise ceiling any rating can reach); rates the same architectures with BossNAS (the `--boss-budget` preset,
+scaled by the options below), with SPOS (Guo et al. 2020: the same `BlockSupernet` plus global pool and a
+linear head, uniform single-path sampling over complete architectures, cross-entropy, SGD, given the same
+wall-clock seconds as BossNAS's supernet training; an architecture's rating is its validation accuracy with
+inherited weights after BN recalibration), and by parameter count; prints Kendall tau and Spearman rho of
+each rating against the ground truth and writes a markdown report (`--out`) with a scatter plot.
 
-    python scripts/bench_bossnas_rating.py            # the full run (~30-45 min on a busy 2-core CPU)
+With `--workers N` the stand-alone trainings run in N processes and the BossNAS + SPOS part in one more,
+all at once (on a GPU they share the card; the timings then say so). Stand-alone accuracies are cached by
+recipe, seed and architecture in `--standalone-cache`, written after each training, and the BossNAS + SPOS
+results in `--rating-cache`, so a killed run keeps what it finished and a rerun with the same options only
+trains what is missing (or just writes the report). `--deadline` stops starting stand-alone trainings after
+that many seconds; seeds left incomplete are left out of the ground truth.
+
     python scripts/bench_bossnas_rating.py --archs 3 --train 256 --val 128 --epochs 1 --out /tmp/x.md  # smoke
+    python scripts/bench_bossnas_rating.py --size 32 --train 20000 --val 10000 --epochs 12 --gt-seeds 0,1 \\
+        --boss-budget standard --boss-epochs 3 --workers 5 --device cuda             # the GPU run (BENCHMARKS.md)
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import random
 import sys
 import tempfile
 import time
+import traceback
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 import torch
@@ -30,12 +42,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from nas.data import TensorData, load_dataset  # noqa: E402
 from nas.registry import make_space  # noqa: E402
+from nas.space import Architecture  # noqa: E402
 from nas.strategy import SearchContext  # noqa: E402
 from nas.supernet import BlockSupernet  # noqa: E402
-from nas.train import TrainConfig, resize_inputs, train_and_evaluate  # noqa: E402
-from strategies.bossnas import BossNAS  # noqa: E402
-from strategies.bossnas_parts import BNRecalibration  # noqa: E402
-from strategies.bossnas_rating import plot_ratings, random_paths  # noqa: E402
+from nas.train import TrainConfig, resize_inputs, resolve_device, train_and_evaluate  # noqa: E402
 
 ANCHORS = [("BossNAS, MBConv space / ImageNet (paper)", "0.65", "0.78"),
            ("BossNAS, NATS-Bench size space / CIFAR-10 (paper)", "0.53", "0.73"),
@@ -66,21 +76,28 @@ class SPOSNet(nn.Module):
         return self.heads[str(h.shape[1])](h)
 
 
-def train_spos(net: SPOSNet, x: torch.Tensor, y: torch.Tensor, seconds: float, batch: int, lr: float,
-               seed: int) -> int:
-    """Uniform single-path training for `seconds` of wall-clock; returns the steps taken."""
+def train_spos(net: SPOSNet, x: torch.Tensor, y: torch.Tensor, batch: int, lr: float, seed: int,
+               seconds: float = 0.0, epochs: float = 0.0) -> int:
+    """Uniform single-path training for `epochs` passes over the data, or else `seconds` of wall-clock;
+    returns the steps taken."""
+    from strategies.bossnas_rating import random_paths
+
     rng, g = random.Random(seed), torch.Generator().manual_seed(seed)
     opt = torch.optim.SGD(net.parameters(), lr=lr, momentum=0.9, nesterov=True, weight_decay=4e-5)
+    amp = torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=x.device.type == "cuda")
+    per_epoch = -(-len(x) // batch)
+    total = round(epochs * per_epoch) if epochs else None
     start, steps = time.perf_counter(), 0
     net.train()
-    while time.perf_counter() - start < seconds:
-        order = torch.randperm(len(x), generator=g)
-        for i in range(0, len(x) - 1, batch):
-            if time.perf_counter() - start >= seconds:
+    while total is None and time.perf_counter() - start < seconds or total is not None and steps < total:
+        order = torch.randperm(len(x), generator=g).to(x.device)
+        for i in range(0, len(x), batch):
+            if total is None and time.perf_counter() - start >= seconds or total is not None and steps >= total:
                 break
             idx = order[i:i + batch]
             paths = random_paths(net.supernet, rng)
-            loss = F.cross_entropy(net(x[idx], paths), y[idx])
+            with amp:
+                loss = F.cross_entropy(net(x[idx], paths), y[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -90,60 +107,13 @@ def train_spos(net: SPOSNet, x: torch.Tensor, y: torch.Tensor, seconds: float, b
 
 @torch.no_grad()
 def spos_accuracy(net: SPOSNet, paths, x_bn: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> float:  # noqa: ANN001
+    from strategies.bossnas_parts import BNRecalibration
+
     with BNRecalibration(net):
         net(x_bn, paths)
     net.eval()
-    return 100.0 * (net(x, paths).argmax(1) == y).float().mean().item()
-
-
-def standalone_key(args: argparse.Namespace, seed: int, arch) -> str:  # noqa: ANN001
-    return f"{args.train}/{args.val}/{args.size}px/{args.epochs}ep/seed{seed} {arch.to_json()}"
-
-
-def standalone(args: argparse.Namespace, seed: int, archs, params, space, shape, data, cache: dict,  # noqa: ANN001
-               cache_file: Path | None) -> list[float]:
-    """Stand-alone top-1 of every architecture with the fixed recipe and `seed` (from the cache when there)."""
-    accs = []
-    for i, arch in enumerate(archs):
-        key = standalone_key(args, seed, arch)
-        if key in cache:
-            accs.append(cache[key])
-            continue
-        torch.manual_seed(seed)
-        model = space.build(arch, shape, data.num_classes)
-        res = train_and_evaluate(model, data, TrainConfig(epochs=args.epochs, batch_size=128, lr=0.1,
-                                                          warmup_epochs=0.3, augment="none", seed=seed,
-                                                          num_threads=args.threads))
-        accs.append(res.accuracy)
-        if cache_file:
-            cache[key] = res.accuracy
-            cache_file.write_text(json.dumps(cache, indent=1))
-        print(f"arch {i + 1}/{len(archs)} (seed {seed}): {res.accuracy:.2f}% ({params[i] / 1e6:.3f}M params, "
-              f"{res.seconds:.0f}s)", flush=True)
-    return accs
-
-
-def write_noise(args: argparse.Namespace, archs, params, accs, space, shape, data, cache: dict,  # noqa: ANN001
-                cache_file: Path | None, out: Path) -> None:
-    """The ground truth's own rank stability: the same recipe with another seed."""
-    if args.noise_seed is None:
-        return
-    t = time.perf_counter()
-    again = standalone(args, args.noise_seed, archs, params, space, shape, data, cache, cache_file)
-    tau, rho = kendall_spearman(again, accs)
-    text = "\n".join([
-        "# Stand-alone ranking noise (the ceiling of any rating)",
-        "",
-        f"Command: `python {' '.join(sys.argv)}` ({time.perf_counter() - t:.0f} s, 1 thread on the busy 2-core "
-        "machine).",
-        "",
-        f"{len(archs)} {args.space}-{args.preset} architectures, {args.train} / {args.val} Fashion-MNIST images at "
-        f"{args.size}x{args.size}, {args.epochs} epochs: seed {args.noise_seed} against seed {args.seed}: Kendall tau "
-        f"{tau:.2f}, Spearman rho {rho:.2f}; accuracies {min(accs):.1f}-{max(accs):.1f}% (seed {args.seed}), "
-        f"{min(again):.1f}-{max(again):.1f}% (seed {args.noise_seed}).",
-        ""])
-    out.write_text(text)
-    print(text)
+    correct = sum(int((net(x[i:i + 1024], paths).argmax(1) == y[i:i + 1024]).sum()) for i in range(0, len(x), 1024))
+    return 100.0 * correct / len(x)
 
 
 def kendall_spearman(a, b) -> tuple[float, float]:  # noqa: ANN001
@@ -152,121 +122,308 @@ def kendall_spearman(a, b) -> tuple[float, float]:  # noqa: ANN001
     return float(kendalltau(a, b)[0]), float(spearmanr(a, b)[0])
 
 
-def main() -> None:
+# -- data and architectures (rebuilt identically in every worker process) ---------------------------------
+_DATA: dict[tuple, TensorData] = {}
+
+
+def bench_data(opts: dict) -> TensorData:
+    """The Fashion-MNIST subset of the run, resized to the run's input side."""
+    key = (opts["data"], opts["train"], opts["val"], opts["size"], opts["seed"])
+    if key not in _DATA:
+        full = load_dataset("fashion_mnist", path=opts["data"]).subset(opts["train"], opts["val"], seed=opts["seed"])
+        shape = (full.sample_shape[0], opts["size"], opts["size"])
+        _DATA[key] = TensorData(full.name, resize_inputs(full.x_train, shape), full.y_train,
+                                resize_inputs(full.x_val, shape), full.y_val, full.num_classes)
+    return _DATA[key]
+
+
+def bench_archs(opts: dict) -> list[Architecture]:
+    space = make_space(opts["space"], opts["preset"])
+    rng, archs = random.Random(opts["seed"]), []
+    while len(archs) < opts["archs"]:
+        arch = space.sample(rng)
+        if arch not in archs:
+            archs.append(arch)
+    return archs
+
+
+def recipe(opts: dict) -> str:
+    return (f"{opts['train']}/{opts['val']}/{opts['size']}px/{opts['epochs']}ep/lr{opts['lr']}/b{opts['batch']}"
+            f"/{opts['augment']}")
+
+
+def standalone_key(opts: dict, seed: int, arch: Architecture) -> str:
+    return f"{recipe(opts)}/seed{seed} {arch.to_json()}"
+
+
+def rating_key(opts: dict) -> str:
+    """What a cached BossNAS + SPOS result depends on."""
+    keys = ("space", "preset", "archs", "train", "val", "size", "seed", "boss_budget", "boss_epochs", "boss_batch",
+            "max_rated", "rating_images", "spos_epochs")
+    return "/".join(f"{k}={opts[k]}" for k in keys)
+
+
+def train_standalone(opts: dict, arch_json: str, seed: int) -> tuple[str, int, float, float]:
+    """One stand-alone training with the fixed recipe: (arch json, seed, top-1 %, seconds)."""
+    torch.set_num_threads(opts["threads"])
+    space = make_space(opts["space"], opts["preset"])
+    data = bench_data(opts)
+    arch = Architecture.from_json(arch_json)
+    torch.manual_seed(seed)
+    model = space.build(arch, data.sample_shape, data.num_classes)
+    config = TrainConfig(epochs=opts["epochs"], batch_size=opts["batch"], lr=opts["lr"], warmup_epochs=0.3,
+                         augment=opts["augment"], seed=seed, num_threads=opts["threads"], device=opts["device"])
+    res = train_and_evaluate(model, data, config)
+    return arch_json, seed, res.accuracy, res.seconds
+
+
+def rate_bossnas(opts: dict) -> dict:
+    """BossNAS search, then its ratings of the benchmark's architectures."""
+    from strategies.bossnas import BossNAS
+
+    torch.set_num_threads(opts["threads"])
+    torch.manual_seed(opts["seed"])
+    space = make_space(opts["space"], opts["preset"])
+    data = bench_data(opts)
+    t = time.perf_counter()
+    options = dict(input_size=opts["size"], train_images=opts["train"], epochs_per_block=opts["boss_epochs"],
+                   batch_size=opts["boss_batch"], max_rated=opts["max_rated"], rating_images=opts["rating_images"],
+                   bn_images=128, search="enumerate", device=opts["device"])
+    strategy = BossNAS([], seed=opts["seed"], **options)
+    with tempfile.TemporaryDirectory() as tmp:
+        context = SearchContext(space=space, data=data, objectives=[], seed=opts["seed"], budget=opts["boss_budget"],
+                                checkpoint_dir=Path(tmp), record=lambda *a: None, progress=False)
+        outcome = strategy.search(context)
+        trained = time.perf_counter() - t
+        t = time.perf_counter()
+        boss = strategy.rate(bench_archs(opts))
+    return {"boss": boss, "boss_seconds": sum(strategy.train_seconds), "chosen": outcome.arch.to_json(),
+            "chosen_rating": outcome.metrics["rating"],
+            "times": {"BossNAS supernet training + block ratings": trained,
+                      "BossNAS rating of the architectures": time.perf_counter() - t}}
+
+
+def rate_spos(opts: dict, seconds: float = 0.0) -> dict:
+    """SPOS: train for `--spos-epochs` (or else `seconds`), then the accuracy of each architecture's path."""
+    torch.set_num_threads(opts["threads"])
+    space = make_space(opts["space"], opts["preset"])
+    data = bench_data(opts)
+    device = resolve_device(opts["device"])
+    t = time.perf_counter()
+    torch.manual_seed(opts["seed"])
+    spos = SPOSNet(space.block_supernet(data.sample_shape, data.num_classes), data.num_classes).to(device)
+    x, y = data.x_train.to(device), data.y_train.to(device)
+    steps = train_spos(spos, x, y, opts["boss_batch"], 0.1, opts["seed"], seconds=seconds, epochs=opts["spos_epochs"])
+    x_val, y_val = data.x_val.to(device), data.y_val.to(device)
+    accs = [spos_accuracy(spos, spos.supernet.paths_of(a), x[:256], x_val, y_val) for a in bench_archs(opts)]
+    budget = f"{opts['spos_epochs']} epochs" if opts["spos_epochs"] else "same seconds"
+    return {"spos": accs, "spos_steps": steps, "spos_budget": budget,
+            "times": {f"SPOS training ({budget}) + rating": time.perf_counter() - t}}
+
+
+def rate_with_supernets(opts: dict) -> dict:
+    """BossNAS, then SPOS on BossNAS's training seconds (or on `--spos-epochs`)."""
+    boss = rate_bossnas(opts)
+    return merge_ratings(boss, rate_spos(opts, boss["boss_seconds"]), opts["device"])
+
+
+def merge_ratings(boss: dict, spos: dict, device: str) -> dict:
+    return {**boss, **spos, "times": {**boss["times"], **spos["times"]}, "machine": machine(device)}
+
+
+# -- the run -----------------------------------------------------------------------------------------------
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--space", default="hytra")
     ap.add_argument("--preset", default="small")
     ap.add_argument("--archs", type=int, default=20)
+    ap.add_argument("--data", default=None, help="Fashion-MNIST IDX folder (default: Debian's)")
     ap.add_argument("--train", type=int, default=2000, help="training images (Fashion-MNIST subset)")
-    ap.add_argument("--val", type=int, default=1000, help="validation images")
+    ap.add_argument("--val", type=int, default=1000, help="validation images (from the official test split)")
     ap.add_argument("--size", type=int, default=8, help="input side (images resized; hytra needs a multiple of 8)")
     ap.add_argument("--epochs", type=int, default=3, help="stand-alone epochs")
+    ap.add_argument("--lr", type=float, default=0.1, help="stand-alone SGD learning rate")
+    ap.add_argument("--batch", type=int, default=128, help="stand-alone batch size")
+    ap.add_argument("--augment", default="none", help="stand-alone augmentation (none, shift, shift+flip)")
+    ap.add_argument("--gt-seeds", default="0", help="comma-separated stand-alone seeds; the ground truth is the mean")
+    ap.add_argument("--boss-budget", default="quick", help="BossNAS preset the options below scale")
     ap.add_argument("--boss-epochs", type=float, default=2.0, help="BossNAS epochs per block")
-    ap.add_argument("--max-rated", type=int, default=12, help="rated candidates per block and entry state")
+    ap.add_argument("--boss-batch", type=int, default=64, help="BossNAS (and SPOS) batch size")
+    ap.add_argument("--spos-epochs", type=float, default=0.0,
+                    help="SPOS training epochs, in a process of its own beside BossNAS with --workers; "
+                         "0: as many seconds as BossNAS's supernet training, after it")
+    ap.add_argument("--max-rated", type=int, default=12, help="rated candidates per block and entry state (0: all)")
     ap.add_argument("--rating-images", type=int, default=256)
+    ap.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    ap.add_argument("--workers", type=int, default=0,
+                    help="processes for the stand-alone trainings (plus one for BossNAS + SPOS); 0: all in this one")
     ap.add_argument("--threads", type=int, default=1,
-                    help="torch threads (1 is far faster than 2 on a busy 2-core machine)")
+                    help="torch threads per process (1 is far faster than 2 on a busy 2-core machine)")
     ap.add_argument("--standalone-cache", default=None,
-                    help="JSON of stand-alone accuracies by architecture, read and extended (reruns skip training)")
-    ap.add_argument("--noise-seed", type=int, default=None,
-                    help="with --standalone-only: retrain with this seed and rank-correlate the two seeds")
-    ap.add_argument("--standalone-only", action="store_true",
-                    help="only the stand-alone accuracies (the noise ceiling of the ground truth with --noise-seed)")
-    ap.add_argument("--seed", type=int, default=0)
+                    help="JSON of stand-alone accuracies by recipe, seed and architecture, read and extended")
+    ap.add_argument("--rating-cache", default=None,
+                    help="JSON of BossNAS + SPOS results by setting, read and extended (a rerun only reports)")
+    ap.add_argument("--deadline", type=float, default=0.0,
+                    help="seconds after which no new stand-alone training starts (0: none); seeds left "
+                         "incomplete are left out of the ground truth")
+    ap.add_argument("--standalone-only", action="store_true", help="only the stand-alone accuracies and their noise")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the data subset, the architectures and the supernets")
     ap.add_argument("--out", default="benchmarks/bossnas_rating.md")
-    args = ap.parse_args()
+    return ap.parse_args(argv)
+
+
+def machine(device: str) -> str:
+    dev = resolve_device(device)
+    if dev.type == "cuda":
+        return f"{torch.cuda.get_device_name(dev)} GPU, {os.cpu_count()} CPU cores, torch {torch.__version__}"
+    return f"{platform.machine()} CPU ({os.cpu_count()} cores, no GPU), torch {torch.__version__}"
+
+
+def load_json(path: Path | None) -> dict:
+    return json.loads(path.read_text()) if path and path.exists() else {}
+
+
+def save_json(path: Path | None, value: dict) -> None:
+    if path:
+        path.write_text(json.dumps(value, indent=1))
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse(argv)
+    opts = vars(args).copy()
+    seeds = [int(s) for s in args.gt_seeds.split(",") if s.strip()]
     torch.set_num_threads(args.threads)
-    torch.manual_seed(args.seed)
-    times: dict[str, float] = {}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-
     space = make_space(args.space, args.preset)
-    full = load_dataset("fashion_mnist").subset(args.train, args.val, seed=args.seed)
-    shape = (full.sample_shape[0], args.size, args.size)
-    data = TensorData(full.name, resize_inputs(full.x_train, shape), full.y_train, resize_inputs(full.x_val, shape),
-                      full.y_val, full.num_classes)
-    rng = random.Random(args.seed)
-    archs = []
-    while len(archs) < args.archs:
-        arch = space.sample(rng)
-        if arch not in archs:
-            archs.append(arch)
-    params = [space.graph(a, shape, data.num_classes).params() for a in archs]
-
-    # 1. stand-alone accuracies
-    t = time.perf_counter()
+    data = bench_data(opts)
+    archs = bench_archs(opts)
+    params = [space.graph(a, data.sample_shape, data.num_classes).params() for a in archs]
     cache_file = Path(args.standalone_cache) if args.standalone_cache else None
-    cache = json.loads(cache_file.read_text()) if cache_file and cache_file.exists() else {}
-    cached = sum(standalone_key(args, args.seed, a) in cache for a in archs)
-    accs = standalone(args, args.seed, archs, params, space, shape, data, cache, cache_file)
-    times["stand-alone training" + (f" ({cached} cached from an earlier run)" if cached else "")] = \
-        time.perf_counter() - t
-    if args.standalone_only:
-        write_noise(args, archs, params, accs, space, shape, data, cache, cache_file, out)
-        return
+    cache = load_json(cache_file)
+    rating_file = Path(args.rating_cache) if args.rating_cache else None
+    rated = {} if args.standalone_only else load_json(rating_file).get(rating_key(opts), {})
+    jobs = [(a.to_json(), s) for s in seeds for a in archs if standalone_key(opts, s, a) not in cache]
+    done = 0
+    start = time.perf_counter()
 
-    # 2. BossNAS
-    t = time.perf_counter()
-    options = dict(input_size=args.size, train_images=args.train, epochs_per_block=args.boss_epochs,
-                   batch_size=64, max_rated=args.max_rated, rating_images=args.rating_images, bn_images=128,
-                   search="enumerate")
-    strategy = BossNAS([], seed=args.seed, **options)
-    with tempfile.TemporaryDirectory() as tmp:
-        context = SearchContext(space=space, data=data, objectives=[], seed=args.seed, budget="quick",
-                                checkpoint_dir=Path(tmp), record=lambda *a: None, progress=False)
-        outcome = strategy.search(context)
-        times["BossNAS supernet training + block ratings"] = time.perf_counter() - t
-        boss_train_seconds = sum(strategy.train_seconds)
-        t = time.perf_counter()
-        boss = strategy.rate(archs)
-        times["BossNAS rating of the architectures"] = time.perf_counter() - t
+    def store(result: tuple[str, int, float, float]) -> None:
+        nonlocal done
+        arch_json, seed, acc, secs = result
+        cache[standalone_key(opts, seed, Architecture.from_json(arch_json))] = {
+            "accuracy": acc, "seconds": secs, "machine": machine(args.device)}
+        save_json(cache_file, cache)
+        done += 1
+        print(f"stand-alone seed {seed}: {acc:.2f}% ({secs:.0f}s) [{done}/{len(jobs)}]", flush=True)
 
-    # 3. SPOS on the same wall-clock training budget
-    t = time.perf_counter()
-    torch.manual_seed(args.seed)
-    spos = SPOSNet(space.block_supernet(shape, data.num_classes), data.num_classes)
-    steps = train_spos(spos, data.x_train, data.y_train, boss_train_seconds, 64, 0.1, args.seed)
-    x_bn = data.x_train[:256]
-    spos_acc = [spos_accuracy(spos, spos.supernet.paths_of(a), x_bn, data.x_val, data.y_val) for a in archs]
-    times["SPOS training + rating"] = time.perf_counter() - t
+    def keep_rating(result: dict) -> None:
+        rated.update(result)
+        save_json(rating_file, {**load_json(rating_file), rating_key(opts): result})
 
-    rows = [("BossNAS (ensemble bootstrapping, this run)", *kendall_spearman(boss, accs)),
-            (f"SPOS supernet, {steps} steps, same seconds (this run)", *kendall_spearman(spos_acc, accs)),
-            ("parameter count (this run)", *kendall_spearman(params, accs))]
-    plot = out.with_suffix(".png")
-    plot_ratings(boss, accs, str(plot), title=f"BossNAS on {args.space}-{args.preset}, Fashion-MNIST {args.size}px")
+    run_rating = not (args.standalone_only or rated)
+    if args.workers > 0:
+        from multiprocessing import get_context
+
+        parallel_spos = run_rating and args.spos_epochs > 0
+        with ProcessPoolExecutor(args.workers + run_rating + parallel_spos, mp_context=get_context("spawn")) as pool:
+            ratings = {}  # future -> its part
+            if parallel_spos:  # BossNAS and SPOS side by side, each in its own process
+                ratings = {pool.submit(rate_bossnas, opts): "boss", pool.submit(rate_spos, opts): "spos"}
+            elif run_rating:
+                ratings = {pool.submit(rate_with_supernets, opts): "both"}
+            futures = [pool.submit(train_standalone, opts, a, s) for a, s in jobs]
+            parts: dict[str, dict] = {}
+            for future in as_completed([*ratings, *futures]):
+                if future.cancelled():
+                    continue
+                if future in ratings:
+                    if future.exception() is not None:  # keep the stand-alone results; say what broke
+                        traceback.print_exception(future.exception())
+                        continue
+                    parts[ratings[future]] = future.result()
+                    if "both" in parts:
+                        keep_rating(parts["both"])
+                    elif len(parts) == 2:
+                        keep_rating(merge_ratings(parts["boss"], parts["spos"], args.device))
+                    continue
+                store(future.result())
+                if args.deadline and time.perf_counter() - start > args.deadline:
+                    for f in futures:
+                        f.cancel()  # the ones not started; running ones finish
+    else:
+        for a, s in jobs:
+            if args.deadline and time.perf_counter() - start > args.deadline:
+                break
+            store(train_standalone(opts, a, s))
+        if run_rating:
+            keep_rating(rate_with_supernets(opts))
+    total_wall = time.perf_counter() - start
+
+    complete = [s for s in seeds if all(standalone_key(opts, s, a) in cache for a in archs)]
+    if not complete:
+        raise SystemExit("no ground-truth seed finished before the deadline; rerun with --standalone-cache to go on")
+    records = [[cache[standalone_key(opts, s, a)] for a in archs] for s in complete]
+    write_report(args, out, complete, records, params, rated, total_wall)
+
+
+def write_report(args, out: Path, seeds, records, params, rated: dict, total_wall: float) -> None:  # noqa: ANN001
+    from strategies.bossnas_rating import plot_ratings
+
+    per_seed = [[r["accuracy"] for r in row] for row in records]
+    truth = [sum(col) / len(col) for col in zip(*per_seed)]
+    sa_seconds = [r["seconds"] for row in records for r in row]
+    machines = sorted({r["machine"] for row in records for r in row} | ({rated["machine"]} if rated else set()))
+    command = "python scripts/bench_bossnas_rating.py " + " ".join(sys.argv[1:])
+    rows: list[tuple[str, float, float]] = []
+    if len(seeds) > 1:
+        rows.append((f"stand-alone seed {seeds[1]} vs. seed {seeds[0]} (noise ceiling of one seed)",
+                     *kendall_spearman(per_seed[1], per_seed[0])))
+    if rated:
+        rows += [("BossNAS (ensemble bootstrapping, this run)", *kendall_spearman(rated["boss"], truth)),
+                 (f"SPOS supernet, {rated['spos_steps']} steps, {rated['spos_budget']} (this run)",
+                  *kendall_spearman(rated["spos"], truth))]
+    rows.append(("parameter count (this run)", *kendall_spearman(params, truth)))
+    times = {f"stand-alone trainings ({len(sa_seconds)}; sum of their seconds)": sum(sa_seconds),
+             **rated.get("times", {}), "this invocation, wall clock (cached parts excluded)": total_wall}
     lines = [
         "# BossNAS architecture-rating accuracy",
         "",
-        f"Machine: {platform.machine()} CPU, {torch.get_num_threads()} threads (2-core machine shared with other "
-        f"jobs), torch {torch.__version__}. Command: `python {' '.join(sys.argv)}`.",
+        f"Machine: {'; '.join(machines)}; {max(args.workers, 1)} stand-alone process(es)"
+        f"{' + 1 for BossNAS/SPOS, all at once' if args.workers and rated else ''}, {args.threads} torch thread(s) "
+        f"each. Command: `{command.strip()}`.",
         "",
-        f"{len(archs)} random {args.space}-{args.preset} architectures, Fashion-MNIST subset ({args.train} train / "
-        f"{args.val} val images, resized to {args.size}x{args.size}). Stand-alone: {args.epochs} epochs, SGD "
-        f"lr 0.1, batch 128, no augmentation; accuracies {min(accs):.1f}-{max(accs):.1f}%. BossNAS: 'quick' preset "
-        f"with {args.boss_epochs} epochs per block on the {args.train} images, batch 64, 4 paths, at most {args.max_rated} "
-        f"rated candidates per block and entry state, {args.rating_images} rating images. SPOS: uniform single path, SGD lr 0.1, batch 64, "
-        f"for the seconds BossNAS trained ({boss_train_seconds:.0f} s), BN recalibrated on 256 images per rating.",
-        "",
-        "| rating | Kendall tau | Spearman rho |",
-        "|---|---|---|",
-        *[f"| {name} | {tau:.2f} | {rho:.2f} |" for name, tau, rho in rows],
-        *[f"| {name} | {tau} | {rho} |" for name, tau, rho in ANCHORS],
-        "",
-        "| part | seconds |",
-        "|---|---|",
-        *[f"| {name} | {sec:.0f} |" for name, sec in times.items()],
-        "",
-        f"BossNAS's chosen architecture: `{outcome.arch.to_json()}` (rating {outcome.metrics['rating']:.4f}).",
-        "",
-        "| # | params | stand-alone top-1 | BossNAS rating | SPOS accuracy |",
-        "|---|---|---|---|---|",
-        *[f"| {i} | {p / 1e6:.3f}M | {a:.2f} | {b:.4f} | {s:.2f} |"
-          for i, (p, a, b, s) in enumerate(zip(params, accs, boss, spos_acc))],
-        "",
-        f"![ratings vs accuracy]({plot.name})",
+        f"{len(truth)} random {args.space}-{args.preset} architectures (seed {args.seed}), Fashion-MNIST "
+        f"({args.train} train / {args.val} validation images from the official test split, resized to "
+        f"{args.size}x{args.size}). Stand-alone recipe: {args.epochs} epochs, SGD lr {args.lr} (cosine), batch "
+        f"{args.batch}, augmentation {args.augment}, seeds {', '.join(map(str, seeds))}; ground truth = mean over "
+        f"the seeds, {min(truth):.2f}-{max(truth):.2f}%.",
     ]
+    if rated:
+        lines += ["",
+                  f"BossNAS: '{args.boss_budget}' preset with {args.boss_epochs} epochs per block on the {args.train} "
+                  f"images, batch {args.boss_batch}, at most {args.max_rated or 'all'} rated candidates per block and "
+                  f"entry state, {args.rating_images} rating images. SPOS: uniform single path, SGD lr 0.1, batch "
+                  f"{args.boss_batch}, for {rated['spos_budget']} (BossNAS trained {rated['boss_seconds']:.0f} s), BN "
+                  "recalibrated on 256 images per rating."]
+    lines += ["", "| rating | Kendall tau | Spearman rho |", "|---|---|---|",
+              *[f"| {name} | {tau:.2f} | {rho:.2f} |" for name, tau, rho in rows],
+              *[f"| {name} | {tau} | {rho} |" for name, tau, rho in ANCHORS],
+              "", "| part | seconds |", "|---|---|", *[f"| {name} | {sec:.0f} |" for name, sec in times.items()], ""]
+    if rated:
+        lines += [f"BossNAS's chosen architecture: `{rated['chosen']}` (rating {rated['chosen_rating']:.4f}).", ""]
+    head = "| # | params | " + " | ".join(f"top-1 seed {s}" for s in seeds) + " | ground truth |"
+    head += " BossNAS rating | SPOS accuracy |" if rated else ""
+    lines += [head, "|" + "---|" * (3 + len(seeds) + (2 if rated else 0))]
+    for i, p in enumerate(params):
+        cells = [f"{i}", f"{p / 1e6:.3f}M", *[f"{acc[i]:.2f}" for acc in per_seed], f"{truth[i]:.2f}"]
+        if rated:
+            cells += [f"{rated['boss'][i]:.4f}", f"{rated['spos'][i]:.2f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    if rated:
+        plot = out.with_suffix(".png")
+        plot_ratings(rated["boss"], truth, str(plot),
+                     title=f"BossNAS on {args.space}-{args.preset}, Fashion-MNIST {args.size}px")
+        lines += ["", f"![ratings vs accuracy]({plot.name})"]
     text = "\n".join(lines) + "\n"
     out.write_text(text)
     print(text)
