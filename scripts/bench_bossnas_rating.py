@@ -159,7 +159,7 @@ def standalone_key(opts: dict, seed: int, arch: Architecture) -> str:
 def rating_key(opts: dict) -> str:
     """What a cached BossNAS + SPOS result depends on."""
     keys = ("space", "preset", "archs", "train", "val", "size", "seed", "boss_budget", "boss_epochs", "boss_batch",
-            "max_rated", "rating_images", "spos_epochs")
+            "max_rated", "rating_images", "spos_epochs", "boss_images")
     return "/".join(f"{k}={opts[k]}" for k in keys)
 
 
@@ -186,7 +186,8 @@ def rate_bossnas(opts: dict) -> dict:
     space = make_space(opts["space"], opts["preset"])
     data = bench_data(opts)
     t = time.perf_counter()
-    options = dict(input_size=opts["size"], train_images=opts["train"], epochs_per_block=opts["boss_epochs"],
+    options = dict(input_size=opts["size"], train_images=opts["boss_images"] or opts["train"],
+                   epochs_per_block=opts["boss_epochs"],
                    batch_size=opts["boss_batch"], max_rated=opts["max_rated"], rating_images=opts["rating_images"],
                    bn_images=128, search="enumerate", device=opts["device"])
     strategy = BossNAS([], seed=opts["seed"], **options)
@@ -212,7 +213,8 @@ def rate_spos(opts: dict, seconds: float = 0.0) -> dict:
     t = time.perf_counter()
     torch.manual_seed(opts["seed"])
     spos = SPOSNet(space.block_supernet(data.sample_shape, data.num_classes), data.num_classes).to(device)
-    x, y = data.x_train.to(device), data.y_train.to(device)
+    n = opts["boss_images"] or len(data.x_train)
+    x, y = data.x_train[:n].to(device), data.y_train[:n].to(device)
     steps = train_spos(spos, x, y, opts["boss_batch"], 0.1, opts["seed"], seconds=seconds, epochs=opts["spos_epochs"])
     x_val, y_val = data.x_val.to(device), data.y_val.to(device)
     accs = [spos_accuracy(spos, spos.supernet.paths_of(a), x[:256], x_val, y_val) for a in bench_archs(opts)]
@@ -248,6 +250,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--gt-seeds", default="0", help="comma-separated stand-alone seeds; the ground truth is the mean")
     ap.add_argument("--boss-budget", default="quick", help="BossNAS preset the options below scale")
     ap.add_argument("--boss-epochs", type=float, default=2.0, help="BossNAS epochs per block")
+    ap.add_argument("--boss-images", type=int, default=0,
+                    help="training images BossNAS and SPOS use (the first ones of the subset; 0: all)")
     ap.add_argument("--boss-batch", type=int, default=64, help="BossNAS (and SPOS) batch size")
     ap.add_argument("--spos-epochs", type=float, default=0.0,
                     help="SPOS training epochs, in a process of its own beside BossNAS with --workers; "
@@ -266,6 +270,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--deadline", type=float, default=0.0,
                     help="seconds after which no new stand-alone training starts (0: none); seeds left "
                          "incomplete are left out of the ground truth")
+    ap.add_argument("--cached-only", action="store_true",
+                    help="train nothing stand-alone: use the cached accuracies (e.g. trained on another machine)")
     ap.add_argument("--standalone-only", action="store_true", help="only the stand-alone accuracies and their noise")
     ap.add_argument("--seed", type=int, default=0, help="seed of the data subset, the architectures and the supernets")
     ap.add_argument("--out", default="benchmarks/bossnas_rating.md")
@@ -303,7 +309,8 @@ def main(argv: list[str] | None = None) -> None:
     cache = load_json(cache_file)
     rating_file = Path(args.rating_cache) if args.rating_cache else None
     rated = {} if args.standalone_only else load_json(rating_file).get(rating_key(opts), {})
-    jobs = [(a.to_json(), s) for s in seeds for a in archs if standalone_key(opts, s, a) not in cache]
+    jobs = [] if args.cached_only else [(a.to_json(), s) for s in seeds for a in archs
+                                         if standalone_key(opts, s, a) not in cache]
     done = 0
     start = time.perf_counter()
 
@@ -363,10 +370,25 @@ def main(argv: list[str] | None = None) -> None:
     if not complete:
         raise SystemExit("no ground-truth seed finished before the deadline; rerun with --standalone-cache to go on")
     records = [[cache[standalone_key(opts, s, a)] for a in archs] for s in complete]
-    write_report(args, out, complete, records, params, rated, total_wall)
+    noise = noise_ceiling(opts, seeds, archs, cache)
+    write_report(args, out, complete, records, params, rated, total_wall, noise)
 
 
-def write_report(args, out: Path, seeds, records, params, rated: dict, total_wall: float) -> None:  # noqa: ANN001
+def noise_ceiling(opts: dict, seeds: list[int], archs: list[Architecture], cache: dict) -> tuple[str, float, float] | None:
+    """Kendall tau / Spearman rho between the first two seeds, over the architectures trained with both."""
+    if len(seeds) < 2:
+        return None
+    pairs = [(cache[standalone_key(opts, seeds[0], a)]["accuracy"], cache[standalone_key(opts, seeds[1], a)]["accuracy"])
+             for a in archs if all(standalone_key(opts, s, a) in cache for s in seeds[:2])]
+    if len(pairs) < 3:
+        return None
+    first, second = zip(*pairs)
+    return (f"stand-alone seed {seeds[1]} vs. seed {seeds[0]}, {len(pairs)} architectures (noise ceiling of one seed)",
+            *kendall_spearman(second, first))
+
+
+def write_report(args, out: Path, seeds, records, params, rated: dict, total_wall: float,  # noqa: ANN001
+                 noise: tuple[str, float, float] | None) -> None:
     from strategies.bossnas_rating import plot_ratings
 
     per_seed = [[r["accuracy"] for r in row] for row in records]
@@ -374,10 +396,7 @@ def write_report(args, out: Path, seeds, records, params, rated: dict, total_wal
     sa_seconds = [r["seconds"] for row in records for r in row]
     machines = sorted({r["machine"] for row in records for r in row} | ({rated["machine"]} if rated else set()))
     command = "python scripts/bench_bossnas_rating.py " + " ".join(sys.argv[1:])
-    rows: list[tuple[str, float, float]] = []
-    if len(seeds) > 1:
-        rows.append((f"stand-alone seed {seeds[1]} vs. seed {seeds[0]} (noise ceiling of one seed)",
-                     *kendall_spearman(per_seed[1], per_seed[0])))
+    rows: list[tuple[str, float, float]] = [noise] if noise else []
     if rated:
         rows += [("BossNAS (ensemble bootstrapping, this run)", *kendall_spearman(rated["boss"], truth)),
                  (f"SPOS supernet, {rated['spos_steps']} steps, {rated['spos_budget']} (this run)",
@@ -400,10 +419,10 @@ def write_report(args, out: Path, seeds, records, params, rated: dict, total_wal
     ]
     if rated:
         lines += ["",
-                  f"BossNAS: '{args.boss_budget}' preset with {args.boss_epochs} epochs per block on the {args.train} "
-                  f"images, batch {args.boss_batch}, at most {args.max_rated or 'all'} rated candidates per block and "
+                  f"BossNAS: '{args.boss_budget}' preset with {args.boss_epochs} epochs per block on "
+                  f"{args.boss_images or args.train} of the training images, batch {args.boss_batch}, at most {args.max_rated or 'all'} rated candidates per block and "
                   f"entry state, {args.rating_images} rating images. SPOS: uniform single path, SGD lr 0.1, batch "
-                  f"{args.boss_batch}, for {rated['spos_budget']} (BossNAS trained {rated['boss_seconds']:.0f} s), BN "
+                  f"{args.boss_batch}, on the same images, for {rated['spos_budget']} (BossNAS trained {rated['boss_seconds']:.0f} s), BN "
                   "recalibrated on 256 images per rating."]
     lines += ["", "| rating | Kendall tau | Spearman rho |", "|---|---|---|",
               *[f"| {name} | {tau:.2f} | {rho:.2f} |" for name, tau, rho in rows],

@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-ORDER = ["strategies.md", "predictors.md", "bossnas_rating.md"]
+ORDER = ["strategies.md", "bananas.md", "predictors.md", "bossnas_rating.md", "bossnas_rating_32px.md"]
 HEADER = """# Benchmarks
 
 Every figure here was measured by a script in `scripts/`, on the machine and with the command written beside
