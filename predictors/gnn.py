@@ -5,6 +5,10 @@ stacked identical cells kept once with a repeat count), so an NB201 network is ~
 Node features: an embedding of the node's op label (the vocabulary is learned in `fit`; labels unseen
 then share one "unknown" slot) plus a linear map of its numeric features (log parameters, log
 multiply-adds, log channels, log spatial size, repeat count), standardized on the training graphs.
+`numeric_features=False` keeps the labels and the graph only: on NB201 CIFAR-10 that ranks random held-out
+cells worse (Kendall tau 0.59 against 0.68 at 100 cells, 3 splits) because size correlates with accuracy
+over the whole space, but it ranks the best cells better, where size misleads (a skip connection beats a
+convolution there): BANANAS uses it (`strategies/bananas.py`).
 
 Model: a graph network over the DAG in the spirit of BRP-NAS's GCN predictor (Dudziak et al. 2020); each
 layer sums a GIN convolution (Xu et al. 2019) over the forward edges and one over the reversed edges, so
@@ -15,9 +19,11 @@ aggregation instead of a GCN's normalised adjacency product, and our own readout
 Loss: mean squared error on standardized targets plus `rank_weight` x a pairwise logistic ranking loss
 over all pairs of the minibatch (as in ranking-based predictors, e.g. ReNAS, Xu et al. 2021), which
 rewards the order that search and Kendall tau care about. Training: Adam (lr 2e-3, weight decay 1e-4)
-with cosine decay for `steps` minibatches of 64 graphs; by default 2 x the training-set size, between
-500 and 2000 (on NB201 CIFAR-10 with 1000 architectures, one seed: 2000 steps reach Kendall tau 0.865 against
-0.823 for 500; width 128, 4 layers or a 3x ranking weight changed it by under 0.003). With `ensemble`
+with cosine decay for `steps` minibatches of 128 graphs; by default 4 x the training-set size, between
+500 and 4000. On NB201 CIFAR-10 with 1000 training cells (5 splits, `benchmarks/predictors.md`) that gives
+Kendall tau 0.874 +- 0.003 against 0.863 +- 0.003 for the earlier 2 x n steps of 64; on one split, against
+0.875 for the default: 4000 steps of 256 0.868, width 128 0.872, a readout adding sum and max pooling 0.876,
+an ensemble of 3 0.877 (session 1: 4 layers or a 3x ranking weight changed it by under 0.003). With `ensemble`
 > 1, members differ by seed; `predict_members` gives each one's output.
 """
 from __future__ import annotations
@@ -37,12 +43,13 @@ from predictors.encodings import NUM_FEATS, CompactGraph, compact_graph
 class DirectedGIN(nn.Module):
     """GIN layers over forward and reversed edges; readout = [mean of nodes, output node]."""
 
-    def __init__(self, vocab: int, hidden: int = 64, layers: int = 3, dropout: float = 0.0) -> None:
+    def __init__(self, vocab: int, hidden: int = 64, layers: int = 3, dropout: float = 0.0,
+                 numeric_features: bool = True) -> None:
         from torch_geometric.nn import GINConv
 
         super().__init__()
         self.embed = nn.Embedding(vocab, hidden)
-        self.numeric = nn.Linear(NUM_FEATS, hidden)
+        self.numeric = nn.Linear(NUM_FEATS, hidden) if numeric_features else None
 
         def mlp() -> nn.Module:
             return nn.Sequential(nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, hidden))
@@ -55,7 +62,9 @@ class DirectedGIN(nn.Module):
     def forward(self, batch) -> torch.Tensor:
         from torch_geometric.nn import global_mean_pool
 
-        h = self.embed(batch.label) + self.numeric(batch.feats)
+        h = self.embed(batch.label)
+        if self.numeric is not None:
+            h = h + self.numeric(batch.feats)
         reverse = batch.edge_index.flip(0)
         for fwd, bwd, norm in zip(self.forward_convs, self.backward_convs, self.norms):
             h = h + torch.relu(norm(fwd(h, batch.edge_index) + bwd(h, reverse)))
@@ -79,10 +88,11 @@ class GNNPredictor(Predictor):
 
     name = "gnn"
 
-    def __init__(self, hidden: int = 64, layers: int = 3, steps: int | None = None, batch_size: int = 64,
+    def __init__(self, hidden: int = 64, layers: int = 3, steps: int | None = None, batch_size: int = 128,
                  lr: float = 2e-3, weight_decay: float = 1e-4, rank_weight: float = 1.0, dropout: float = 0.0,
-                 ensemble: int = 1, seed: int = 0) -> None:
+                 ensemble: int = 1, numeric_features: bool = True, seed: int = 0) -> None:
         self.hidden, self.layers, self.steps, self.batch_size = hidden, layers, steps, batch_size
+        self.numeric_features = numeric_features
         self.lr, self.weight_decay, self.rank_weight, self.dropout = lr, weight_decay, rank_weight, dropout
         self.ensemble, self.seed = ensemble, seed
         self.vocab: dict[str, int] = {}
@@ -123,9 +133,9 @@ class GNNPredictor(Predictor):
         gen = torch.Generator().manual_seed(self.seed * 1009 + member)
         with torch.random.fork_rng():  # seed the initialisation without touching the global generator
             torch.manual_seed(self.seed * 1009 + member)
-            model = DirectedGIN(len(self.vocab) + 1, self.hidden, self.layers, self.dropout)
+            model = DirectedGIN(len(self.vocab) + 1, self.hidden, self.layers, self.dropout, self.numeric_features)
         n = len(data)
-        steps = self.steps or min(2000, max(500, 2 * n))
+        steps = self.steps or min(4000, max(500, 4 * n))
         opt = torch.optim.Adam(model.parameters(), lr=self.lr, weight_decay=self.weight_decay)
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
         model.train()

@@ -20,6 +20,7 @@ import random
 import sys
 import time
 from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
@@ -68,21 +69,46 @@ def mean_se(values: Sequence[float]) -> str:
     return f"{v.mean():.3f} ± {se:.3f}"
 
 
-def run_predictors(space, archs, acc, names, sizes, seeds, test_size):
-    """{(name, size): [(tau, rho, seconds), ...]} over seeds."""
+_TABLES: dict[str, tuple] = {}
+
+
+def nb201_table(path: Path) -> tuple:
+    """(space, architectures, accuracies) of the CIFAR-10 column, read once per process."""
+    key = str(path)
+    if key not in _TABLES:
+        table = read_table(path, "cifar10")
+        keys = sorted(table)
+        _TABLES[key] = (registry.make_space("nb201"), [parse_arch_string(k) for k in keys],
+                        np.array([table[k] for k in keys]))
+    return _TABLES[key]
+
+
+def fit_one(task: tuple) -> tuple[tuple[str, int], tuple[float, float, float]]:
+    """One predictor fitted on one split: ((name, size), (tau, rho, seconds))."""
+    table, seed, size, name, test_size = task
+    space, archs, acc = nb201_table(table)
+    order = np.random.default_rng(seed).permutation(len(archs))
+    test, train = order[:test_size], order[test_size:test_size + size]
+    start = time.perf_counter()
+    model = PREDICTORS[name](seed).fit(space, [archs[i] for i in train], acc[train])
+    pred = model.predict(space, [archs[i] for i in test])
+    seconds = time.perf_counter() - start
+    return (name, size), (kendall_tau(pred, acc[test]), spearman_rho(pred, acc[test]), seconds)
+
+
+def run_predictors(table: Path, names, sizes, seeds, test_size, jobs: int = 1):
+    """{(name, size): [(tau, rho, seconds), ...]} over seeds; `jobs` worker processes."""
+    tasks = [(table, seed, size, name, test_size) for seed in range(seeds) for size in sizes for name in names]
     results: dict[tuple[str, int], list[tuple[float, float, float]]] = {}
-    tasks = [(seed, size, name) for seed in range(seeds) for size in sizes for name in names]
-    for seed, size, name in tqdm(tasks, desc="predictors", unit="fit", file=sys.stderr):
-        rng = np.random.default_rng(seed)
-        order = rng.permutation(len(archs))
-        test, pool = order[:test_size], order[test_size:]
-        train = pool[:size]
-        start = time.perf_counter()
-        model = PREDICTORS[name](seed).fit(space, [archs[i] for i in train], acc[train])
-        pred = model.predict(space, [archs[i] for i in test])
-        seconds = time.perf_counter() - start
-        results.setdefault((name, size), []).append((kendall_tau(pred, acc[test]), spearman_rho(pred, acc[test]),
-                                                     seconds))
+    with ExitStack() as stack:
+        if jobs > 1:
+            from multiprocessing import get_context
+
+            outcomes = stack.enter_context(get_context("spawn").Pool(jobs)).imap_unordered(fit_one, tasks)
+        else:
+            outcomes = map(fit_one, tasks)
+        for key, row in tqdm(outcomes, total=len(tasks), desc="predictors", unit="fit", file=sys.stderr):
+            results.setdefault(key, []).append(row)
     return results
 
 
@@ -136,6 +162,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--zc-cells", type=int, default=100, help="cells scored by each zero-cost proxy (0: skip)")
     parser.add_argument("--zc-batch", type=int, default=64)
     parser.add_argument("--table", type=Path, default=TABLE)
+    parser.add_argument("--jobs", type=int, default=1, help="worker processes for the predictor fits")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks")
     args = parser.parse_args(argv)
     names = [n.strip() for n in args.predictors.split(",") if n.strip()]
@@ -144,13 +171,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"unknown predictor(s) {', '.join(unknown)}; accepted: {', '.join(PREDICTORS)}")
     sizes = [int(s) for s in args.train_sizes.split(",")]
 
-    table = read_table(args.table, "cifar10")
-    keys = sorted(table)
-    archs = [parse_arch_string(k) for k in keys]
-    acc = np.array([table[k] for k in keys])
-    space = registry.make_space("nb201")
+    space, archs, acc = nb201_table(args.table)
     start = time.perf_counter()
-    results = run_predictors(space, archs, acc, names, sizes, args.seeds, args.test)
+    results = run_predictors(args.table, names, sizes, args.seeds, args.test, args.jobs)
     zc = run_zero_cost(space, archs, acc, args.zc_cells, args.zc_batch) if args.zc_cells else {}
     wall = time.perf_counter() - start
 

@@ -94,3 +94,41 @@ def test_any_space_with_a_graph_objective():
     assert min(found[6:]) < np.median(found[:6])
     with pytest.raises(NASError, match="acquisition"):
         Bananas(space, ACC, acquisition="ei")
+
+
+def neighbours(space, arch) -> set:
+    """Every architecture one edit away (NB201: 6 edges x 4 other ops)."""
+    out = set()
+    for choice in space.active_choices(arch):
+        for value in choice.values:
+            if value != arch[choice.name]:
+                out.add(space.complete({**arch, choice.name: value}, None))
+    return out
+
+
+def test_candidates_are_unseen_mutations_of_the_best_and_refilled_when_used_up():
+    import random
+
+    space = registry.make_space("nb201")
+    strategy = Bananas(space, ACC, seed=0, num_candidates=30)
+    rng = random.Random(0)
+    archs = [space.sample(rng) for _ in range(4)]
+    strategy.history = [(a, float(f)) for a, f in zip(archs, (90, 80, 70, 60))]
+    strategy.seen = set(archs)
+    near = [neighbours(space, a) for a in archs]
+    first = strategy._candidates()
+    assert set(first) <= set().union(*near) and len(set(first) & (near[0] | near[1])) >= 15
+    strategy.seen |= near[0] | near[1]  # both neighbourhoods used up
+    refilled = strategy._candidates()
+    assert len(refilled) >= strategy.batch_size and not set(refilled) & strategy.seen
+    assert set(refilled) <= near[2] | near[3]
+
+
+def test_rank_targets_are_normal_scores_of_the_order():
+    from strategies.bananas import normal_scores
+
+    scores = normal_scores(np.array([10.0, 94.0, 93.9, 93.9, 50.0]))
+    assert list(np.argsort(scores, kind="stable")) == [0, 4, 2, 3, 1]
+    assert scores[2] == scores[3] and abs(scores.mean()) < 0.01 and scores[1] < 1.5  # the outlier is tamed
+    with pytest.raises(NASError, match="target_transform"):
+        Bananas(registry.make_space("nb201"), ACC, target_transform="log")

@@ -45,7 +45,8 @@ def table_slice(nb201):
     lambda: GradientBoostingPredictor("adjacency", max_iter=100),
     lambda: MLPPredictor("adjacency"),
     lambda: GNNPredictor(steps=200),
-], ids=["rf-onehot", "rf-path", "gbm-adjacency", "mlp-adjacency", "gnn"])
+    lambda: GNNPredictor(steps=200, numeric_features=False),
+], ids=["rf-onehot", "rf-path", "gbm-adjacency", "mlp-adjacency", "gnn", "gnn-ops-only"])
 def test_predictor_learns_nb201(nb201, table_slice, make):
     train_a, train_y, test_a, test_y = table_slice
     pred = make().fit(nb201, train_a, train_y).predict(nb201, test_a)
@@ -116,3 +117,4 @@ def test_ensemble_members_and_registry(nb201, table_slice):
     assert {"gnn", "rf", "gbm", "mlp", "zero_cost"} <= set(registry.names("predictors"))
     with pytest.raises(RuntimeError, match="fit"):
         RandomForestPredictor().predict(nb201, test_a[:2])
+
