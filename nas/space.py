@@ -195,6 +195,26 @@ class SearchSpace(ABC):
             return child
         return self.sample(rng)
 
+    def canonical(self, arch: Mapping[str, Value]) -> str:
+        """A key shared by architectures that compute the same function; spaces that know their isomorphisms
+        override it (NAS-Bench-201), the default tells every architecture apart."""
+        return Architecture(arch).to_json()
+
+    def neighbours(self, arch: Mapping[str, Value], rng: random.Random) -> list[Architecture]:
+        """Every valid architecture one `mutate` step away: each active choice moved to each of its
+        neighbouring values (choices that become active are sampled with `rng`), without repeats, in order."""
+        out: dict[Architecture, None] = {}
+        for choice in self.active_choices(arch):
+            for value in choice.neighbours(arch[choice.name]):
+                child = self.complete({**arch, choice.name: value}, rng)
+                try:
+                    self.check(child)
+                except ArchitectureError:
+                    continue
+                out[child] = None
+        out.pop(Architecture(arch), None)
+        return list(out)
+
     def resolve(self, arch: str | Mapping[str, Value]) -> Architecture:
         """An architecture from a reference name, a JSON text or a mapping; validated."""
         if isinstance(arch, str):

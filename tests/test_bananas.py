@@ -106,22 +106,72 @@ def neighbours(space, arch) -> set:
     return out
 
 
-def test_candidates_are_unseen_mutations_of_the_best_and_refilled_when_used_up():
+def test_space_neighbours_are_every_one_edit_change():
+    import random
+
+    nb201 = registry.make_space("nb201")
+    arch = nb201.sample(random.Random(1))
+    found = nb201.neighbours(arch, random.Random(0))
+    assert len(found) == 24 and set(found) == neighbours(nb201, arch)
+    sizes = registry.make_space("nats_sss")
+    assert len(sizes.neighbours(sizes.sample(random.Random(1)), random.Random(0))) == 5 * 7  # 5 widths, 7 others
+
+
+def _primed(rule: str, **options) -> tuple:
     import random
 
     space = registry.make_space("nb201")
-    strategy = Bananas(space, ACC, seed=0, num_candidates=30)
+    strategy = Bananas(space, ACC, seed=0, candidates=rule, **options)
     rng = random.Random(0)
     archs = [space.sample(rng) for _ in range(4)]
-    strategy.history = [(a, float(f)) for a, f in zip(archs, (90, 80, 70, 60))]
-    strategy.seen = set(archs)
+    for arch, fitness in zip(archs, (90, 80, 70, 60)):
+        strategy.tell(arch, {"accuracy": float(fitness)})
+    return space, strategy, archs
+
+
+def keys(space, archs) -> set:
+    return {space.canonical(a) for a in archs}
+
+
+def test_neighbourhood_candidates_are_every_unseen_neighbour_of_the_best_two():
+    space, strategy, archs = _primed("neighbourhood")
+    near = [neighbours(space, a) for a in archs]
+    first = strategy._candidates()
+    best_two = keys(space, near[0] | near[1]) - keys(space, archs)
+    assert keys(space, first) == best_two and len(first) == len(best_two)  # all of them, isomorphs once
+    strategy.seen_keys |= best_two  # both neighbourhoods used up: the next best ones fill a batch
+    refilled = strategy._candidates()
+    assert len(refilled) >= strategy.batch_size and not keys(space, refilled) & strategy.seen_keys
+    assert keys(space, refilled) <= keys(space, near[2] | near[3])
+    capped = _primed("neighbourhood", num_candidates=20)[1]._candidates()
+    assert len(capped) == 20
+
+
+def test_mutation_candidates_are_unseen_mutations_of_the_best_and_refilled_when_used_up():
+    space, strategy, archs = _primed("mutation", num_candidates=30)
     near = [neighbours(space, a) for a in archs]
     first = strategy._candidates()
     assert set(first) <= set().union(*near) and len(set(first) & (near[0] | near[1])) >= 15
-    strategy.seen |= near[0] | near[1]  # both neighbourhoods used up
+    strategy.seen_keys |= keys(space, near[0] | near[1])
     refilled = strategy._candidates()
-    assert len(refilled) >= strategy.batch_size and not set(refilled) & strategy.seen
+    assert len(refilled) >= strategy.batch_size and not keys(space, refilled) & strategy.seen_keys
     assert set(refilled) <= near[2] | near[3]
+    with pytest.raises(NASError, match="candidates"):
+        Bananas(space, ACC, candidates="all")
+
+
+def test_isomorphs_of_told_cells_are_not_proposed(evaluator):
+    from search_spaces.nb201 import parse_arch_string
+
+    strategy = Bananas(evaluator.space, ACC, seed=0, num_init=2, **FAST)
+    dead = parse_arch_string("|none~0|+|nor_conv_3x3~0|none~1|+|skip_connect~0|none~1|nor_conv_3x3~2|")
+    best = parse_arch_string("|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|"
+                             "+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|")
+    strategy.tell(best, {"accuracy": 94.0})
+    strategy.tell(dead, {"accuracy": 80.0})  # node 1 is dead: changing its edge gives an isomorph
+    proposed = keys(evaluator.space, strategy._candidates())
+    assert evaluator.space.canonical(dead.replace(edge_3_1="avg_pool_3x3")) == evaluator.space.canonical(dead)
+    assert not proposed & strategy.seen_keys
 
 
 def test_rank_targets_are_normal_scores_of_the_order():
