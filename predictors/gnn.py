@@ -28,7 +28,8 @@ an ensemble of 3 0.877 (session 1: 4 layers or a 3x ranking weight changed it by
 the same 5 splits (0.883 on the first alone, so single splits mislead by that much); on the first split
 against 0.879: dropout 0.1 in the head 0.880, a Yeo-Johnson transform of the targets 0.878, normal
 scores of their ranks 0.876; blending in a random forest on one-hot ops (weight 0.1-0.2) 0.882. With
-`ensemble` > 1, members differ by seed; `predict_members` gives each one's output.
+`ensemble` > 1, members differ by seed and `predict` averages them (`predict_members` gives each one's
+output): 5 members reach 0.882 +- 0.003 on the 5 splits (single member 0.874), at five times the cost.
 """
 from __future__ import annotations
 

@@ -41,6 +41,7 @@ TABLE = ROOT.parent / "shared" / "benchmarks" / "nasbench201" / "nats_tss_test_a
 PREDICTORS: dict[str, Callable[[int], Predictor]] = {
     "gnn": lambda s: GNNPredictor(seed=s),
     "gnn-ensemble3": lambda s: GNNPredictor(seed=s, ensemble=3),
+    "gnn-ensemble5": lambda s: GNNPredictor(seed=s, ensemble=5),
     "rf-onehot": lambda s: RandomForestPredictor("onehot", seed=s),
     "rf-path": lambda s: RandomForestPredictor("path", seed=s),
     "rf-adjacency": lambda s: RandomForestPredictor("adjacency", seed=s),
