@@ -185,15 +185,20 @@ class SearchSpace(ABC):
         active = [c for c in self.active_choices(arch) if len(c.values) > 1]
         for _ in range(100):
             choice = rng.choice(active)
-            new = dict(arch)
-            new[choice.name] = rng.choice(choice.neighbours(arch[choice.name]))
-            child = self.complete(new, rng)
-            try:
-                self.check(child)
-            except ArchitectureError:
-                continue
-            return child
+            child = self._changed(arch, choice.name, rng.choice(choice.neighbours(arch[choice.name])), rng)
+            if child is not None:
+                return child
         return self.sample(rng)
+
+    def _changed(self, arch: Mapping[str, Value], name: str, value: Value,
+                 rng: random.Random) -> Architecture | None:
+        """`arch` with choice `name` set to `value` (newly active choices sampled), or None when invalid."""
+        child = self.complete({**arch, name: value}, rng)
+        try:
+            self.check(child)
+        except ArchitectureError:
+            return None
+        return child
 
     def canonical(self, arch: Mapping[str, Value]) -> str:
         """A key shared by architectures that compute the same function; spaces that know their isomorphisms
@@ -206,12 +211,9 @@ class SearchSpace(ABC):
         out: dict[Architecture, None] = {}
         for choice in self.active_choices(arch):
             for value in choice.neighbours(arch[choice.name]):
-                child = self.complete({**arch, choice.name: value}, rng)
-                try:
-                    self.check(child)
-                except ArchitectureError:
-                    continue
-                out[child] = None
+                child = self._changed(arch, choice.name, value, rng)
+                if child is not None:
+                    out[child] = None
         out.pop(Architecture(arch), None)
         return list(out)
 

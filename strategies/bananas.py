@@ -174,7 +174,7 @@ class Bananas(Strategy):
                     break
                 for _ in range(per_parent):
                     add(self._mutant(parent))
-        wanted = max(len(pool) + self.num_random, self.batch_size)
+        wanted = max(len(pool) + self.num_random, self.batch_size)  # never fewer than a batch
         for _ in range(3 * wanted):
             if len(pool) >= wanted:
                 break
