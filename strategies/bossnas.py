@@ -11,10 +11,21 @@ over the sampled paths of the L2-normalised target projections; each path's loss
 -2 cos(pred(online_p(v1_p)), T(v2)) - 2 cos(pred(online_p(v2_p)), T(v1)), and the gradients of the paths
 add up (as the official `multipath_batch_processor`). LARS with a per-block linear warm-up and cosine decay
 to 0, rebuilt per block. After each block (and every `rating_interval` epochs) every candidate is rated
-(`strategies.bossnas_rating`), the best path is kept, and the ranking is written to
-`<checkpoint_dir>/path_rank_<block>.json`, and `block_<block>.pt` keeps the tensors that scoring more of
-its paths later reads (`BossNAS._snapshot`). The final architecture comes from the rating tables, by
-regularised evolution over complete architectures (the paper) or greedy per-block enumeration (the code).
+(`strategies.bossnas_rating`), the ranking is written to `<checkpoint_dir>/path_rank_<block>.json`, and
+`block_<block>.pt` keeps the tensors that scoring more of its paths later reads (`BossNAS._snapshot`). The
+final architecture comes from the rating tables, by regularised evolution over complete architectures (the
+paper) or greedy per-block enumeration (the code).
+
+Entry states. Where a block can be entered in several states (HyTra: the resolution the previous block
+ended at), `entry_states` says which are trained. "best" (the official code; the `paper` preset) trains
+block k only from the state the best path so far ends in, so only architectures through those states can
+be rated. "all" (the `quick` and `standard` presets; our extension, so that the paper's evolutionary
+search over the whole space rates what it visits) keeps, for every state block k can be entered in, the
+best-rated prefix reaching it (a Viterbi frontier over the summed block losses), trains block k from each
+in turn (a block's worth of steps per state) and rates the candidates of all of them against one
+population centre. Without it, a random HyTra architecture's later blocks are mostly entered in states
+they were never trained from, where the untrained layers (last BN gamma 0) are identities and every path
+through them scores the same.
 
 Budget presets (`BossNASConfig`): `paper` is the official HyTra schedule (6 epochs per block, 64 images x 8
 GPUs x 8 accumulation = 4096 per step, here 256 x 16 on one device; LARS lr 4.8, wd 1e-6, eta 0.001, momentum
@@ -51,7 +62,7 @@ from nas.train import AUGMENT_BY_DATASET, lr_at, resize_inputs, resolve_device
 from strategies.bossnas_parts import (LARS, BlockNeck, augment_views, cosine_loss, ema_update, ensemble_target,
                                       lars_groups, momentum_at, predictor)
 from strategies.bossnas_rating import (BlockRater, Nets, arch_loss, entries_of, evolve, from_json, plot_ratings,
-                                       to_json)
+                                       rate_jointly, state_after, to_json)
 
 __all__ = ["BossNAS", "BossNASConfig", "PRESETS", "plot_ratings"]
 
@@ -79,6 +90,7 @@ class BossNASConfig:
     train_images: int = 0  # 0: the whole training split
     crop_min: float = 0.08  # random resized crop area range (crop_min, 1)
     search: str = "auto"  # auto | evolution | enumerate
+    entry_states: str = "best"  # best: train each block from the best path's exit only (the code) | all
     population: int = 50
     sample_size: int = 10
     cycles: int = 1000
@@ -90,6 +102,8 @@ class BossNASConfig:
     def __post_init__(self) -> None:
         if self.search not in ("auto", "evolution", "enumerate"):
             raise NASError(f"search {self.search!r} is not one of 'auto', 'evolution', 'enumerate'")
+        if self.entry_states not in ("best", "all"):
+            raise NASError(f"entry_states {self.entry_states!r} is not one of 'best', 'all'")
         if self.num_paths < 1 or self.batch_size < 2 or self.accumulate < 1 or self.epochs_per_block <= 0:
             raise NASError("num_paths and accumulate must be >= 1, batch_size >= 2 and epochs_per_block > 0")
 
@@ -101,12 +115,13 @@ PRESETS: dict[str, BossNASConfig] = {
     # steps still train; projector 1024 -> 128; 512 rating images, BN on 128, at most 64 rated candidates.
     "standard": dataclasses.replace(PAPER, epochs_per_block=3.0, batch_size=64, accumulate=1, lr=1.2,
                                     warmup_epochs=0.5, proj_hidden=1024, proj_dim=128, rating_interval=0,
-                                    rating_images=512, bn_images=128, max_rated=64, crop_min=0.25,
+                                    entry_states="all", rating_images=512, bn_images=128, max_rated=64, crop_min=0.25,
                                     population=32, sample_size=8, cycles=300),
     # minutes on a 2-core CPU: one epoch of 512 images per block at batch 32, projector 256 -> 64,
     # 128 rating images, BN on 64, at most 12 rated candidates per block, a short evolution.
     "quick": dataclasses.replace(PAPER, epochs_per_block=1.0, batch_size=32, accumulate=1, lr=2.0,
                                  warmup_epochs=0.2, proj_hidden=256, proj_dim=64, rating_interval=0,
+                                 entry_states="all",
                                  rating_images=128, bn_images=64, max_rated=12, train_images=512, crop_min=0.3,
                                  population=16, sample_size=4, cycles=48),
 }
@@ -197,9 +212,15 @@ class BossNAS(SupernetStrategy):
         self.online.to(self.device)
         self.target.to(self.device)
         self.entries = reachable_entries(self.online)
+        if self.config.entry_states == "best" and any(len(e) > 1 for e in self.entries) and \
+                (self.config.search == "evolution" or self.config.max_params):
+            raise NASError(f"search over complete {context.space.name} architectures (search='evolution' or "
+                           "max_params) needs every entry state trained: set entry_states='all'")
         self.necks_online, self.necks_target, self.predictors = nn.ModuleList(), nn.ModuleList(), nn.ModuleList()
-        self.best_paths: list[Path] = []
-        self.raters: list[BlockRater] = []
+        #: per block, entry state (JSON) -> (summed loss, paths): the best-rated prefix reaching that state
+        self.frontier: list[dict[str, tuple[float, tuple[Path, ...]]]] = \
+            [{to_json(self.online.initial_state()): (0.0, ())}]
+        self.raters: list[list[BlockRater]] = []  # per block, one per trained entry state
         self.losses: list[list[float]] = []
         self.progress = {"block": 0, "epoch": 0, "step": 0, "trained": False}
         self._scorer = None
@@ -220,12 +241,14 @@ class BossNAS(SupernetStrategy):
         self.necks_target.append(target)
         self.predictors.append(predictor(self.config.proj_dim, self.config.proj_hidden).to(self.device))
 
-    def entry(self, block: int) -> Hashable:
-        """The entry state of `block` after the chosen best paths of the blocks before it."""
-        entry = self.online.initial_state()
-        for k, path in enumerate(self.best_paths[:block]):
-            entry = self.online.exit_state(k, path, entry)
-        return entry
+    @property
+    def best_paths(self) -> list[Path]:
+        """The lowest-loss prefix of the newest frontier (after the last block: the greedy architecture)."""
+        return list(min(self.frontier[-1].values(), key=lambda t: t[0])[1])
+
+    def prefixes(self, block: int) -> list[tuple[Path, ...]]:
+        """The prefixes block `block` is trained and rated after: one per entry state it is trained from."""
+        return [prefix for _, prefix in self.frontier[block].values()]
 
     def nets(self, block: int) -> Nets:
         return Nets(self.online, self.target, self.necks_online[block], self.necks_target[block],
@@ -239,8 +262,11 @@ class BossNAS(SupernetStrategy):
     def _save(self, optimizer: torch.optim.Optimizer | None = None) -> None:
         state = {"online": self.online.state_dict(), "target": self.target.state_dict(),
                  "necks_online": self.necks_online.state_dict(), "necks_target": self.necks_target.state_dict(),
-                 "predictors": self.predictors.state_dict(), "heads": len(self.necks_online), "best_paths": [to_json(p) for p in self.best_paths],
-                 "raters": [r.state() for r in self.raters], "losses": self.losses, "progress": dict(self.progress),
+                 "predictors": self.predictors.state_dict(), "heads": len(self.necks_online),
+                 "frontier": [[[key, loss, [to_json(p) for p in paths]] for key, (loss, paths) in states.items()]
+                              for states in self.frontier],
+                 "raters": [[r.state() for r in raters] for raters in self.raters], "losses": self.losses,
+                 "progress": dict(self.progress),
                  "train_seconds": self.train_seconds,
                  "optimizer": optimizer.state_dict() if optimizer is not None else None}
         tmp = self._state_file.with_suffix(".tmp")
@@ -267,7 +293,8 @@ class BossNAS(SupernetStrategy):
         if not self._state_file.exists():
             return None
         state = torch.load(self._state_file, map_location=self.device, weights_only=True)
-        self.best_paths = [from_json(p) for p in state["best_paths"]]
+        self.frontier = [{key: (loss, tuple(from_json(p) for p in paths)) for key, loss, paths in states}
+                         for states in state["frontier"]]
         for block in range(state["heads"]):
             self._add_block_heads(block)
         self.online.load_state_dict(state["online"])
@@ -275,20 +302,24 @@ class BossNAS(SupernetStrategy):
         self.necks_online.load_state_dict(state["necks_online"])
         self.necks_target.load_state_dict(state["necks_target"])
         self.predictors.load_state_dict(state["predictors"])
-        for block, rstate in enumerate(state["raters"]):
-            rater = self._rater(block)
-            rater.load_state(rstate)
-            self.raters.append(rater)
+        for block, rstates in enumerate(state["raters"]):
+            raters = []
+            for rstate in rstates:
+                prefix = [from_json(p) for p in rstate["prefix"]]
+                raters.append(self._rater(block, prefix))
+                raters[-1].load_state(rstate)
+            self.raters.append(raters)
         self.losses = state["losses"]
         self.train_seconds = state["train_seconds"]
         self.progress = state["progress"]
         return state["optimizer"]
 
     # -- training -------------------------------------------------------------------------------------
-    def _paths_loss(self, block: int, x: torch.Tensor, paths: Sequence[Path], g: torch.Generator,
-                    scale: float) -> float:
-        """Forward/backward of one batch over the sampled paths with the ensemble target; the mean loss."""
-        prefix = self.best_paths[:block]
+    def _paths_loss(self, block: int, x: torch.Tensor, prefix: Sequence[Path], paths: Sequence[Path],
+                    g: torch.Generator, scale: float) -> float:
+        """Forward/backward of one batch over the sampled paths (after `prefix`) with the ensemble target;
+        the mean loss."""
+        prefix = list(prefix)
         views = [(self._view(x, g, 1.0), self._view(x, g, 0.1)) for _ in paths]
         amp = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda")
         neck_t, neck_o, pred = self.necks_target[block], self.necks_online[block], self.predictors[block]
@@ -314,8 +345,8 @@ class BossNAS(SupernetStrategy):
         start = time.perf_counter()
         if len(self.train_seconds) <= block:
             self.train_seconds.append(0.0)
-        entry = self.entry(block)
-        candidates = self.online.candidates(block, entry)
+        prefixes = self.prefixes(block)
+        candidates = [self.online.candidates(block, state_after(self.online, p)) for p in prefixes]
         modules = [self.online, self.necks_online[block], self.predictors[block]]
         optimizer = LARS(lars_groups(modules, cfg.weight_decay), lr=cfg.lr, momentum=cfg.lars_momentum,
                          eta=cfg.lars_eta)
@@ -323,7 +354,7 @@ class BossNAS(SupernetStrategy):
             optimizer.load_state_dict(optimizer_state)
         micro_per_epoch = math.ceil(len(self.x_train) / cfg.batch_size)
         steps_per_epoch = max(1, micro_per_epoch // cfg.accumulate)
-        total = max(1, round(cfg.epochs_per_block * steps_per_epoch))
+        total = max(1, round(cfg.epochs_per_block * steps_per_epoch * len(prefixes)))  # each state a block's worth
         warmup = round(cfg.warmup_epochs * steps_per_epoch)
         epochs = math.ceil(total / steps_per_epoch)
         step = self.progress["step"]
@@ -344,8 +375,10 @@ class BossNAS(SupernetStrategy):
                 idx = order[i:i + cfg.batch_size]
                 if len(idx) < 2:
                     continue
-                paths = rng.sample(candidates, min(cfg.num_paths, len(candidates)))
-                epoch_losses.append(self._paths_loss(block, self.x_train[idx], paths, g, 1.0 / cfg.accumulate))
+                j = (i // cfg.batch_size) % len(prefixes)  # the entry states take turns
+                paths = rng.sample(candidates[j], min(cfg.num_paths, len(candidates[j])))
+                epoch_losses.append(self._paths_loss(block, self.x_train[idx], prefixes[j], paths, g,
+                                                     1.0 / cfg.accumulate))
                 micro += 1
                 if micro % cfg.accumulate:
                     continue
@@ -367,30 +400,45 @@ class BossNAS(SupernetStrategy):
             self._save(None if last else optimizer)
 
     # -- rating ---------------------------------------------------------------------------------------
-    def _rater(self, block: int, entry: Hashable | None = None, prefix: Sequence[Path] | None = None,
-               nets: Nets | None = None) -> BlockRater:
-        entry = self.entry(block) if entry is None else entry
-        prefix = self.best_paths[:block] if prefix is None else list(prefix)
-        return BlockRater(nets or self.nets(block), block, entry, prefix, self.views, self.bn_batch,
-                          chunk=max(2, self.config.batch_size))
+    def _rater(self, block: int, prefix: Sequence[Path], nets: Nets | None = None) -> BlockRater:
+        return BlockRater(nets or self.nets(block), block, state_after(self.online, prefix), prefix, self.views,
+                          self.bn_batch, chunk=max(2, self.config.batch_size))
 
     def _rated_paths(self, block: int, entry: Hashable) -> list[Path]:
-        candidates = self.online.candidates(block, entry)
-        cap = self.config.max_rated
-        if cap and len(candidates) > cap:
-            candidates = random.Random(f"{self.seed}-rate-{block}").sample(candidates, cap)
-        return candidates
+        """The candidates rated (a fixed random sample when capped by `max_rated`; with entry_states='all'
+        the sample gains one candidate per exit state it misses, so every reachable state is trained)."""
+        net, cap = self.online, self.config.max_rated
+        candidates = net.candidates(block, entry)
+        if not cap or len(candidates) <= cap:
+            return candidates
+        rng = random.Random(f"{self.seed}-rate-{block}-{to_json(entry)}")
+        sample = rng.sample(candidates, cap)
+        if self.config.entry_states == "all":
+            exits = {to_json(net.exit_state(block, p, entry)) for p in sample}
+            for path in rng.sample(candidates, len(candidates)):
+                if to_json(net.exit_state(block, path, entry)) not in exits:
+                    exits.add(to_json(net.exit_state(block, path, entry)))
+                    sample.append(path)
+        return sample
 
-    def _rate_block(self, block: int, suffix: str = "") -> BlockRater:
-        rater = self._rater(block)
-        rater.rate(self._rated_paths(block, rater.entry), progress=self.context.progress)
-        ranking = rater.ranking()
-        if len(self.best_paths) > block:
-            self.best_paths[block] = ranking[0][0]
-        else:
-            self.best_paths.append(ranking[0][0])
-        (self.dir / f"path_rank_{block}{suffix}.json").write_text(json_ranking(block, rater.entry, ranking))
-        return rater
+    def _rate_block(self, block: int, suffix: str = "") -> list[BlockRater]:
+        """Rate the block's candidates in every trained entry state against one population centre."""
+        raters = [self._rater(block, prefix) for prefix in self.prefixes(block)]
+        rate_jointly(raters, [self._rated_paths(block, r.entry) for r in raters], progress=self.context.progress)
+        (self.dir / f"path_rank_{block}{suffix}.json").write_text(json_ranking(block, raters))
+        return raters
+
+    def _advance(self, block: int, raters: Sequence[BlockRater]) -> None:
+        """The next block's frontier: per exit state the lowest summed loss (only the best with 'best')."""
+        nxt: dict[str, tuple[float, tuple[Path, ...]]] = {}
+        for (base, prefix), rater in zip(self.frontier[block].values(), raters):
+            for path, loss in rater.scores.items():
+                key = to_json(self.online.exit_state(block, path, rater.entry))
+                if key not in nxt or base + loss < nxt[key][0]:
+                    nxt[key] = (base + loss, (*prefix, path))
+        if self.config.entry_states == "best":
+            nxt = dict([min(nxt.items(), key=lambda kv: kv[1][0])])
+        self.frontier[block + 1:] = [nxt]
 
     # -- search ---------------------------------------------------------------------------------------
     def search(self, context: SearchContext) -> SearchOutcome:
@@ -409,16 +457,18 @@ class BossNAS(SupernetStrategy):
                 optimizer_state = None
                 self.progress["trained"] = True
                 self._save()
-            rater = self._rate_block(block)
-            self.raters.append(rater)
+            raters = self._rate_block(block)
+            self.raters[block:] = [raters]
+            self._advance(block, raters)
             self._snapshot(block)
             self.progress = {"block": block + 1, "epoch": 0, "step": 0, "trained": False}
             self._save()
         return self._choose(start)
 
     def _block_scorer(self):  # noqa: ANN202 - returns a closure
-        """block_score(k, entry, path, prefix): table lookups, on-demand scoring with block k's snapshot."""
-        raters: dict[tuple[int, str], BlockRater] = {(r.block, to_json(r.entry)): r for r in self.raters}
+        """block_score(k, entry, path): table lookups, on-demand scoring with block k's snapshot (after the
+        best prefix reaching `entry`, against the block's centre)."""
+        raters = {(r.block, to_json(r.entry)): r for block in self.raters for r in block}
         snapshots: dict[int, Nets] = {}
 
         def nets_of(block: int) -> Nets:
@@ -433,13 +483,11 @@ class BossNAS(SupernetStrategy):
                 snapshots[block] = nets
             return snapshots[block]
 
-        def block_score(block: int, entry: Hashable, path: Path, prefix: Sequence[Path]) -> float:
-            key = (block, to_json(entry))
-            if key not in raters:  # an entry state the block was not trained from: the trained centre
-                rater = self._rater(block, entry, prefix, nets_of(block))
-                rater.centre = self.raters[block].centre
-                raters[key] = rater
-            rater = raters[key]
+        def block_score(block: int, entry: Hashable, path: Path) -> float:
+            rater = raters.get((block, to_json(entry)))
+            if rater is None:
+                raise NASError(f"block {block} was not trained from entry state {to_json(entry)} "
+                               f"(entry_states={self.config.entry_states!r}); rate with entry_states='all'")
             if path not in rater.scores:
                 rater.nets = nets_of(block)
             return rater.score(path)
@@ -460,9 +508,10 @@ class BossNAS(SupernetStrategy):
         greedy = tuple(self.best_paths)
         mode = cfg.search
         if mode == "auto":
-            partial = any(len(r.scores) < len(net.candidates(r.block, r.entry)) for r in self.raters)
+            partial = any(len(r.scores) < len(net.candidates(r.block, r.entry)) for rs in self.raters for r in rs)
             branching = any(len(e) > 1 for e in self.entries)
-            mode = "evolution" if partial or branching or cfg.max_params else "enumerate"
+            every_state = cfg.entry_states == "all" or not branching
+            mode = "evolution" if every_state and (partial or branching or cfg.max_params) else "enumerate"
         population: list[tuple[float, tuple[Path, ...]]] = [(arch_loss(net, greedy, block_score), greedy)]
         if mode == "evolution":
             feasible = self._feasible if cfg.max_params else (lambda p: True)
@@ -474,7 +523,7 @@ class BossNAS(SupernetStrategy):
         arch = net.arch_of(best)
         metrics = {"rating": -best_loss, "supernet_seconds": time.perf_counter() - start}
         for k, (e, p) in enumerate(zip(entries_of(net, best), best)):
-            metrics[f"block{k}_loss"] = block_score(k, e, p, best[:k])
+            metrics[f"block{k}_loss"] = block_score(k, e, p)
         plots = [self._plot_losses()]
         (self.dir / "search_result.json").write_text(json_population(population[:cfg.population], mode))
         return SearchOutcome(arch, metrics, plots)
@@ -490,7 +539,7 @@ class BossNAS(SupernetStrategy):
         net, reported = self.online, set()
         entries = entries_of(net, self.best_paths)
         chosen: list[tuple[tuple[Path, ...], str]] = []
-        for rater in self.raters:
+        for rater in (r for raters in self.raters for r in raters if r.entry == entries[r.block]):
             for path, _ in rater.ranking()[:self.config.record_top]:
                 paths = list(self.best_paths)
                 paths[rater.block] = path
@@ -503,7 +552,7 @@ class BossNAS(SupernetStrategy):
             if paths in reported:
                 continue
             reported.add(paths)
-            losses = [block_score(k, e, p, paths[:k]) for k, (e, p) in enumerate(zip(entries_of(net, paths), paths))]
+            losses = [block_score(k, e, p) for k, (e, p) in enumerate(zip(entries_of(net, paths), paths))]
             self.context.record(net.arch_of(paths), {"rating": -sum(losses)},
                                 {"source": source, "block_losses": losses, "strategy": "bossnas"})
 
@@ -526,10 +575,12 @@ class BossNAS(SupernetStrategy):
         return str(path)
 
 
-def json_ranking(block: int, entry: Hashable, ranking: Sequence[tuple[Path, float]]) -> str:
+def json_ranking(block: int, raters: Sequence[BlockRater]) -> str:
     import json
 
-    return json.dumps({"block": block, "entry": entry, "ranking": [[list(p), s] for p, s in ranking]}, indent=1)
+    return json.dumps({"block": block, "entries": [
+        {"entry": r.entry, "prefix": [list(p) for p in r.prefix], "ranking": [[list(p), s] for p, s in r.ranking()]}
+        for r in raters]}, indent=1)
 
 
 def json_population(population: Sequence[tuple[float, tuple[Path, ...]]], mode: str) -> str:

@@ -15,10 +15,12 @@ official code only enumerates each block's candidates and takes the best greedil
 block's path to a neighbouring path (one layer changed, or one layer added/removed) and repairs later
 blocks whose entry state changed; block scores come from the rating tables, and paths not yet rated are
 scored on demand with the weights the block had when it was rated, against the same centre (deviation:
-when only a sample of the candidates was rated, the centre is that sample's). A block entered in a state
-other than the one it was trained from (HyTra) is fed by the architecture's own earlier paths and scored
-against the trained entry's centre, so that the block losses of all entry states share one target and
-stay comparable (an extension: the official code never leaves the trained entry).
+when only a sample of the candidates was rated, the centre is that sample's). A block trained from several
+entry states (`entry_states="all"`, HyTra) is rated in each of them after the best prefix reaching it,
+against one centre: the mean over the candidates of all its entry states (`rate_jointly`; the paper's
+population is every candidate of the block), so that the block losses of different entry states share one
+target and add up comparably. A path in such a block is scored after the best prefix reaching its entry
+state, not after the architecture's own earlier paths (block-wise rating, as within one state).
 """
 from __future__ import annotations
 
@@ -118,17 +120,7 @@ class BlockRater:
     # -- tables ---------------------------------------------------------------------------------
     def rate(self, paths: Sequence[Path], progress: bool = False) -> dict[Path, float]:
         """Score `paths` against their population centre (which this call sets); returns path -> loss."""
-        from tqdm.auto import tqdm
-
-        t1 = t2 = None
-        preds = {}
-        for path in tqdm(paths, desc=f"rate block {self.block}", disable=not progress, leave=False):
-            a1, a2, p1, p2 = self.project(path)
-            t1 = a1 if t1 is None else t1 + a1
-            t2 = a2 if t2 is None else t2 + a2
-            preds[path] = (p1, p2)
-        self.centre = (t1 / len(paths), t2 / len(paths))
-        self.scores = {path: self.loss(p1, p2, self.centre) for path, (p1, p2) in preds.items()}
+        rate_jointly([self], [paths], progress)
         return dict(self.scores)
 
     def score(self, path: Path) -> float:
@@ -153,9 +145,39 @@ class BlockRater:
         self.centre = tuple(state["centre"]) if state["centre"] is not None else None
 
 
+def rate_jointly(raters: Sequence[BlockRater], paths: Sequence[Sequence[Path]], progress: bool = False) -> None:
+    """Score each rater's `paths` against one population centre: the mean over all of them of the target
+    projections (the raters of one block entered in different states share the block's centre)."""
+    from tqdm.auto import tqdm
+
+    t1 = t2 = None
+    count, preds = 0, []
+    for rater, some in zip(raters, paths):
+        mine = {}
+        for path in tqdm(some, desc=f"rate block {rater.block}", disable=not progress, leave=False):
+            a1, a2, p1, p2 = rater.project(path)
+            t1 = a1 if t1 is None else t1 + a1
+            t2 = a2 if t2 is None else t2 + a2
+            mine[path] = (p1, p2)
+        count += len(mine)
+        preds.append(mine)
+    centre = (t1 / count, t2 / count)
+    for rater, mine in zip(raters, preds):
+        rater.centre = centre
+        rater.scores = {path: rater.loss(p1, p2, centre) for path, (p1, p2) in mine.items()}
+
+
 # -- search over complete architectures -----------------------------------------------------------
 Paths = tuple[Path, ...]
-BlockScore = Callable[[int, Hashable, Path, Paths], float]
+BlockScore = Callable[[int, Hashable, Path], float]
+
+
+def state_after(net: BlockSupernet, paths: Sequence[Path]) -> Hashable:
+    """The entry state of the block after `paths` (blocks 0..len(paths)-1)."""
+    entry = net.initial_state()
+    for block, path in enumerate(paths):
+        entry = net.exit_state(block, path, entry)
+    return entry
 
 
 def entries_of(net: BlockSupernet, paths: Sequence[Path]) -> list[Hashable]:
@@ -168,7 +190,7 @@ def entries_of(net: BlockSupernet, paths: Sequence[Path]) -> list[Hashable]:
 
 
 def arch_loss(net: BlockSupernet, paths: Paths, block_score: BlockScore) -> float:
-    return sum(block_score(k, e, p, paths[:k]) for k, (e, p) in enumerate(zip(entries_of(net, paths), paths)))
+    return sum(block_score(k, e, p) for k, (e, p) in enumerate(zip(entries_of(net, paths), paths)))
 
 
 def _neighbours(path: Path, candidates: Sequence[Path]) -> list[Path]:
@@ -181,9 +203,7 @@ def _neighbours(path: Path, candidates: Sequence[Path]) -> list[Path]:
 
 
 def _repair(net: BlockSupernet, paths: list[Path], start: int, rng: random.Random) -> Paths:
-    entry = net.initial_state()
-    for k in range(start):
-        entry = net.exit_state(k, paths[k], entry)
+    entry = state_after(net, paths[:start])
     for k in range(start, len(paths)):
         candidates = net.candidates(k, entry)
         if paths[k] not in candidates:

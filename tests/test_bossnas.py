@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 import math
 import random
 from collections.abc import Hashable, Sequence
@@ -23,7 +24,7 @@ from search_spaces.hytra import HyTraSpace
 from search_spaces.mbconv import FAMILIES, MBConvSpace, Stage
 from strategies.bossnas import BossNAS, block_keys, make_config
 from strategies.bossnas_parts import LARS, ensemble_target, lars_groups, momentum_at
-from strategies.bossnas_rating import BlockRater, Nets, evolve, from_json, random_paths
+from strategies.bossnas_rating import BlockRater, Nets, evolve, from_json, random_paths, rate_jointly
 
 @pytest.fixture(autouse=True)
 def one_thread():  # noqa: ANN201 - tiny tensors: one thread avoids OpenMP overhead on a busy machine
@@ -175,6 +176,26 @@ def test_presets_scale_the_paper_schedule() -> None:
     assert make_config("quick", num_paths=2).num_paths == 2
     with pytest.raises(ValueError, match="unknown BossNAS option"):
         make_config("quick", nope=1)
+    assert paper.entry_states == "best" and make_config("quick").entry_states == "all"
+    with pytest.raises(ValueError, match="entry_states 'some' is not one of"):
+        make_config("quick", entry_states="some")
+
+
+def test_search_over_complete_architectures_needs_every_entry_state(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="set entry_states='all'"):
+        BossNAS([], seed=0).search(context(ToySpace(), tmp_path, entry_states="best", search="evolution"))
+
+
+def test_capped_rating_sample_reaches_every_exit_state(tmp_path: Path) -> None:
+    strategy = BossNAS([], seed=0)
+    strategy._setup(context(ToySpace(), tmp_path, max_rated=1))
+    net = strategy.online
+    for seed in range(6):  # whichever single candidate the cap draws, both exit states are rated
+        strategy.seed = seed
+        sample = strategy._rated_paths(0, 8)
+        assert {net.exit_state(0, p, 8) for p in sample} == {8, 4} and len(sample) == 2
+    strategy.config = dataclasses.replace(strategy.config, entry_states="best")
+    assert len(strategy._rated_paths(0, 8)) == 1
 
 
 # -- rating ------------------------------------------------------------------------------------------------
@@ -230,13 +251,30 @@ def test_rating_uses_population_centre_and_same_inputs() -> None:
     assert rater.score(("a", "b")) == pytest.approx(rater.score(("a", "b")))
 
 
+def test_entry_states_of_one_block_share_the_population_centre() -> None:
+    nets = _toy_nets()
+    views = (torch.randn(6, 1, 8, 8), torch.randn(6, 1, 8, 8))
+    at8 = BlockRater(nets, 1, 8, [("a",)], views, torch.randn(10, 1, 8, 8))
+    at4 = BlockRater(nets, 1, 4, [("c",)], views, torch.randn(10, 1, 8, 8))
+    paths = [[("a",), ("c",), ("b", "a")], [("a",), ("b",)]]
+    rate_jointly([at8, at4], paths)
+    outs = [(r, p, r.project(p)) for r, some in zip((at8, at4), paths) for p in some]
+    centre = [torch.stack([o[i] for _, _, o in outs]).mean(0) for i in (0, 1)]  # over all five candidates
+    assert at8.centre is at4.centre and torch.allclose(at8.centre[0], centre[0], atol=1e-6)
+    for rater, path, (_, _, p1, p2) in outs:
+        expected = -2 * F.cosine_similarity(p1, centre[1]).mean() - 2 * F.cosine_similarity(p2, centre[0]).mean()
+        assert rater.scores[path] == pytest.approx(expected.item(), abs=1e-5)
+    # the same path after another prefix is another candidate: its score differs
+    assert at8.scores[("a",)] != pytest.approx(at4.scores[("a",)], abs=1e-6)
+
+
 def test_evolution_over_complete_architectures_finds_the_additive_optimum() -> None:
     import random
 
     net = ToySupernet()
     table = {"a": 0.0, "b": -1.0, "c": 0.5}
 
-    def score(block: int, entry: Hashable, path: tuple, prefix: Sequence) -> float:
+    def score(block: int, entry: Hashable, path: tuple) -> float:
         return sum(table[o] for o in path) + (0.3 if entry == 4 else 0.0)
 
     best_loss, best = evolve(net, score, [], random.Random(0), population=8, sample_size=3, cycles=200)[0]
@@ -245,7 +283,9 @@ def test_evolution_over_complete_architectures_finds_the_additive_optimum() -> N
 
 
 # -- the strategy --------------------------------------------------------------------------------------------
-def test_blocks_train_in_sequence_on_best_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("entry_states", ["best", "all"])
+def test_blocks_train_in_sequence_on_best_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                entry_states: str) -> None:
     momenta: list[float] = []
     real_ema = bossnas_module.ema_update
     monkeypatch.setattr(bossnas_module, "ema_update", lambda t, o, m: (momenta.append(m), real_ema(t, o, m)))
@@ -260,6 +300,7 @@ def test_blocks_train_in_sequence_on_best_paths(tmp_path: Path, monkeypatch: pyt
     monkeypatch.setattr(bossnas_module, "ensemble_target", ensemble)
     strategy = BossNAS([], seed=0)
     seen: dict[int, set] = {}
+    states: list[int] = []  # per block, the entry states it was trained from
     real_train = BossNAS._train_block
 
     def train(self: BossNAS, block: int, state: dict | None) -> None:
@@ -267,37 +308,54 @@ def test_blocks_train_in_sequence_on_best_paths(tmp_path: Path, monkeypatch: pyt
         self.target.calls.clear()
         before = [p.detach().clone() for p in self.online.blocks[0].parameters()]
         real_train(self, block, state)
+        prefixes = self.prefixes(block)
+        states.append(len(prefixes))
+        best = [p for _, p in sorted(self.frontier[block].values())][0]
+        assert list(best) == self.best_paths
         for net in (self.online, self.target):
+            runs, run = [], []  # the paths of each forward pass
             for k, path in net.calls:
+                run = [path] if k == 0 else run + [path]
+                if k == block:
+                    runs.append(tuple(run))
                 seen.setdefault(block, set()).add((k, path))
-                if k < block:
-                    assert path == self.best_paths[k], "earlier blocks must run their chosen best paths"
                 assert k <= block
+            # earlier blocks run the best prefix of an entry state (with 'best': the chosen best paths)
+            assert {r[:-1] for r in runs} == set(prefixes)
+        if entry_states == "all" and block:
+            assert len(prefixes) == 2  # the toy's blocks 1 and 2 are entered at 8 and at 4
+        else:
+            assert len(prefixes) == 1
         if block:  # earlier blocks are not detached: their best-path weights still learn
             after = list(self.online.blocks[0].parameters())
             assert any(not torch.equal(a, b) for a, b in zip(before, after))
 
     monkeypatch.setattr(BossNAS, "_train_block", train)
     records: list = []
-    outcome = strategy.search(context(ToySpace(), tmp_path, records, epochs_per_block=2.0, num_paths=3))
+    outcome = strategy.search(context(ToySpace(), tmp_path, records, epochs_per_block=2.0, num_paths=3,
+                                      entry_states=entry_states))
     assert set(seen) == {0, 1, 2}
     assert all(any(k == b for k, _ in seen[b]) for b in seen)
-    steps = 4  # 32 images / batch 16 x 2 epochs per block
-    assert len(momenta) == 3 * steps
+    steps = [4 * n for n in states]  # 32 images / batch 16 x 2 epochs per block, for each entry state
+    assert len(momenta) == sum(steps)
     assert ensembles == [3] * (2 * len(momenta))  # one target per view side, over the 3 sampled paths
     for b in range(3):
-        block_momenta = momenta[b * steps:(b + 1) * steps]
+        block_momenta = momenta[sum(steps[:b]):sum(steps[:b + 1])]
         assert block_momenta[0] == pytest.approx(0.99)  # restarted per block
         assert all(x < y for x, y in zip(block_momenta, block_momenta[1:]))
     assert strategy.rate([outcome.arch])[0] == pytest.approx(outcome.metrics["rating"])
     assert outcome.metrics["rating"] >= strategy.rate([ToySupernet().arch_of(strategy.best_paths)])[0] - 1e-9
-    # a block entered in another state is scored against its trained centre, not a new population's
-    monkeypatch.setattr(BlockRater, "rate", lambda *a, **k: pytest.fail("no new population centre expected"))
-    other = ("a",) if "c" in strategy.best_paths[0] else ("c",)
-    assert math.isfinite(strategy.rate([ToySupernet().arch_of([other, ("a",), ("a",)])])[0])
+    other = ("a",) if "c" in strategy.best_paths[0] else ("c",)  # block 1 entered in the other state
+    if entry_states == "all":  # rated in a state it was trained from, against the block's one centre
+        monkeypatch.setattr(BlockRater, "rate", lambda *a, **k: pytest.fail("no new population centre expected"))
+        assert math.isfinite(strategy.rate([ToySupernet().arch_of([other, ("a",), ("a",)])])[0])
+        assert strategy.raters[1][0].centre is strategy.raters[1][1].centre
+    else:  # a state no block was trained from has no rating
+        with pytest.raises(ValueError, match="block 1 was not trained from entry state"):
+            strategy.rate([ToySupernet().arch_of([other, ("a",), ("a",)])])
     for block in range(3):
-        ranking = (tmp_path / f"path_rank_{block}.json").read_text()
-        assert '"ranking"' in ranking
+        ranking = json.loads((tmp_path / f"path_rank_{block}.json").read_text())
+        assert len(ranking["entries"]) == states[block] and all(e["ranking"] for e in ranking["entries"])
     assert 0 < len(records) <= 3 * 3 + 4 and all("rating" in m for _, m, _ in records)
 
 
@@ -325,13 +383,13 @@ def test_resume_skips_finished_blocks(tmp_path: Path, monkeypatch: pytest.Monkey
     assert trained == [0, 1]
     state = torch.load(tmp_path / "bossnas_state.pt", weights_only=True)
     assert state["progress"]["block"] == 1 and state["progress"]["trained"]
-    first_best = state["best_paths"]
+    killed = {key: (loss, tuple(from_json(p) for p in paths)) for key, loss, paths in state["frontier"][1]}
     monkeypatch.setattr(BossNAS, "_rate_block", real_rate)
     trained.clear()
     resumed = BossNAS([], seed=0)
     resumed.search(context(ToySpace(), tmp_path))
     assert trained == [2]  # block 0 finished, block 1 trained (its rating is redone), block 2 fresh
-    assert resumed.best_paths[0] == from_json(first_best[0])
+    assert resumed.frontier[1] == killed  # block 0's ratings were kept, not redone
     trained.clear()
     again = BossNAS([], seed=0)
     again.search(context(ToySpace(), tmp_path))
@@ -367,21 +425,18 @@ def test_rating_from_reloaded_snapshots_equals_rating_with_the_live_weights(tmp_
     resumed = BossNAS([], seed=0)  # a finished run: rates from the snapshots on disk only
     resumed.search(context(ToySpace(), tmp_path, max_rated=2))
     block_score = resumed._block_scorer()
-    net, best = resumed.online, resumed.best_paths
-    other = ("a",) if "c" in best[0] else ("c",)  # block 1 entered in the state it was not trained from
-    cases = [(k, best[:k]) for k in range(3)] + [(1, [other]), (2, [other, ("a",)])]
-    for k, prefix in cases:
-        entry = net.initial_state()
-        for j, path in enumerate(prefix):
-            entry = net.exit_state(j, path, entry)
-        rater = first._rater(k, entry, prefix, live[k])
-        rater.centre = first.raters[k].centre
-        for path in net.candidates(k, entry):
-            assert block_score(k, entry, path, tuple(prefix)) == rater.score(path), (k, prefix, path)
+    net = resumed.online
+    assert [len(raters) for raters in first.raters] == [1, 2, 2]  # blocks 1 and 2 entered at 8 and at 4
+    for k, raters in enumerate(first.raters):
+        for trained in raters:
+            rater = first._rater(k, trained.prefix, live[k])
+            rater.centre = trained.centre
+            for path in net.candidates(k, rater.entry):
+                assert block_score(k, rater.entry, path) == rater.score(path), (k, trained.prefix, path)
     # the test can fail: training later blocks moved block 0's weights, so the final weights rate it otherwise
-    final = first._rater(0, net.initial_state(), [], first.nets(0))
-    final.centre = first.raters[0].centre
-    assert any(final.score(p) != block_score(0, net.initial_state(), p, ()) for p in net.candidates(0, 8))
+    final = first._rater(0, [], first.nets(0))
+    final.centre = first.raters[0][0].centre
+    assert any(final.score(p) != block_score(0, net.initial_state(), p) for p in net.candidates(0, 8))
 
 
 @pytest.mark.parametrize("make", [ToySupernet, lambda: HyTraSpace("small").block_supernet((1, 32, 32), 10),
@@ -434,3 +489,21 @@ def test_smoke_tiny_mbconv(tmp_path: Path) -> None:
     assert all(Path(p).exists() for p in outcome.plots)
     assert records and all(r[2]["strategy"] == "bossnas" for r in records)
     assert (tmp_path / "search_result.json").exists()
+
+
+@pytest.mark.slow
+def test_hytra_every_reachable_entry_state_is_trained_and_rated(tmp_path: Path) -> None:
+    """With entry_states='all' each HyTra block is trained from every level it can be entered at, so any
+    architecture can be rated, and the evolutionary search runs over the whole space."""
+    from strategies.bossnas import reachable_entries
+
+    space = HyTraSpace("small")
+    strategy = BossNAS([], seed=0)
+    outcome = strategy.search(context(space, tmp_path, input_size=8, train_images=16, max_rated=1, search="evolution"))
+    net = strategy.online
+    levels = [sorted(map(str, entries)) for entries in reachable_entries(net)]
+    assert [sorted(states) for states in strategy.frontier[:4]] == levels
+    assert [len(raters) for raters in strategy.raters] == [len(e) for e in levels] == [1, 4, 4, 4]
+    archs = [space.sample(random.Random(s)) for s in range(4)]
+    assert all(math.isfinite(r) for r in strategy.rate(archs))
+    space.validate(outcome.arch)
