@@ -6,8 +6,8 @@ noise ceiling any rating can reach); rates the same architectures with BossNAS (
 scaled by the options below), with SPOS (Guo et al. 2020: the same `BlockSupernet` plus global pool and a
 linear head, uniform single-path sampling over complete architectures, cross-entropy, SGD, given the same
 wall-clock seconds as BossNAS's supernet training; an architecture's rating is its validation accuracy with
-inherited weights after BN recalibration), and by parameter count; prints Kendall tau and Spearman rho of
-each rating against the ground truth and writes a markdown report (`--out`) with a scatter plot.
+inherited weights after BN recalibration), by parameter count and by multiply-adds; prints Kendall tau and
+Spearman rho of each rating against the ground truth and writes a markdown report (`--out`) with a scatter plot.
 
 With `--workers N` the stand-alone trainings run in N processes and the BossNAS + SPOS part in one more,
 all at once (on a GPU they share the card; the timings then say so). Stand-alone accuracies are cached by
@@ -159,7 +159,7 @@ def standalone_key(opts: dict, seed: int, arch: Architecture) -> str:
 def rating_key(opts: dict) -> str:
     """What a cached BossNAS + SPOS result depends on."""
     keys = ("space", "preset", "archs", "train", "val", "size", "seed", "boss_budget", "boss_epochs", "boss_batch",
-            "max_rated", "rating_images", "spos_epochs", "boss_images")
+            "max_rated", "rating_images", "spos_epochs", "boss_images", "entry_states")
     return "/".join(f"{k}={opts[k]}" for k in keys)
 
 
@@ -189,7 +189,7 @@ def rate_bossnas(opts: dict) -> dict:
     options = dict(input_size=opts["size"], train_images=opts["boss_images"] or opts["train"],
                    epochs_per_block=opts["boss_epochs"],
                    batch_size=opts["boss_batch"], max_rated=opts["max_rated"], rating_images=opts["rating_images"],
-                   bn_images=128, search="enumerate", device=opts["device"])
+                   bn_images=128, search="enumerate", entry_states=opts["entry_states"], device=opts["device"])
     strategy = BossNAS([], seed=opts["seed"], **options)
     with tempfile.TemporaryDirectory() as tmp:
         context = SearchContext(space=space, data=data, objectives=[], seed=opts["seed"], budget=opts["boss_budget"],
@@ -258,6 +258,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
                          "0: as many seconds as BossNAS's supernet training, after it")
     ap.add_argument("--max-rated", type=int, default=12, help="rated candidates per block and entry state (0: all)")
     ap.add_argument("--rating-images", type=int, default=256)
+    ap.add_argument("--entry-states", default="all", choices=("all", "best"),
+                    help="BossNAS blocks trained from every entry state, or only the best path's (the official "
+                         "code; most random architectures then cannot be rated)")
     ap.add_argument("--device", default="auto", help="auto, cpu or cuda")
     ap.add_argument("--workers", type=int, default=0,
                     help="processes for the stand-alone trainings (plus one for BossNAS + SPOS); 0: all in this one")
@@ -304,7 +307,8 @@ def main(argv: list[str] | None = None) -> None:
     space = make_space(args.space, args.preset)
     data = bench_data(opts)
     archs = bench_archs(opts)
-    params = [space.graph(a, data.sample_shape, data.num_classes).params() for a in archs]
+    graphs = [space.graph(a, data.sample_shape, data.num_classes) for a in archs]
+    costs = {"params": [g.params() for g in graphs], "macs": [g.macs() for g in graphs]}
     cache_file = Path(args.standalone_cache) if args.standalone_cache else None
     cache = load_json(cache_file)
     rating_file = Path(args.rating_cache) if args.rating_cache else None
@@ -371,7 +375,7 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit("no ground-truth seed finished before the deadline; rerun with --standalone-cache to go on")
     records = [[cache[standalone_key(opts, s, a)] for a in archs] for s in complete]
     noise = noise_ceiling(opts, seeds, archs, cache)
-    write_report(args, out, complete, records, params, rated, total_wall, noise)
+    write_report(args, out, complete, records, costs, rated, total_wall, noise)
 
 
 def noise_ceiling(opts: dict, seeds: list[int], archs: list[Architecture], cache: dict) -> tuple[str, float, float] | None:
@@ -387,7 +391,7 @@ def noise_ceiling(opts: dict, seeds: list[int], archs: list[Architecture], cache
             *kendall_spearman(second, first))
 
 
-def write_report(args, out: Path, seeds, records, params, rated: dict, total_wall: float,  # noqa: ANN001
+def write_report(args, out: Path, seeds, records, costs: dict[str, list[int]], rated: dict, total_wall: float,  # noqa: ANN001
                  noise: tuple[str, float, float] | None) -> None:
     from strategies.bossnas_rating import plot_ratings
 
@@ -401,7 +405,8 @@ def write_report(args, out: Path, seeds, records, params, rated: dict, total_wal
         rows += [("BossNAS (ensemble bootstrapping, this run)", *kendall_spearman(rated["boss"], truth)),
                  (f"SPOS supernet, {rated['spos_steps']} steps, {rated['spos_budget']} (this run)",
                   *kendall_spearman(rated["spos"], truth))]
-    rows.append(("parameter count (this run)", *kendall_spearman(params, truth)))
+    rows += [("parameter count (this run)", *kendall_spearman(costs["params"], truth)),
+             ("multiply-adds (this run)", *kendall_spearman(costs["macs"], truth))]
     times = {f"stand-alone trainings ({len(sa_seconds)}; sum of their seconds)": sum(sa_seconds),
              **rated.get("times", {}), "this invocation, wall clock (cached parts excluded)": total_wall}
     lines = [
@@ -430,11 +435,11 @@ def write_report(args, out: Path, seeds, records, params, rated: dict, total_wal
               "", "| part | seconds |", "|---|---|", *[f"| {name} | {sec:.0f} |" for name, sec in times.items()], ""]
     if rated:
         lines += [f"BossNAS's chosen architecture: `{rated['chosen']}` (rating {rated['chosen_rating']:.4f}).", ""]
-    head = "| # | params | " + " | ".join(f"top-1 seed {s}" for s in seeds) + " | ground truth |"
+    head = "| # | params | MACs | " + " | ".join(f"top-1 seed {s}" for s in seeds) + " | ground truth |"
     head += " BossNAS rating | SPOS accuracy |" if rated else ""
-    lines += [head, "|" + "---|" * (3 + len(seeds) + (2 if rated else 0))]
-    for i, p in enumerate(params):
-        cells = [f"{i}", f"{p / 1e6:.3f}M", *[f"{acc[i]:.2f}" for acc in per_seed], f"{truth[i]:.2f}"]
+    lines += [head, "|" + "---|" * (4 + len(seeds) + (2 if rated else 0))]
+    for i, (p, m) in enumerate(zip(costs["params"], costs["macs"])):
+        cells = [f"{i}", f"{p / 1e6:.3f}M", f"{m / 1e6:.1f}M", *[f"{acc[i]:.2f}" for acc in per_seed], f"{truth[i]:.2f}"]
         if rated:
             cells += [f"{rated['boss'][i]:.4f}", f"{rated['spos'][i]:.2f}"]
         lines.append("| " + " | ".join(cells) + " |")
