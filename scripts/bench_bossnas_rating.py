@@ -391,8 +391,8 @@ def noise_ceiling(opts: dict, seeds: list[int], archs: list[Architecture], cache
             *kendall_spearman(second, first))
 
 
-def write_report(args, out: Path, seeds, records, costs: dict[str, list[int]], rated: dict, total_wall: float,  # noqa: ANN001
-                 noise: tuple[str, float, float] | None) -> None:
+def write_report(args, out: Path, seeds, records, costs: dict[str, list[int]],  # noqa: ANN001
+                 rated: dict, total_wall: float, noise: tuple[str, float, float] | None) -> None:
     from strategies.bossnas_rating import plot_ratings
 
     per_seed = [[r["accuracy"] for r in row] for row in records]
@@ -439,7 +439,8 @@ def write_report(args, out: Path, seeds, records, costs: dict[str, list[int]], r
     head += " BossNAS rating | SPOS accuracy |" if rated else ""
     lines += [head, "|" + "---|" * (4 + len(seeds) + (2 if rated else 0))]
     for i, (p, m) in enumerate(zip(costs["params"], costs["macs"])):
-        cells = [f"{i}", f"{p / 1e6:.3f}M", f"{m / 1e6:.1f}M", *[f"{acc[i]:.2f}" for acc in per_seed], f"{truth[i]:.2f}"]
+        cells = [f"{i}", f"{p / 1e6:.3f}M", f"{m / 1e6:.1f}M", *[f"{acc[i]:.2f}" for acc in per_seed],
+                 f"{truth[i]:.2f}"]
         if rated:
             cells += [f"{rated['boss'][i]:.4f}", f"{rated['spos'][i]:.2f}"]
         lines.append("| " + " | ".join(cells) + " |")
