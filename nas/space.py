@@ -10,13 +10,14 @@ from __future__ import annotations
 import json
 import random
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from math import prod
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import numpy as np
-    import torch.nn as nn
+    from torch import nn
 
     from nas.graph import ArchGraph
 
@@ -41,7 +42,10 @@ class Choice:
     """One decision of a space.
 
     `kind` is "categorical" (unordered) or "ordinal" (values ordered, mutation moves to a neighbour).
-    `active(partial_arch)` tells whether the choice exists given the values chosen before it.
+    `active(partial_arch)` tells whether the choice exists given the values chosen before it. `slot` names
+    the searchable layer whose candidate the choice picks, alone (an NB201 edge) or with others (an MBConv
+    layer's kernel and expand ratio share the slot "s1_l0"); choices without one are global (a width
+    multiplier, a resolution, a depth). A supernet's cover takes every combination of a slot's values.
     """
 
     name: str
@@ -49,6 +53,7 @@ class Choice:
     kind: str = "categorical"
     active: Callable[[Mapping[str, Value]], bool] | None = field(default=None, compare=False)
     doc: str = ""
+    slot: str = ""
 
     def __post_init__(self) -> None:
         if self.kind not in ("categorical", "ordinal"):
@@ -70,7 +75,7 @@ class Choice:
 class Architecture(Mapping[str, Value]):
     """An immutable, hashable mapping of choice names to values, sorted by name."""
 
-    __slots__ = ("_items", "_hash")
+    __slots__ = ("_hash", "_items")
 
     def __init__(self, items: Mapping[str, Value] | None = None, **kwargs: Value) -> None:
         merged = dict(items or {}, **kwargs)
@@ -130,6 +135,15 @@ class SearchSpace(ABC):
     #: default input shape (C, H, W) or (C, L) and number of classes for `graph`/`build`
     default_input: tuple[int, ...] = (3, 224, 224)
     default_classes: int = 1000
+    #: named variants of the space (a constructor argument); empty when it has none
+    presets: tuple[str, ...] = ()
+    #: how a one-shot supernet of the space shares weights ("separate" or "elastic", `nas.supernet`)
+    supernet_sharing: str = "separate"
+
+    @classmethod
+    def preset_of(cls, arch_name: str) -> str | None:
+        """The preset whose named architectures include `arch_name` (None: no such preset)."""
+        return None
 
     # -- declaration -------------------------------------------------------------------------
     @abstractmethod
@@ -267,6 +281,20 @@ class SearchSpace(ABC):
             parts.append(vec)
         return np.concatenate(parts)
 
+    def decode(self, vector: Any) -> Architecture:
+        """The inverse of `encode`, for generative models that emit encodings (DiffusionNAG).
+
+        Accepts noisy or continuous vectors (a sequence, numpy array or torch tensor): each active choice
+        takes the value at the argmax of its slice (the first on ties); a choice inactive given the values
+        decoded before it is skipped whatever its slice holds. Raises a one-line `NASError` for a vector of
+        the wrong length and `ArchitectureError` when the decoded values break a rule the choices cannot
+        express (`check`, e.g. HyTra halving below its lowest level): a generator's invalid sample. A space
+        that overrides `encode` must override this too.
+        """
+        arch = decode_one_hot(self.choices(), {}, vector, self.name)
+        self.check(arch)
+        return arch
+
     def build(self, arch: Mapping[str, Value], input_shape: tuple[int, ...] | None = None,
               num_classes: int | None = None) -> nn.Module:
         """A `torch.nn.Module` built from `graph(arch)`."""
@@ -278,6 +306,255 @@ class SearchSpace(ABC):
         """The number of architectures when it is cheap to count; None otherwise."""
         return None
 
+    def supernet_cover(self) -> list[Architecture]:
+        """Architectures whose graphs together hold every layer a supernet of this space needs (`nas.supernet`).
+
+        Bases: the largest and the smallest member (every active choice at its last / first value; a sample
+        when that breaks `check`) and the largest with one global choice (one without a `Choice.slot`: a
+        width multiplier, a resolution, a depth) moved to each other value. Every base whose graph has a
+        layer (name, candidate, op) no earlier base had (another width multiplier; not another resolution or
+        depth) is taken with the choices of each slot set to every combination of their values (a global
+        choice to each of its values), newly active choices sampled. Spaces whose layers depend on
+        combinations this misses (HyTra: a layer's ops depend on the levels before it) override it.
+        """
+        import itertools
+
+        rng = random.Random(0)
+
+        def valid(values: Mapping[str, Value]) -> Architecture | None:
+            arch = self.complete(values, rng)
+            try:
+                self.check(arch)
+            except ArchitectureError:
+                return None
+            return arch
+
+        def extreme(pick: int) -> Architecture:
+            values: dict[str, Value] = {}
+            for choice in self.choices():
+                if choice.is_active(values):
+                    values[choice.name] = choice.values[pick]
+            return valid(values) or self.sample(rng)
+
+        largest = extreme(-1)
+        bases = [largest, extreme(0)] + [a for c in self.active_choices(largest) if not c.slot for v in c.values
+                                         if v != largest[c.name] and (a := valid({**largest, c.name: v}))]
+        cover: dict[Architecture, None] = {}
+        seen: set[tuple] = set()
+        for base in bases:
+            cover[base] = None
+            layers = {(n.name, n.variant, n.op) for n in self.graph(base).layers()}
+            if layers <= seen:
+                continue
+            seen |= layers
+            slots: dict[str, list[Choice]] = {}
+            for choice in self.active_choices(base):
+                slots.setdefault(choice.slot or choice.name, []).append(choice)
+            for group in slots.values():
+                for combo in itertools.product(*(c.values for c in group)):
+                    child = valid({**base, **{c.name: v for c, v in zip(group, combo)}})
+                    if child is not None and all(child.get(c.name) == v for c, v in zip(group, combo)):
+                        cover[child] = None
+        return list(cover)
+
+    def restrict(self, allowed: Mapping[str, Iterable[Value]]) -> RestrictedSpace:
+        """This space with some choices limited to a subset of their values (see `RestrictedSpace`).
+
+        GM-NAS few-shot supernets split a space this way: each sub-supernet is the space with one edge's
+        ops restricted to a group. `space.restrict({"edge_1_0": ["nor_conv_3x3", "skip_connect"]})`.
+        """
+        return RestrictedSpace(self, allowed)
+
     def describe(self) -> str:
         first = (self.__doc__ or "").strip().splitlines()
         return first[0] if first else self.name
+
+
+def decode_one_hot(layout: Sequence[Choice], allowed: Mapping[str, Sequence[Value]], vector: Any,
+                   space: str) -> Architecture:
+    """Decode `vector` laid out as `encode` lays out `layout` (see `SearchSpace.decode`); a choice named in
+    `allowed` takes the argmax over those values only. No `check`: callers run it."""
+    import numpy as np
+
+    if hasattr(vector, "detach"):  # a torch tensor, possibly on a GPU or requiring grad
+        vector = vector.detach().cpu()
+    try:
+        vec = np.asarray(vector, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise NASError(f"cannot decode {type(vector).__name__} as a {space!r} encoding; give a vector of numbers") from None
+    width = sum(len(c.values) for c in layout)
+    if vec.shape != (width,):
+        raise NASError(f"a {space!r} encoding is a vector of {width} numbers (one per value of every choice), "
+                       f"got shape {vec.shape}")
+    if not np.isfinite(vec).all():
+        raise NASError(f"cannot decode a {space!r} encoding holding NaN or infinite entries")
+    values: dict[str, Value] = {}
+    start = 0
+    for choice in layout:
+        part = vec[start:start + len(choice.values)]
+        start += len(choice.values)
+        if choice.is_active(values):
+            candidates = allowed.get(choice.name, choice.values)
+            values[choice.name] = max(candidates, key=lambda v: part[choice.values.index(v)])
+    return Architecture(values)
+
+
+def _overrides(space: SearchSpace, method: str) -> bool:
+    """Whether `space`'s class replaces the generic `SearchSpace.<method>`."""
+    return getattr(type(space), method) is not getattr(SearchSpace, method)
+
+
+class RestrictedSpace(SearchSpace):
+    """A space with some choices limited to a subset of their values (GM-NAS sub-supernets).
+
+    The architectures are the base space's members whose restricted choices (where active) take allowed
+    values. The graph, `check`, input shapes, `canonical`, `describe`, `name`, defaults and any
+    space-specific extra (`benchmark_key`, `preset`, ...) come from the base; `choices()` carries the
+    restricted values, so the generic `complete`, `neighbours` and `mutate` follow them. `encode` keeps the
+    base's vector layout (predictors trained on the full space apply) and `decode` reads it, taking each
+    restricted choice's argmax over its allowed values only. Restricting again intersects.
+
+    Where the base overrides a method, it is delegated and filtered, never trusted blindly:
+    - `sample`: a base that overrides it (HyTra: uniform over the space) is redrawn until the draw is
+      inside, at most `TRIES` times, which keeps its distribution conditioned on the restriction (uniform
+      stays uniform); if all miss, the generic draw over the restricted choices is used (uniform per
+      choice, not over architectures). Bases with the generic `sample` draw per choice from the allowed
+      values directly.
+    - `mutate`: likewise (NB201's REA mutation, conditioned on landing inside; if `TRIES` children all
+      fall outside, the generic point mutation over the restricted choices).
+    - `validate`: the base's (HyTra's fabric errors first), then a one-line `ArchitectureError` naming a
+      restricted choice whose value is outside.
+    `size()` is the product of the allowed value counts when the base counts its space as the product of
+    independent choices (NB201, NATS size space); None otherwise.
+    """
+
+    TRIES = 100
+
+    def __init__(self, base: SearchSpace, allowed: Mapping[str, Iterable[Value]]) -> None:
+        restriction: dict[str, tuple[Value, ...]] = {}
+        if isinstance(base, RestrictedSpace):  # intersect with the earlier restriction
+            restriction, base = dict(base.restriction), base.base
+        known = base.choice_map()
+        for name, values in allowed.items():
+            if name not in known:
+                raise NASError(f"cannot restrict unknown choice {name!r} of space {base.name!r}; "
+                               f"choices are: {one_of(list(known))[:300]}")
+            choice = known[name]
+            wanted = [values] if isinstance(values, str) or not isinstance(values, Iterable) else list(values)
+            foreign = [v for v in wanted if v not in choice.values]
+            if foreign or not wanted:
+                what = f"to {foreign[0]!r}" if foreign else "to no values"
+                raise NASError(f"cannot restrict choice {name!r} {what}; accepted values: {one_of(choice.values)}")
+            before = restriction.get(name, choice.values)
+            kept = tuple(v for v in choice.values if v in wanted and v in before)
+            if not kept:
+                raise NASError(f"restricting choice {name!r} to {one_of(wanted)} leaves no values: it is already "
+                               f"restricted to {one_of(before)}")
+            restriction[name] = kept
+        self.base = base
+        self.restriction = restriction
+        self._choices = [replace(c, values=restriction[c.name]) if c.name in restriction else c
+                         for c in base.choices()]
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "base" or name.startswith("__"):  # not yet set (copy, pickle): no recursion
+            raise AttributeError(name)
+        return getattr(self.base, name)
+
+    def __repr__(self) -> str:
+        return f"RestrictedSpace({self.base.name!r}, {self.restriction})"
+
+    # -- from the base ------------------------------------------------------------------------
+    @property
+    def name(self) -> str:  # type: ignore[override]
+        return self.base.name
+
+    @property
+    def default_input(self) -> tuple[int, ...]:  # type: ignore[override]
+        return self.base.default_input
+
+    @property
+    def default_classes(self) -> int:  # type: ignore[override]
+        return self.base.default_classes
+
+    def choices(self) -> list[Choice]:
+        return self._choices
+
+    def graph(self, arch: Mapping[str, Value], input_shape: tuple[int, ...] | None = None,
+              num_classes: int | None = None) -> ArchGraph:
+        return self.base.graph(arch, input_shape, num_classes)
+
+    def build(self, arch: Mapping[str, Value], input_shape: tuple[int, ...] | None = None,
+              num_classes: int | None = None) -> nn.Module:
+        return self.base.build(arch, input_shape, num_classes)
+
+    def check(self, arch: Mapping[str, Value]) -> None:
+        self.base.check(arch)
+
+    def input_shape_for(self, arch: Mapping[str, Value], data_shape: tuple[int, ...]) -> tuple[int, ...]:
+        return self.base.input_shape_for(arch, data_shape)
+
+    def canonical(self, arch: Mapping[str, Value]) -> str:
+        return self.base.canonical(arch)
+
+    def describe(self) -> str:
+        return self.base.describe()
+
+    def encode(self, arch: Mapping[str, Value]) -> np.ndarray:
+        return self.base.encode(arch)
+
+    def decode(self, vector: Any) -> Architecture:
+        arch = decode_one_hot(self.base.choices(), self.restriction, vector, self.name)
+        self.check(arch)
+        return arch
+
+    # -- membership ---------------------------------------------------------------------------
+    def contains(self, arch: Mapping[str, Value]) -> bool:
+        """Whether every restricted choice of `arch` (where present) takes an allowed value."""
+        return all(arch[name] in values for name, values in self.restriction.items() if name in arch)
+
+    def validate(self, arch: Mapping[str, Value]) -> None:
+        self.base.validate(arch)
+        for name, values in self.restriction.items():
+            if name in arch and arch[name] not in values:
+                raise ArchitectureError(f"value {arch[name]!r} for choice {name!r} is outside this restricted "
+                                        f"space; accepted: {one_of(values)}")
+
+    def resolve(self, arch: str | Mapping[str, Value]) -> Architecture:
+        resolved = self.base.resolve(arch)  # the base's names and string formats (NB201 arch strings)
+        self.validate(resolved)
+        return resolved
+
+    def reference_archs(self) -> dict[str, Architecture]:
+        return {name: arch for name, arch in self.base.reference_archs().items() if self.contains(arch)}
+
+    # -- sampling and mutation ----------------------------------------------------------------
+    def sample(self, rng: random.Random) -> Architecture:
+        if _overrides(self.base, "sample"):
+            for _ in range(self.TRIES):
+                arch = self.base.sample(rng)
+                if self.contains(arch):
+                    return arch
+        return super().sample(rng)
+
+    def mutate(self, arch: Mapping[str, Value], rng: random.Random) -> Architecture:
+        if not any(len(c.values) > 1 for c in self.active_choices(arch)):
+            raise NASError(f"cannot mutate in {self!r}: every choice of this architecture has a single value")
+        if _overrides(self.base, "mutate"):
+            for _ in range(self.TRIES):
+                child = self.base.mutate(arch, rng)
+                if self.contains(child):
+                    return child
+        return super().mutate(arch, rng)
+
+    def neighbours(self, arch: Mapping[str, Value], rng: random.Random) -> list[Architecture]:
+        if _overrides(self.base, "neighbours"):
+            return [a for a in self.base.neighbours(arch, rng) if self.contains(a)]
+        return super().neighbours(arch, rng)
+
+    def size(self) -> int | None:
+        base = self.base.choices()
+        independent = all(c.active is None for c in base) and not _overrides(self.base, "check")
+        if not independent or self.base.size() != prod(len(c.values) for c in base):
+            return None
+        return prod(len(c.values) for c in self._choices)

@@ -18,14 +18,28 @@ architectures. `best()` is the table's optimum (for regret), `items()` every (ke
 from __future__ import annotations
 
 import csv
+from abc import abstractmethod
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from nas.evaluate import Evaluation, Evaluator
-from nas.space import Architecture, NASError, SearchSpace
+from nas.space import Architecture, NASError, SearchSpace, Value
 
 KEY_COLUMNS = ("arch", "channels")
 SKIPPED_COLUMNS = ("index",)
+
+
+class TabularSpace(SearchSpace):
+    """A space whose architectures have rows in a tabular benchmark (NAS-Bench-201, NATS-Bench)."""
+
+    @abstractmethod
+    def benchmark_key(self, arch: Mapping[str, Value]) -> str:
+        """The key of `arch` in the benchmark's table."""
+
+    @abstractmethod
+    def benchmark_input(self, dataset: str) -> tuple[tuple[int, ...], int]:
+        """(input shape, classes) the table's networks were trained with on `dataset`."""
 
 
 def _column(name: str) -> str:
@@ -75,7 +89,7 @@ class TabularEvaluator(Evaluator):
     name = "tabular"
 
     def __init__(self, space: SearchSpace, path: str | Path, dataset: str = "cifar10") -> None:
-        if not hasattr(space, "benchmark_key"):
+        if not isinstance(space, TabularSpace):
             raise NASError(f"space {space.name!r} has no tabular benchmark; use nb201 or nats_sss")
         self.space = space
         self.path = Path(path)

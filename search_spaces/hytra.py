@@ -40,8 +40,8 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
-from typing import TYPE_CHECKING
 
+from nas.blockwise import BlockPaths, BlockSpace, Path
 from nas.graph import ArchGraph, GraphBuilder
 from nas.layers import conv_bn_act, squeeze_excite
 from nas.ops import Activation, Add, AvgPool2d, BatchNorm2d, Conv2d, Flatten, GlobalAvgPool, Linear, MaxPool2d
@@ -49,9 +49,6 @@ from nas.ops.attention import SelfAttention2d
 from nas.registry import register_space
 from nas.space import Architecture, ArchitectureError, Choice, NASError, SearchSpace, Value, one_of
 from search_spaces.mbconv import make_divisible
-
-if TYPE_CHECKING:
-    from search_spaces.hytra_supernet import HyTraSupernet
 
 NUM_LAYERS = 16
 BLOCK_LAYERS = 4
@@ -170,7 +167,7 @@ def _level_at(arch: Mapping[str, Value], i: int) -> int:
 
 
 @register_space("hytra")
-class HyTraSpace(SearchSpace):
+class HyTraSpace(BlockSpace):
     """HyTra hybrid CNN-transformer fabric (BossNAS): 16 layers, ResConv / ResAtt, searchable down-sampling."""
 
     name = "hytra"
@@ -325,12 +322,26 @@ class HyTraSpace(SearchSpace):
     def input_shape_for(self, arch: Mapping[str, Value], data_shape: tuple[int, ...]) -> tuple[int, ...]:
         return (data_shape[0], self.spec.resolution, self.spec.resolution)
 
-    def block_supernet(self, input_shape: tuple[int, ...] | None = None,
-                       num_classes: int | None = None) -> HyTraSupernet:
-        """The block-wise weight-sharing supernet of this preset (search-phase ops; see `hytra_supernet`)."""
-        from search_spaces.hytra_supernet import HyTraSupernet
+    def block_paths(self, data_shape: tuple[int, ...]) -> HyTraBlocks:
+        """The four blocks of four layers (`HyTraBlocks`), at the input side of `data_shape`."""
+        return HyTraBlocks(self, data_shape)
 
-        return HyTraSupernet(self, input_shape or self.default_input, num_classes or self.default_classes)
+    def supernet_cover(self) -> list[Architecture]:
+        """Architectures that together take every (layer, entry level, level, op) of the fabric: for each layer
+        i, each level the layer before can be at and each op the layer can take from there, the layers before
+        reach that level as early as they can and the layers after keep the level (ResConv). About 150 graphs
+        hold every layer of the supernet, where one per block candidate would take about 680."""
+        archs: dict[Architecture, None] = {}
+        for i in range(NUM_LAYERS):
+            for prev in range(min(i, NUM_LEVELS - 1) + 1):
+                for level in (prev, prev + 1) if i else (0, 1):
+                    for kind in level_ops(level) if level < NUM_LEVELS else ():
+                        levels = [min(j + 1, prev) for j in range(i)] + [level] * (NUM_LAYERS - i)
+                        ops = [op_index(lv, "conv") for lv in levels]
+                        ops[i] = op_index(level, kind)
+                        archs[self.arch_of([tuple(ops[b * BLOCK_LAYERS:(b + 1) * BLOCK_LAYERS])
+                                            for b in range(NUM_BLOCKS)])] = None
+        return list(archs)
 
     # -- graph ---------------------------------------------------------------------------------
     def graph(self, arch: Mapping[str, Value], input_shape: tuple[int, ...] | None = None,
@@ -385,54 +396,109 @@ def _mixing(g: GraphBuilder, p: str, h: str, kind: str, spec: HyTraPreset, level
 
 
 def search_layer(g: GraphBuilder, p: str, x: str, kind: str, level: int, entry: str, spec: HyTraPreset) -> str:
-    """A search-phase ResConv / ResAtt (hytra_ops.py). `entry`: "first" (after the stem adaptor), "same" or "down"."""
+    """A search-phase ResConv / ResAtt (hytra_ops.py). `entry`: "first" (after the stem adaptor), "same" or "down".
+
+    Slot labels (supernets): the layers that depend on where the input comes from (adaptor, shortcut, 1x1,
+    PEG, BN) are candidate "{kind}@{level}/{entry}" of slot `p`, the rest "{kind}@{level}", so in a supernet
+    with separate weights the input variants of one op share its body, as the official `ResConv`/`ResAtt`.
+    """
     width, b = spec.widths[level], spec.bottleneck(level)
     stride = 1
-    if entry == "first":
-        s = 2 ** level
-        stem_w = g.shape(x)[0]
-        x = g.add(f"{p}_adapt_dw", Conv2d(stem_w, stem_w, s, s, groups=stem_w, padding=0), x)
-        x = g.add(f"{p}_adapt_pw", Conv2d(stem_w, b, 1), x)
-        x = g.add(f"{p}_adapt_bn", BatchNorm2d(b), x)
-        short = conv_bn_act(g, f"{p}_short", x, width, 1)
-    elif entry == "down":
-        short = conv_bn_act(g, f"{p}_short", x, width, 3, 2)
-        stride = 2
-    else:
-        short = x
-    h = g.add(f"{p}_conv1", Conv2d(g.shape(x)[0], b, 1), x)
-    h = g.add(f"{p}_peg", Conv2d(b, b, 3, stride, groups=b, bias=True), h)
-    h = g.add(f"{p}_bn1", BatchNorm2d(b), h)
-    h = g.add(f"{p}_act1", Activation("relu"), h)
-    h = _mixing(g, p, h, kind, spec, level, "relu", untransposed=True)
-    h = g.add(f"{p}_conv3", Conv2d(b, width, 1), h)
-    h = g.add(f"{p}_bn3", BatchNorm2d(width, zero_init=True), h)
-    h = g.add(f"{p}_add", Add(), h, short)
-    return g.add(f"{p}_out_act", Activation("relu"), h)
+    with g.candidate(p, f"{kind}@{level}/{entry}"):
+        if entry == "first":
+            s = 2 ** level
+            stem_w = g.shape(x)[0]
+            x = g.add(f"{p}_adapt_dw", Conv2d(stem_w, stem_w, s, s, groups=stem_w, padding=0), x)
+            x = g.add(f"{p}_adapt_pw", Conv2d(stem_w, b, 1), x)
+            x = g.add(f"{p}_adapt_bn", BatchNorm2d(b), x)
+            short = conv_bn_act(g, f"{p}_short", x, width, 1)
+        elif entry == "down":
+            short = conv_bn_act(g, f"{p}_short", x, width, 3, 2)
+            stride = 2
+        else:
+            short = x
+        h = g.add(f"{p}_conv1", Conv2d(g.shape(x)[0], b, 1), x)
+        h = g.add(f"{p}_peg", Conv2d(b, b, 3, stride, groups=b, bias=True), h)
+        h = g.add(f"{p}_bn1", BatchNorm2d(b), h)
+        h = g.add(f"{p}_act1", Activation("relu"), h)
+    with g.candidate(p, f"{kind}@{level}"):
+        h = _mixing(g, p, h, kind, spec, level, "relu", untransposed=True)
+        h = g.add(f"{p}_conv3", Conv2d(b, width, 1), h)
+        h = g.add(f"{p}_bn3", BatchNorm2d(width, zero_init=True), h)
+        h = g.add(f"{p}_add", Add(), h, short)
+        return g.add(f"{p}_out_act", Activation("relu"), h)
 
 
 def retrain_layer(g: GraphBuilder, p: str, x: str, kind: str, level: int, entry: str, spec: HyTraPreset,
                   act: str, se: bool, last_stride: int) -> str:
-    """A retrained BossNet ResConv / ResAtt (boss_candidates/*.py with avg_down=True)."""
+    """A retrained BossNet ResConv / ResAtt (boss_candidates/*.py with avg_down=True); slot labels as
+    `search_layer`."""
     width, b = spec.widths[level], spec.bottleneck(level)
     in_ch, _, size = g.shape(x)
     stride = (last_stride if level == NUM_LEVELS - 1 else 2) if entry == "down" else 1
     if stride == 2 and size % 2:
         raise NASError(f"layer {p} halves an odd {size}x{size} map; use an input size that is a multiple of 32")
-    short = x
-    if stride == 2 or in_ch != width:
-        if stride == 2:
-            short = g.add(f"{p}_short_pool", AvgPool2d(2, 2, count_include_pad=False), short)
-        short = g.add(f"{p}_short_conv", Conv2d(in_ch, width, 1), short)
-        short = g.add(f"{p}_short_bn", BatchNorm2d(width), short)
-    h = g.add(f"{p}_conv1", Conv2d(in_ch, b, 1), x)
-    h = g.add(f"{p}_peg", Conv2d(b, b, 3, stride, groups=b, bias=True), h)
-    h = g.add(f"{p}_bn1", BatchNorm2d(b), h)
-    h = g.add(f"{p}_act1", Activation(act), h)
-    h = _mixing(g, p, h, kind, spec, level, act, untransposed=False)
-    h = g.add(f"{p}_conv3", Conv2d(b, width, 1), h)
-    h = g.add(f"{p}_bn3", BatchNorm2d(width, zero_init=True), h)
-    if se and kind == "conv":
-        h = squeeze_excite(g, f"{p}_se", h, make_divisible(width / 16), "relu", "sigmoid")
-    h = g.add(f"{p}_add", Add(), h, short)
-    return g.add(f"{p}_out_act", Activation(act), h)
+    with g.candidate(p, f"{kind}@{level}/{entry}"):
+        short = x
+        if stride == 2 or in_ch != width:
+            if stride == 2:
+                short = g.add(f"{p}_short_pool", AvgPool2d(2, 2, count_include_pad=False), short)
+            short = g.add(f"{p}_short_conv", Conv2d(in_ch, width, 1), short)
+            short = g.add(f"{p}_short_bn", BatchNorm2d(width), short)
+        h = g.add(f"{p}_conv1", Conv2d(in_ch, b, 1), x)
+        h = g.add(f"{p}_peg", Conv2d(b, b, 3, stride, groups=b, bias=True), h)
+        h = g.add(f"{p}_bn1", BatchNorm2d(b), h)
+        h = g.add(f"{p}_act1", Activation(act), h)
+    with g.candidate(p, f"{kind}@{level}"):
+        h = _mixing(g, p, h, kind, spec, level, act, untransposed=False)
+        h = g.add(f"{p}_conv3", Conv2d(b, width, 1), h)
+        h = g.add(f"{p}_bn3", BatchNorm2d(width, zero_init=True), h)
+        if se and kind == "conv":
+            h = squeeze_excite(g, f"{p}_se", h, make_divisible(width / 16), "relu", "sigmoid")
+        h = g.add(f"{p}_add", Add(), h, short)
+        return g.add(f"{p}_out_act", Activation(act), h)
+
+
+class HyTraBlocks(BlockPaths):
+    """HyTra's four blocks of four layers, as the official block-wise supernet cuts them.
+
+    A block's entry state is the level the previous block ended at (0 after the stem) and its candidates are
+    `candidates(entry)`, the official `restricted_path` (51 / 99 / 80 / 16 paths entering at levels 0 / 1 / 2 /
+    3, in both presets). Paths are tuples of the official op indices (0 = ResAtt@7 ... 5 = ResConv@56), so
+    "5433" reads as in the official path_rank files. The input side is the data's (any multiple of 8 for the
+    small preset), so a supernet can run on smaller images than the stand-alone models.
+
+    Deviation: the official supernet is built with `stage_depths = [4, 3, 2, 2]`, so blocks 1-3 lack the ops
+    a path needs after block 0 ends at 56 (or block 1 above 14) and such paths fail; here every reachable
+    (layer, op, level) has weights, so every candidate of every entry runs. The paper preset's supernet is
+    therefore large (the stride-2 3x3 shortcuts of the 7x7 ops alone are 19M parameters each): meant for a
+    GPU, the small preset for a CPU.
+    """
+
+    num_blocks = NUM_BLOCKS
+
+    def __init__(self, space: HyTraSpace, data_shape: tuple[int, ...]) -> None:
+        self.space = space
+        self.input_shape = tuple(data_shape)
+        space.level_sizes(self.input_shape)  # a one-line error for a side the fabric cannot halve 3 times
+
+    def initial_state(self) -> int:
+        return 0
+
+    def candidates(self, block: int, entry: object) -> list[Path]:
+        return list(candidates(entry))  # type: ignore[arg-type]
+
+    def exit_state(self, block: int, path: Path, entry: object) -> int:
+        return OP_OF_INDEX[path[-1]][0]  # type: ignore[index]
+
+    def block_of(self, group: str) -> int | None:
+        return int(group[5:group.index(".")]) if group.startswith("block") else None
+
+    def arch_of(self, paths: Sequence[Path]) -> Architecture:
+        return self.space.arch_of(paths)  # type: ignore[arg-type]
+
+    def paths_of(self, arch: Architecture) -> list[Path]:
+        return self.space.paths_of(arch)  # type: ignore[return-value]
+
+    def cover(self) -> list[Architecture]:
+        return self.space.supernet_cover()

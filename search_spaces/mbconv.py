@@ -12,10 +12,12 @@ are members of their preset.
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
+import itertools
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 
+from nas.blockwise import BlockPaths, BlockSpace, Path
 from nas.graph import ArchGraph, GraphBuilder
 from nas.layers import conv_bn_act, squeeze_excite
 from nas.ops import Activation, Add, Conv2d, Dropout, Flatten, GlobalAvgPool, Linear
@@ -188,12 +190,13 @@ STEM_STRIDE = {"small": 1}
 
 
 @register_space("mbconv")
-class MBConvSpace(SearchSpace):
+class MBConvSpace(BlockSpace):
     """MobileNet-family MBConv space (MobileNetV2/V3, MnasNet, EfficientNet, ProxylessNAS, OFA presets)."""
 
     name = "mbconv"
     presets = tuple(FAMILIES)
     default_preset = "small"
+    supernet_sharing = "elastic"  # Once-for-All's weight entanglement (BossNAS's block supernet: separate)
 
     def __init__(self, preset: str | None = None) -> None:
         preset = preset or self.default_preset
@@ -222,18 +225,17 @@ class MBConvSpace(SearchSpace):
             out.append(Choice(f"s{i}_depth", depths, "ordinal", doc=f"layers in stage {i}"))
             for j in range(max(depths)):
                 when = None if j < min(depths) else (lambda a, i=i, j=j: a[f"s{i}_depth"] > j)
-                out.append(Choice(f"s{i}_l{j}_k", f.kernels, "ordinal", when, doc="depthwise kernel"))
-                out.append(Choice(f"s{i}_l{j}_e", f.stage_expands(i - 1), "ordinal", when, doc="expand ratio"))
+                out.append(Choice(f"s{i}_l{j}_k", f.kernels, "ordinal", when, doc="depthwise kernel", slot=f"s{i}_l{j}"))
+                out.append(Choice(f"s{i}_l{j}_e", f.stage_expands(i - 1), "ordinal", when, doc="expand ratio",
+                                  slot=f"s{i}_l{j}"))
         return out
 
     def choices(self) -> list[Choice]:
         return self._choices
 
-    def block_supernet(self, input_shape: tuple[int, ...], num_classes: int):
-        """A BossNAS-style block supernet over this preset's stages (`search_spaces.mbconv_supernet`)."""
-        from search_spaces.mbconv_supernet import MBConvBlockSupernet
-
-        return MBConvBlockSupernet(self, input_shape, num_classes)
+    def block_paths(self, data_shape: tuple[int, ...]) -> MBConvBlocks:
+        """The stages as BossNAS blocks (`MBConvBlocks`)."""
+        return MBConvBlocks(self, data_shape)
 
     def reference_archs(self) -> dict[str, Architecture]:
         refs = {}
@@ -266,8 +268,10 @@ class MBConvSpace(SearchSpace):
         for i, stage in enumerate(f.stages, start=1):
             for j in range(arch[f"s{i}_depth"]):
                 g.group = f"stage{i}.layer{j}"
-                x = inverted_residual(g, f"s{i}_l{j}", x, scale(stage.width), arch[f"s{i}_l{j}_k"],
-                                      arch[f"s{i}_l{j}_e"], stage.stride if j == 0 else 1, stage.act, stage.se, f)
+                kernel, expand = arch[f"s{i}_l{j}_k"], arch[f"s{i}_l{j}_e"]
+                with g.candidate(f"s{i}_l{j}", f"k{kernel}_e{expand}"):
+                    x = inverted_residual(g, f"s{i}_l{j}", x, scale(stage.width), kernel, expand,
+                                          stage.stride if j == 0 else 1, stage.act, stage.se, f)
         g.group = "head"
         final = make_divisible(f.final_width * mult) if mult > 1.0 else f.final_width
         x = conv_bn_act(g, "final", x, final, 1, act=f.final_act, bn_eps=f.bn_eps)
@@ -311,3 +315,57 @@ def inverted_residual(g: GraphBuilder, prefix: str, x: str, out_ch: int, kernel:
     if residual and stride == 1 and in_ch == out_ch:
         h = g.add(f"{prefix}_add", Add(), x, h)
     return h
+
+
+class MBConvBlocks(BlockPaths):
+    """The stages of an MBConv preset as BossNAS blocks.
+
+    A block's path is the tuple of its layers' (kernel, expand) pairs, its length the stage depth, so depth is
+    searched too (the official BossNAS MBConv space has fixed depths [2, 4, 4, 4, 4]): the candidates are every
+    such tuple for every depth of the stage, the entry state is always None. The stem, the first layer, the
+    width multiplier (1.0) and the resolution (the smallest resolution choice at least the data's size, else
+    the largest) are fixed and recorded in every architecture.
+    """
+
+    def __init__(self, space: MBConvSpace, data_shape: tuple[int, ...]) -> None:
+        f = space.family
+        self.space = space
+        self.num_blocks = len(f.stages)
+        fitting = [r for r in f.resolutions if r >= data_shape[-1]]
+        self.resolution = min(fitting) if fitting else max(f.resolutions)
+        self.input_shape = (data_shape[0], self.resolution, self.resolution)
+        self._ops = [[(k, e) for k in f.kernels for e in f.stage_expands(i)] for i in range(len(f.stages))]
+
+    def initial_state(self) -> None:
+        return None
+
+    def candidates(self, block: int, entry: object) -> list[Path]:
+        ops = self._ops[block]
+        return [p for d in self.space.family.stage_depths(block) for p in itertools.product(ops, repeat=d)]
+
+    def exit_state(self, block: int, path: Path, entry: object) -> None:
+        return None
+
+    def block_of(self, group: str) -> int | None:
+        return int(group[5:group.index(".")]) - 1 if group.startswith("stage") else None
+
+    def arch_of(self, paths: Sequence[Path]) -> Architecture:
+        if len(paths) != self.num_blocks:
+            raise ArchitectureError(f"an MBConv block architecture needs {self.num_blocks} paths, got {len(paths)}")
+        values: dict[str, Value] = {"resolution": self.resolution, "width_mult": 1.0}
+        for i, path in enumerate(paths, start=1):
+            values[f"s{i}_depth"] = len(path)
+            for j, (k, e) in enumerate(path):
+                values[f"s{i}_l{j}_k"], values[f"s{i}_l{j}_e"] = k, e
+        arch = Architecture(values)
+        self.space.validate(arch)
+        return arch
+
+    def paths_of(self, arch: Architecture) -> list[Path]:
+        return [tuple((arch[f"s{i}_l{j}_k"], arch[f"s{i}_l{j}_e"]) for j in range(arch[f"s{i}_depth"]))
+                for i in range(1, self.num_blocks + 1)]
+
+    def cover(self) -> list[Architecture]:
+        """Every (kernel, expand) of every layer, at width 1.0 and the chosen resolution (the space's cover,
+        restricted): far fewer graphs than one per candidate path."""
+        return self.space.restrict({"width_mult": [1.0], "resolution": [self.resolution]}).supernet_cover()

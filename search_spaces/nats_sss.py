@@ -34,7 +34,8 @@ from collections.abc import Mapping
 
 from nas.graph import ArchGraph
 from nas.registry import register_space
-from nas.space import Architecture, ArchitectureError, Choice, SearchSpace, Value
+from nas.space import Architecture, ArchitectureError, Choice, Value
+from nas.tabular import TabularSpace
 from search_spaces.nb201 import benchmark_input, parse_arch_string, tiny_network
 
 CELL = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|"
@@ -55,12 +56,13 @@ def parse_channels(text: str) -> Architecture:
 
 
 @register_space("nats_sss")
-class NATSSizeSpace(SearchSpace):
+class NATSSizeSpace(TabularSpace):
     """NATS-Bench size space: the fixed best cell, five layer widths in {8, ..., 64}."""
 
     name = "nats_sss"
     default_input = (3, 32, 32)
     default_classes = 10
+    supernet_sharing = "elastic"  # one tensor per layer, narrower widths its leading channels (as TuNAS / NATS)
     REFERENCES = {
         "nats_sss_largest": "64:64:64:64:64",
         "nats_sss_smallest": "8:8:8:8:8",
@@ -73,7 +75,8 @@ class NATSSizeSpace(SearchSpace):
     def choices(self) -> list[Choice]:
         docs = ("stem and stage-1 cell", "first reduction block", "stage-2 cell", "second reduction block",
                 "stage-3 cell and head")
-        return [Choice(name, WIDTHS, doc=f"output width of the {doc}") for name, doc in zip(LAYERS, docs)]
+        return [Choice(name, WIDTHS, doc=f"output width of the {doc}", slot=name)
+                for name, doc in zip(LAYERS, docs)]
 
     def reference_archs(self) -> dict[str, Architecture]:
         return {name: parse_channels(text) for name, text in self.REFERENCES.items()}

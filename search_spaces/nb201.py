@@ -39,9 +39,28 @@ import random
 from collections.abc import Mapping, Sequence
 
 from nas.graph import ArchGraph, GraphBuilder
-from nas.ops import Activation, Add, AvgPool2d, BatchNorm2d, Conv2d, Flatten, GlobalAvgPool, Identity, Linear, Zero
+from nas.ops import (
+    Activation,
+    Add,
+    AvgPool2d,
+    BatchNorm2d,
+    Conv2d,
+    Flatten,
+    GlobalAvgPool,
+    Identity,
+    Linear,
+    Zero,
+)
 from nas.registry import register_space
-from nas.space import Architecture, ArchitectureError, Choice, NASError, SearchSpace, Value, one_of
+from nas.space import (
+    Architecture,
+    ArchitectureError,
+    Choice,
+    NASError,
+    Value,
+    one_of,
+)
+from nas.tabular import TabularSpace
 
 OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
 #: the cell's edges (into node j, from node i), in arch-string order
@@ -151,7 +170,10 @@ def add_cell(g: GraphBuilder, prefix: str, x: str, arch: Mapping[str, Value], ou
     """An inference cell (AutoDL `InferCell`): edges from node 0 map the input's channels to `out_ch`."""
     nodes = [x]
     for j in range(1, NODES):
-        terms = [edge_op(g, f"{prefix}_e{j}{i}", arch[edge_name(j, i)], nodes[i], out_ch) for i in range(j)]
+        terms = []
+        for i in range(j):
+            with g.candidate(edge_name(j, i), arch[edge_name(j, i)]):  # the edge's op in every cell (supernets)
+                terms.append(edge_op(g, f"{prefix}_e{j}{i}", arch[edge_name(j, i)], nodes[i], out_ch))
         nodes.append(terms[0] if len(terms) == 1 else g.add(f"{prefix}_n{j}", Add(), *terms))
     return nodes[-1]
 
@@ -192,7 +214,7 @@ def tiny_network(cell: Mapping[str, Value], channels: Sequence[int], input_shape
 
 
 @register_space("nb201")
-class NB201Space(SearchSpace):
+class NB201Space(TabularSpace):
     """NAS-Bench-201 cell space (6 edges x 5 ops), built as the real C=16, N=5 network."""
 
     name = "nb201"
@@ -218,7 +240,8 @@ class NB201Space(SearchSpace):
         self.cells = cells
 
     def choices(self) -> list[Choice]:
-        return [Choice(edge_name(j, i), OPS, doc=f"op on the edge into node {j} from node {i}") for j, i in EDGES]
+        return [Choice(edge_name(j, i), OPS, doc=f"op on the edge into node {j} from node {i}", slot=edge_name(j, i))
+                for j, i in EDGES]
 
     def reference_archs(self) -> dict[str, Architecture]:
         return {name: parse_arch_string(text) for name, text in self.REFERENCES.items()}

@@ -47,7 +47,7 @@ import dataclasses
 import math
 import random
 import time
-from collections.abc import Hashable, Iterable, Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from pathlib import Path as FilePath
 
@@ -57,7 +57,8 @@ from torch import nn
 from nas.registry import register_strategy
 from nas.space import NASError, one_of
 from nas.strategy import SearchContext, SearchOutcome, SupernetStrategy
-from nas.supernet import BlockSupernet, Path
+from nas.blockwise import BlockSpace, Path
+from nas.supernet import BlockSupernet
 from nas.train import AUGMENT_BY_DATASET, lr_at, resize_inputs, resolve_device
 from strategies.bossnas_parts import (LARS, BlockNeck, augment_views, cosine_loss, ema_update, ensemble_target,
                                       lars_groups, momentum_at, predictor)
@@ -143,13 +144,6 @@ def supernet_input(space, data_shape: tuple[int, ...]) -> tuple[int, ...]:  # no
     return tuple(space.input_shape_for(arch, data_shape))
 
 
-def block_keys(net: BlockSupernet, blocks: Iterable[int], stem: bool = False) -> list[str]:
-    """The state-dict keys of `blocks` (and of the stem, when `stem`), by the supernet's own partition."""
-    names = {id(m): name for name, m in net.named_modules()}
-    modules = (net.stem_modules() if stem else []) + [m for b in blocks for m in net.block_modules(b)]
-    return [f"{names[id(m)]}.{key}" for m in modules for key in m.state_dict()]
-
-
 def load_part(module: nn.Module, part: dict[str, torch.Tensor]) -> None:
     """Load the tensors `part` holds; every other floating tensor becomes NaN, so reading one would show."""
     for key, value in module.state_dict().items():
@@ -158,17 +152,6 @@ def load_part(module: nn.Module, part: dict[str, torch.Tensor]) -> None:
     unexpected = module.load_state_dict(part, strict=False).unexpected_keys
     if unexpected:
         raise NASError(f"snapshot tensor {unexpected[0]!r} is not in the network")
-
-
-def reachable_entries(net: BlockSupernet) -> list[list[Hashable]]:
-    """Every entry state each block can be entered in."""
-    entries, out = [net.initial_state()], []
-    for block in range(net.num_blocks):
-        out.append(entries)
-        nxt = {to_json(net.exit_state(block, p, e)): net.exit_state(block, p, e)
-               for e in entries for p in net.candidates(block, e)}
-        entries = list(nxt.values())
-    return out
 
 
 @register_strategy("bossnas")
@@ -186,17 +169,17 @@ class BossNAS(SupernetStrategy):
         self.dir.mkdir(parents=True, exist_ok=True)
         self.device = resolve_device(self.config.device)
         data = context.data
-        if not hasattr(context.space, "block_supernet"):
-            raise NASError(f"space {context.space.name!r} has no block supernet; BossNAS needs one")
+        if not isinstance(context.space, BlockSpace):
+            raise NASError(f"space {context.space.name!r} has no block-wise view; BossNAS needs one (a BlockSpace)")
         torch.manual_seed(self.seed)
         shape = supernet_input(context.space, data.sample_shape)
         if self.config.input_size:
             shape = (shape[0], self.config.input_size, self.config.input_size)
-        self.online: BlockSupernet = context.space.block_supernet(shape, data.num_classes)
+        self.online = BlockSupernet(context.space, shape, data.num_classes, sharing="separate")
         self.target: BlockSupernet = copy.deepcopy(self.online)
         for p in self.target.parameters():
             p.requires_grad_(False)
-        shape = getattr(self.online, "input_shape", data.sample_shape)
+        shape = self.online.input_shape
         g = torch.Generator().manual_seed(self.seed)
         x_train = data.x_train
         if self.config.train_images and self.config.train_images < len(x_train):
@@ -210,7 +193,7 @@ class BossNAS(SupernetStrategy):
         self.bn_batch = torch.cat([self._view(bn, g, 1.0), self._view(bn, g, 0.1)])
         self.online.to(self.device)
         self.target.to(self.device)
-        self.entries = reachable_entries(self.online)
+        self.entries = self.online.paths.entries
         if self.config.entry_states == "best" and any(len(e) > 1 for e in self.entries) and \
                 (self.config.search == "evolution" or self.config.max_params):
             raise NASError(f"search over complete {context.space.name} architectures (search='evolution' or "
@@ -282,8 +265,10 @@ class BossNAS(SupernetStrategy):
         the target's EMA); the later blocks and the online stem are never read.
         """
         online, target = self.online.state_dict(), self.target.state_dict()
-        torch.save({"online": {k: online[k] for k in block_keys(self.online, [block])},
-                    "target": {k: target[k] for k in block_keys(self.target, range(block + 1), stem=True)},
+        target_keys = self.target.stem_state_keys() + [k for b in range(block + 1)
+                                                       for k in self.target.block_state_keys(b)]
+        torch.save({"online": {k: online[k] for k in self.online.block_state_keys(block)},
+                    "target": {k: target[k] for k in target_keys},
                     "neck_online": self.necks_online[block].state_dict(),
                     "neck_target": self.necks_target[block].state_dict(),
                     "predictor": self.predictors[block].state_dict()}, self.dir / f"block_{block}.pt")
@@ -530,7 +515,7 @@ class BossNAS(SupernetStrategy):
 
     def _feasible(self, paths: tuple[Path, ...]) -> bool:
         arch = self.online.arch_of(paths)
-        shape = getattr(self.online, "input_shape", self.context.data.sample_shape)
+        shape = self.online.input_shape
         return self.context.space.graph(arch, shape, self.context.data.num_classes).params() <= \
             self.config.max_params * 1e6
 

@@ -33,7 +33,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from nas.supernet import BlockSupernet, Path
+from nas.blockwise import Path
+from nas.supernet import BlockSupernet
 from strategies.bossnas_parts import BNRecalibration, cosine_loss
 
 

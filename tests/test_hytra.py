@@ -9,6 +9,7 @@ import torch
 from nas.build import build_module, count_macs, count_params, render_source
 from nas.registry import get, make_space
 from nas.space import Architecture, ArchitectureError, NASError
+from nas.supernet import BlockSupernet
 from search_spaces.hytra import NUM_LAYERS, HyTraSpace, block_paths, candidates, levels_of
 
 SMALL = HyTraSpace("small")
@@ -190,7 +191,7 @@ def test_candidate_counts_per_entry():
 @pytest.fixture(scope="module")
 def supernet():
     torch.manual_seed(0)
-    net = SMALL.block_supernet((1, 32, 32), 10)
+    net = BlockSupernet(SMALL, (1, 32, 32), 10)
     for m in net.modules():  # non-trivial BN so every branch shows in the output
         if isinstance(m, torch.nn.BatchNorm2d):
             m.weight.data.uniform_(0.5, 1.5)
@@ -213,7 +214,7 @@ def test_supernet_candidates_states_and_shapes(supernet):
             y = supernet.forward_block(block, path, x, entry)
             assert tuple(y.shape[1:]) == supernet.output_shape(block, path, entry)
             entry, x = supernet.exit_state(block, path, entry), y
-    with pytest.raises(NASError, match="is not a candidate of block 1 entered at level 0"):
+    with pytest.raises(NASError, match="is not a candidate of block 1 entered in state 0"):
         supernet.forward_block(1, (0, 0, 0, 0), torch.zeros(1, 32, 32, 32), 0)
 
 
@@ -223,7 +224,7 @@ def test_supernet_path_equals_standalone_search_model(supernet):
     paths = supernet.paths_of(arch)
     assert supernet.arch_of(paths) == arch
     model = build_module(SMALL.graph(arch, (1, 32, 32), 10)).eval()
-    missing, unexpected = model.load_state_dict(supernet.subnet_state_dict(paths), strict=False)
+    missing, unexpected = model.load_state_dict(supernet.subnet_state_dict(arch), strict=False)
     assert missing == ["classifier.weight", "classifier.bias"] and unexpected == []
     outs = {}
     for i in (3, 15):
@@ -250,7 +251,7 @@ def test_arch_paths_round_trip():
 
 def test_paper_supernet_shapes_on_meta_device():
     with torch.device("meta"):
-        net = PAPER.block_supernet()
+        net = BlockSupernet(PAPER, PAPER.default_input, 1000)
         paths = PAPER.paths_of(PAPER.reference_archs()["bossnet_t0"])
         y = net.forward_paths(torch.zeros(2, 3, 224, 224), paths)
     assert tuple(y.shape) == (2, 2048, 7, 7)
