@@ -1,15 +1,20 @@
-"""Export a found architecture with its weights as plain PyTorch, TorchScript and ONNX.
+"""Export a found architecture with its weights as plain PyTorch, a `torch.export` program and ONNX.
 
     net.py       standalone source: `class Net(nn.Module)` importing only torch (`nas.build.render_source`)
     weights.pt   the state dict, loadable with `torch.load(..., weights_only=True)` (no arbitrary unpickling)
-    model.ts     TorchScript (traced)
+    model.pt2    `torch.export` program with a dynamic batch dimension (any batch size >= 1)
     model.onnx   ONNX (opset 17, dynamic batch), checked against ONNX Runtime when it is installed
+    model.ts     TorchScript (traced), only when asked for: TorchScript is deprecated in torch and is
+                 kept for consumers that still need it
     arch.json    the architecture, its space and input shape
 
-Usage of the exported model, with nothing of ours installed:
+`DEFAULT_FORMATS` (source, pt2, onnx) are written unless `formats` names others. Usage of the exported
+model, with nothing of ours installed:
 
     import torch, net
     model = net.Net(); model.load_state_dict(torch.load("weights.pt", weights_only=True)); model.eval()
+
+    model = torch.export.load("model.pt2").module()  # or this, without net.py; call it as model(x)
 """
 from __future__ import annotations
 
@@ -22,14 +27,18 @@ from torch import nn
 
 from nas.build import build_module, render_source
 from nas.graph import ArchGraph
-from nas.space import Architecture
+from nas.space import Architecture, NASError, one_of
 
-FORMATS = ("source", "torchscript", "onnx")
+FORMATS = ("source", "pt2", "onnx", "torchscript")
+DEFAULT_FORMATS = ("source", "pt2", "onnx")
 
 
 def export_model(graph: ArchGraph, arch: Architecture, out_dir: str | Path, state_dict: dict | None = None,
-                 space: str = "", formats: tuple[str, ...] = FORMATS) -> dict[str, Path]:
+                 space: str = "", formats: tuple[str, ...] = DEFAULT_FORMATS) -> dict[str, Path]:
     """Write the formats named in `formats` (plus arch.json) to `out_dir`; return the written paths."""
+    bad = [f for f in formats if f not in FORMATS]
+    if bad:
+        raise NASError(f"export format {bad[0]!r} is not one of {one_of(list(FORMATS))}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     model = build_module(graph)
@@ -41,20 +50,30 @@ def export_model(graph: ArchGraph, arch: Architecture, out_dir: str | Path, stat
     (out / "arch.json").write_text(json.dumps({"space": space, "arch": dict(arch),
                                                "input_shape": list(graph.input_shape)}, indent=2))
     written["arch"] = out / "arch.json"
-    example = torch.randn(2, *graph.input_shape)
+    example = torch.randn(2, *graph.input_shape)  # batch 2: a batch of 1 would be specialised to 1
     if "source" in formats:
         written["source"] = out / "net.py"
         written["source"].write_text(render_source(graph, doc=doc))
         written["weights"] = out / "weights.pt"
         torch.save(model.state_dict(), written["weights"])
+    if "pt2" in formats:
+        written["pt2"] = out / "model.pt2"
+        export_pt2(model, example, written["pt2"])
+    if "onnx" in formats:
+        written["onnx"] = out / "model.onnx"
+        export_onnx(model, example, written["onnx"])
     if "torchscript" in formats:
         written["torchscript"] = out / "model.ts"
         with torch.no_grad():
             torch.jit.trace(model, example).save(str(written["torchscript"]))
-    if "onnx" in formats:
-        written["onnx"] = out / "model.onnx"
-        export_onnx(model, example, written["onnx"])
     return written
+
+
+def export_pt2(model: nn.Module, example: torch.Tensor, path: Path) -> None:
+    """`torch.export` program with a dynamic batch dimension (batch >= 1), saved with `torch.export.save`."""
+    batch = torch.export.Dim("batch", min=1)
+    program = torch.export.export(model, (example,), dynamic_shapes=({0: batch},))
+    torch.export.save(program, str(path))
 
 
 def export_onnx(model: nn.Module, example: torch.Tensor, path: Path) -> None:

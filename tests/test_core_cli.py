@@ -63,7 +63,7 @@ def test_search_show_and_export(tmp_path):
     assert out.returncode == 0, out.stderr
     assert "evaluated 2 architectures" in out.stdout
     for name in ("config.json", "history.jsonl", "best.json", "best_weights.pt", "search.png", "summary.txt",
-                 "model/net.py", "model/weights.pt", "model/model.ts", "model/model.onnx"):
+                 "model/net.py", "model/weights.pt", "model/model.pt2", "model/model.onnx"):
         assert (run_dir / name).exists(), name
     config = json.loads((run_dir / "config.json").read_text())
     assert config["seed"] == 0 and "torch" in config["versions"]
