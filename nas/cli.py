@@ -6,7 +6,6 @@ import argparse
 import json
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 TRAIN_FLAGS = ("epochs", "batch_size", "lr", "optimizer", "weight_decay", "device", "augment")
@@ -35,6 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="schedule preset of supernet strategies")
     s.add_argument("--objectives", default="accuracy",
                    help="comma-separated metrics, e.g. accuracy,macs (metric:minimize|maximize for others)")
+    s.add_argument("--constraint", action="append", default=[], metavar="METRIC<=LIMIT",
+                   help="constraint on a cost model's metric (checked before evaluating) or an evaluator's, e.g. "
+                        "macs<=2e7 (repeatable)")
     s.add_argument("--max-params", type=float, default=None, help="constraint: at most this many parameters")
     s.add_argument("--max-macs", type=float, default=None, help="constraint: at most this many multiply-adds")
     s.add_argument("--seed", type=int, default=0)
@@ -43,7 +45,14 @@ def build_parser() -> argparse.ArgumentParser:
                         "the table's dataset column (cifar10, cifar100, imagenet16_120)")
     s.add_argument("--data-path", default=None, help="folder or file of a file-based dataset")
     s.add_argument("--train-subset", type=int, default=None, help="use this many training images")
+    s.add_argument("--evaluator", default=None,
+                   help="train | tabular | predictor or a registered plug-in; None: tabular with --benchmark, "
+                        "else train")
+    s.add_argument("--evaluator-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="evaluator option, e.g. predictor=rf or samples=200 for the predictor evaluator (repeatable)")
     s.add_argument("--benchmark", default=None, help="tabular benchmark CSV: answer accuracies from the table")
+    s.add_argument("--predictor-data", default=None, metavar="RUN_DIR|CSV",
+                   help="predictor evaluator: fit on a run directory's measured accuracies or a benchmark CSV's rows")
     s.add_argument("--epochs", type=int, default=5, help="stand-alone training epochs per architecture")
     s.add_argument("--batch-size", type=int, default=128)
     s.add_argument("--lr", type=float, default=0.05)
@@ -74,7 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--arch", default=None, help="with --space: a named architecture or JSON (untrained weights)")
     e.add_argument("--classes", type=int, default=None)
     e.add_argument("--out", default=None, help="output folder (default: RUN_DIR/model)")
-    e.add_argument("--formats", default="source,torchscript,onnx", help="comma-separated: source, torchscript, onnx")
+    e.add_argument("--formats", default="source,pt2,onnx",
+                   help="comma-separated: source, pt2, onnx, torchscript (deprecated in torch; not a default)")
 
     w = sub.add_parser("show", help="summarise a run directory")
     w.add_argument("run_dir")
@@ -110,14 +120,14 @@ def cmd_strategies(args: argparse.Namespace) -> None:
         print(f"{name:12s} [{kind}] {cls.describe()}")
 
 
-def _parse_options(items: list[str]) -> dict[str, Any]:
+def _parse_options(items: list[str], what: str = "strategy") -> dict[str, Any]:
     from nas.space import NASError
 
     options: dict[str, Any] = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise NASError(f"strategy option {item!r} is not KEY=VALUE")
+            raise NASError(f"{what} option {item!r} is not KEY=VALUE")
         try:
             options[key] = json.loads(value)
         except json.JSONDecodeError:
@@ -125,22 +135,37 @@ def _parse_options(items: list[str]) -> dict[str, Any]:
     return options
 
 
+def _constraints(args: argparse.Namespace) -> dict[str, float]:
+    """metric -> limit from --constraint, --max-params and --max-macs; the tightest limit per metric."""
+    from nas.objectives import Constraint
+
+    given = [Constraint.parse(text) for text in args.constraint]
+    given += [Constraint(m, v) for m, v in (("params", args.max_params), ("macs", args.max_macs)) if v is not None]
+    limits: dict[str, float] = {}
+    for c in given:
+        limits[c.metric] = min(c.limit, limits.get(c.metric, c.limit))
+    return limits
+
+
 def _settings_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    from nas.evaluate import evaluator_name
     from nas.space import NASError
 
     if not args.space or not args.strategy:
         raise NASError("nas search needs --space and --strategy (or --resume RUN_DIR)")
     if args.budget < 1:
         raise NASError(f"--budget {args.budget} must be at least 1")
-    return {
+    settings = {
         "space": args.space, "preset": args.preset, "strategy": args.strategy, "budget": args.budget,
         "budget_preset": args.budget_preset, "objectives": args.objectives, "seed": args.seed,
-        "constraints": {k: v for k, v in (("params", args.max_params), ("macs", args.max_macs)) if v is not None},
-        "dataset": args.dataset, "data_path": args.data_path, "train_subset": args.train_subset,
-        "benchmark": args.benchmark, "train": {k: getattr(args, k) for k in TRAIN_FLAGS},
-        "storage": args.storage, "options": _parse_options(args.option), "retrain": not args.no_retrain,
-        "export": not args.no_export,
+        "constraints": _constraints(args), "dataset": args.dataset, "data_path": args.data_path,
+        "train_subset": args.train_subset, "benchmark": args.benchmark, "evaluator": args.evaluator,
+        "evaluator_options": _parse_options(args.evaluator_option, "evaluator"), "predictor_data": args.predictor_data,
+        "train": {k: getattr(args, k) for k in TRAIN_FLAGS}, "storage": args.storage,
+        "options": _parse_options(args.option), "retrain": not args.no_retrain, "export": not args.no_export,
     }
+    settings["evaluator"] = evaluator_name(settings)
+    return settings
 
 
 def cmd_search(args: argparse.Namespace) -> None:
@@ -156,6 +181,7 @@ def cmd_search(args: argparse.Namespace) -> None:
 
         registry.get("spaces", settings["space"])  # fail early on unknown names
         registry.get("strategies", settings["strategy"])
+        registry.get("evaluators", settings["evaluator"])
         path = args.run_dir or f"runs/{settings['space']}-{settings['strategy']}-{time.strftime('%Y%m%d-%H%M%S')}"
         run = RunDir.create(path, {"space": settings["space"], "strategy": settings["strategy"],
                                    "seed": settings["seed"], "settings": settings,

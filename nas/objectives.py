@@ -1,14 +1,23 @@
 """Objectives (a metric and a direction), constraints, Pareto dominance and scalar fitness."""
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from nas.space import NASError, one_of
 
-#: metrics the workbench knows and whether larger is better
+#: metrics the workbench knows and whether larger is better; registered cost models add theirs (`directions`)
 DIRECTIONS = {"accuracy": "maximize", "params": "minimize", "macs": "minimize", "latency": "minimize",
               "latency_ms": "minimize", "loss": "minimize", "rating": "maximize", "score": "maximize"}
+
+
+def directions() -> dict[str, str]:
+    """`DIRECTIONS` plus the metric and direction of every registered cost model (`nas.costs`)."""
+    from nas import registry
+
+    models = {name: registry.get("cost_models", name).direction for name in registry.names("cost_models")}
+    return {**models, **DIRECTIONS}
 
 
 @dataclass(frozen=True)
@@ -20,10 +29,11 @@ class Objective:
     def parse(cls, text: str) -> Objective:
         """`accuracy`, `macs`, or `metric:maximize|minimize`."""
         name, _, direction = text.partition(":")
-        direction = direction or DIRECTIONS.get(name, "")
+        if not direction:
+            direction = DIRECTIONS.get(name) or directions().get(name, "")
         if direction not in ("maximize", "minimize"):
             raise NASError(f"objective {text!r}: give a direction as {name}:maximize or {name}:minimize "
-                           f"(known metrics: {one_of(sorted(DIRECTIONS))})")
+                           f"(known metrics: {one_of(sorted(directions()))})")
         return cls(name, direction)
 
     def signed(self, metrics: Mapping[str, float]) -> float:
@@ -43,6 +53,18 @@ class Constraint:
 
     metric: str
     limit: float
+
+    @classmethod
+    def parse(cls, text: str) -> Constraint:
+        """`METRIC<=LIMIT`, e.g. `macs<=3e8`."""
+        metric, sep, limit = text.partition("<=")
+        try:
+            value = float(limit)
+        except ValueError:
+            value = math.nan
+        if not sep or not metric.strip() or math.isnan(value):
+            raise NASError(f"constraint {text!r} is not METRIC<=LIMIT (e.g. macs<=3e8)")
+        return cls(metric.strip(), value)
 
     def satisfied(self, metrics: Mapping[str, float]) -> bool:
         return float(metrics[self.metric]) <= self.limit

@@ -1,7 +1,10 @@
-"""Plug-in registry: spaces, strategies and predictors register by name.
+"""Plug-in registry: spaces, strategies, predictors, evaluators and cost models register by name.
 
-Built-in plug-ins register with the decorators when their package is imported; third-party packages
-add theirs through the entry-point groups `nas.spaces`, `nas.strategies` and `nas.predictors`.
+Built-in plug-ins register with the decorators when their module is imported; the registry imports the
+built-in modules of a kind the first time that kind is asked for (none of them imports torch), then loads
+third-party plug-ins from the entry-point groups `nas.spaces`, `nas.strategies`, `nas.predictors`,
+`nas.evaluators` and `nas.cost_models`. A plug-in is one file: a class with a register decorator, or an
+entry point naming it.
 """
 from __future__ import annotations
 
@@ -13,8 +16,13 @@ from typing import Any, TypeVar
 from nas.space import NASError, one_of
 
 T = TypeVar("T")
-_REGISTRIES: dict[str, dict[str, Any]] = {"spaces": {}, "strategies": {}, "predictors": {}}
-_BUILTIN_PACKAGES = {"spaces": "search_spaces", "strategies": "strategies", "predictors": "predictors"}
+#: kind -> the modules whose import registers the built-in plug-ins of that kind
+_BUILTIN_MODULES = {"spaces": ("search_spaces",), "strategies": ("strategies",), "predictors": ("predictors",),
+                    "evaluators": ("nas.evaluate", "nas.tabular", "nas.predictor_evaluator", "nas.inherited"),
+                    "cost_models": ("nas.costs",)}
+_SINGULAR = {"spaces": "space", "strategies": "strategy", "predictors": "predictor", "evaluators": "evaluator",
+             "cost_models": "cost model"}
+_REGISTRIES: dict[str, dict[str, Any]] = {kind: {} for kind in _BUILTIN_MODULES}
 _loaded: set[str] = set()
 
 
@@ -37,10 +45,25 @@ def register_predictor(name: str) -> Callable[[T], T]:
     return _register("predictors", name)
 
 
+def register_evaluator(name: str) -> Callable[[T], T]:
+    """Register an `nas.evaluate.Evaluator` subclass; `--evaluator NAME` builds it with `from_settings`."""
+    return _register("evaluators", name)
+
+
+def register_cost_model(metric: str) -> Callable[[T], T]:
+    """Register an `nas.costs.CostModel` subclass under the metric it computes (its `metric` attribute)."""
+    def deco(cls: T) -> T:
+        if getattr(cls, "metric", None) != metric:
+            raise ValueError(f"cost model {cls!r} computes {getattr(cls, 'metric', None)!r}, registered as {metric!r}")
+        return _register("cost_models", metric)(cls)
+    return deco
+
+
 def _load(kind: str) -> dict[str, Any]:
     if kind not in _loaded:
         _loaded.add(kind)
-        importlib.import_module(_BUILTIN_PACKAGES[kind])
+        for module in _BUILTIN_MODULES[kind]:
+            importlib.import_module(module)
         for ep in entry_points(group=f"nas.{kind}"):
             _REGISTRIES[kind].setdefault(ep.name, ep.load())
     return _REGISTRIES[kind]
@@ -53,8 +76,7 @@ def names(kind: str) -> list[str]:
 def get(kind: str, name: str) -> Any:
     table = _load(kind)
     if name not in table:
-        raise NASError(f"unknown {kind[:-1] if kind != 'strategies' else 'strategy'} {name!r}; "
-                       f"accepted: {one_of(sorted(table))}")
+        raise NASError(f"unknown {_SINGULAR[kind]} {name!r}; accepted: {one_of(sorted(table))}")
     return table[name]
 
 

@@ -1,24 +1,36 @@
-"""The search loop: ask, check constraints, evaluate, record, tell; resume from the run directory.
+"""The search loop: ask, cost, check constraints, evaluate, record, tell, save the strategy's state; resume.
 
-Budget counts evaluated architectures. Proposals that break a constraint (checked on the graph's cost,
-before any training) and proposals already evaluated are recorded and told to the strategy but not
-counted, so a resumed strategy replays exactly the sequence the first run saw.
+Budget counts evaluated architectures. The cost metrics of every proposal (params, multiply-adds and each
+registered cost model an objective or constraint names, `nas.costs`) are computed from its graph first,
+and a proposal that breaks a constraint on them is rejected before it is evaluated (trained); constraints
+on what the evaluator reports are checked after it. Infeasible proposals and proposals already evaluated
+are recorded and told to the strategy but not counted, so a resumed strategy replays exactly the sequence
+the first run saw.
+
+After each tell the strategy's `state()`, when it has one, is written atomically to `strategy_state.json`
+in the run directory with the number of history records it reflects; resume loads it when it matches the
+history and otherwise replays the history (`Strategy.restore`).
 """
 from __future__ import annotations
 
+import json
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from tqdm.auto import tqdm
 
-from nas.evaluate import Evaluator, cost_metrics
+from nas import registry
+from nas.costs import CostModel, cost_metrics, cost_models_for
+from nas.evaluate import Evaluator
 from nas.objectives import Constraint, Objective, pareto_front
 from nas.runs import RunDir
-from nas.space import Architecture, NASError, SearchSpace
-from nas.strategy import Record, Strategy
+from nas.space import Architecture, NASError, SearchSpace, one_of
+from nas.strategy import Record, Strategy, StrategyContext
 
 MAX_WASTED_PROPOSALS = 1000
+STATE_FILE = "strategy_state.json"
 
 
 @dataclass
@@ -45,25 +57,42 @@ def best_of(records: Sequence[Record], objectives: Sequence[Objective]) -> tuple
     return best, front
 
 
-def run_search(run: RunDir, space: SearchSpace, strategy: Strategy, evaluator: Evaluator, budget: int,
-               data_shape: tuple[int, ...], num_classes: int, objectives: Sequence[Objective],
-               constraints: Sequence[Constraint] = (), progress: bool = True) -> SearchResult:
+def plan_costs(objectives: Sequence[Objective], constraints: Sequence[Constraint], evaluator: Evaluator,
+               space: SearchSpace, settings: Mapping[str, Any] | None = None) -> list[CostModel]:
+    """The cost models a search computes for every proposal (`nas.costs.cost_models_for`); a one-line
+    `NASError` for an objective or constraint on a metric neither a cost model nor the evaluator gives."""
+    known = {*registry.names("cost_models"), *evaluator.metrics}
+    for what, metric in [("objective", o.metric) for o in objectives] + [("constraint", c.metric) for c in constraints]:
+        if metric not in known:
+            raise NASError(f"{what} on unknown metric {metric!r}; known: {one_of(sorted(known))} (cost models and "
+                           f"what evaluator {evaluator.name!r} reports)")
+    return cost_models_for([o.metric for o in objectives] + [c.metric for c in constraints], space, settings)
+
+
+def run_search(run: RunDir, strategy: Strategy, evaluator: Evaluator, context: StrategyContext,
+               constraints: Sequence[Constraint] = (), cost_models: Sequence[CostModel] | None = None) -> SearchResult:
+    """Search until `context.budget` architectures are evaluated, resuming what `run` recorded; `cost_models`
+    default to `plan_costs` with no settings."""
+    space, objectives = context.space, context.objectives
+    models = list(cost_models) if cost_models is not None else plan_costs(objectives, constraints, evaluator, space)
     records = run.history()
-    strategy.restore(records)
+    strategy.setup(context)
+    _resume(run, strategy, records)
     done = {r.arch: r for r in records if r.feasible and not r.info.get("cached")}
     best, _ = best_of(records, objectives)
     wasted = 0
-    with tqdm(total=budget, initial=len(done), desc=f"{strategy.name} on {space.name}", unit="arch",
-              disable=not progress) as bar:
-        while len(done) < budget:
+    with tqdm(total=context.budget, initial=len(done), desc=f"{strategy.name} on {space.name}", unit="arch",
+              disable=not context.progress) as bar:
+        while len(done) < context.budget:
             arch = strategy.ask()
             start = time.perf_counter()
-            record = _evaluate(space, arch, evaluator, done, constraints, data_shape, num_classes, len(records))
+            record = _evaluate(arch, evaluator, done, constraints, models, context, len(records))
             record.seconds = time.perf_counter() - start
             model = record.info.pop("_model", None)
             run.append(record)
             records.append(record)
             strategy.tell(arch, record.metrics)
+            _save_state(run, strategy, records)
             if not record.feasible or record.info.get("cached"):
                 wasted += 1
                 if wasted > MAX_WASTED_PROPOSALS:
@@ -84,11 +113,32 @@ def run_search(run: RunDir, space: SearchSpace, strategy: Strategy, evaluator: E
     return SearchResult(records, best, front)
 
 
-def _evaluate(space: SearchSpace, arch: Architecture, evaluator: Evaluator, done: dict[Architecture, Record],
-              constraints: Sequence[Constraint], data_shape: tuple[int, ...], num_classes: int, index: int) -> Record:
+def _save_state(run: RunDir, strategy: Strategy, records: Sequence[Record]) -> None:
+    """Write the strategy's state atomically, compact (it is rewritten after every tell)."""
+    state = strategy.state()
+    if state is not None:
+        tmp = run.path / f".{STATE_FILE}.tmp"
+        tmp.write_text(json.dumps({"strategy": strategy.name, "records": len(records), "last": dict(records[-1].arch),
+                                   "state": state}, separators=(",", ":")))
+        tmp.replace(run.path / STATE_FILE)
+
+
+def _resume(run: RunDir, strategy: Strategy, records: Sequence[Record]) -> None:
+    """Load the saved strategy state when it reflects exactly `records`, else replay them."""
+    saved = run.read_json(STATE_FILE) if records else None
+    if (isinstance(saved, dict) and saved.get("strategy") == strategy.name and saved.get("records") == len(records)
+            and saved.get("last") == dict(records[-1].arch)):
+        strategy.load_state(saved["state"])
+    else:
+        strategy.restore(records)
+
+
+def _evaluate(arch: Architecture, evaluator: Evaluator, done: dict[Architecture, Record],
+              constraints: Sequence[Constraint], models: Sequence[CostModel], context: StrategyContext,
+              index: int) -> Record:
     if arch in done:
         return Record(index, arch, dict(done[arch].metrics), info={"cached": True})
-    cost = cost_metrics(space, arch, data_shape, num_classes)
+    cost = cost_metrics(context.space, arch, context.input_shape, context.num_classes, models)
     broken = [c for c in constraints if c.metric in cost and not c.satisfied(cost)]
     if broken:
         return Record(index, arch, None, info={"infeasible": {c.metric: cost[c.metric] for c in broken}})

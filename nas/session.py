@@ -1,7 +1,8 @@
 """What `nas search`, `nas export` and `nas show` do, from a run directory's settings.
 
-`execute` turns the settings stored in config.json into a space, data, evaluator and strategy, runs (or
-resumes) the search, then writes best.json, the plot, the exported model and the summary.
+`execute` turns the settings stored in config.json into a space, an evaluator (the registered one
+`settings["evaluator"]` names, with the data it needs), cost models and a strategy, runs (or resumes) the
+search, then writes best.json, the plot, the exported model and the summary.
 """
 from __future__ import annotations
 
@@ -10,61 +11,81 @@ from pathlib import Path
 from typing import Any
 
 from nas import registry
-from nas.evaluate import Evaluator, TrainEvaluator, cost_metrics
+from nas.costs import cost_metrics
+from nas.evaluate import Evaluator, evaluator_name
 from nas.objectives import Constraint, Objective, parse_objectives
 from nas.runs import RunDir
-from nas.search import SearchResult, best_of, evaluated, run_search
+from nas.search import SearchResult, best_of, evaluated, plan_costs, run_search
 from nas.space import Architecture, NASError, SearchSpace
-from nas.strategy import Record, SearchContext, SupernetStrategy
+from nas.strategy import (
+    Record,
+    SearchContext,
+    Strategy,
+    StrategyContext,
+    SupernetStrategy,
+)
 
 
 def _space(settings: dict[str, Any]) -> SearchSpace:
     return registry.make_space(settings["space"], settings.get("preset"))
 
 
-def _data_and_evaluator(space: SearchSpace, settings: dict[str, Any]) -> tuple[Any, Evaluator, tuple, int]:
-    """(data or None, evaluator, data sample shape, number of classes)."""
-    if settings.get("benchmark"):
-        from nas.tabular import TabularEvaluator
-
-        evaluator = TabularEvaluator(space, settings["benchmark"], settings["dataset"])
-        shape, classes = space.benchmark_input(settings["dataset"])  # what the table's networks were trained on
-        return None, evaluator, shape, classes
+def load_data(settings: dict[str, Any]) -> Any:
+    """The training data the settings name (`nas.data.TensorData`), subset when asked."""
     from nas.data import load_dataset
-    from nas.train import TrainConfig
 
     data = load_dataset(settings["dataset"], settings.get("data_path"), seed=settings["seed"])
     if settings.get("train_subset"):
         data = data.subset(train=settings["train_subset"], seed=settings["seed"])
-    config = TrainConfig(seed=settings["seed"], **settings["train"])
-    return data, TrainEvaluator(space, data, config), data.sample_shape, data.num_classes
+    return data
 
 
-def execute(run: RunDir, settings: dict[str, Any], progress: bool = True, space: SearchSpace | None = None) -> str:
-    """Run or resume the search `settings` describe; `space` overrides the registry lookup (Python API)."""
+def make_evaluator(space: SearchSpace, settings: dict[str, Any]) -> Evaluator:
+    """The registered evaluator the settings name, given the training data when it needs it."""
+    cls = registry.get("evaluators", evaluator_name(settings))
+    cls.check_options(settings)
+    return cls.from_settings(space, settings, load_data(settings) if cls.needs_data else None)
+
+
+def _strategy(cls: type[Strategy], space: SearchSpace, objectives: list[Objective],
+              settings: dict[str, Any]) -> Strategy:
+    """The ask/tell strategy the settings name, with its options; a one-line error for options it rejects."""
+    options = dict(settings.get("options", {}))
+    try:
+        return cls(space, objectives, seed=settings["seed"], **options)
+    except TypeError as err:
+        raise NASError(f"strategy {settings['strategy']!r} rejects its options {sorted(options)}: {err}") from None
+
+
+def execute(run: RunDir, settings: dict[str, Any], progress: bool = True, space: SearchSpace | None = None,
+            evaluator: Evaluator | None = None) -> str:
+    """Run or resume the search `settings` describe; `space` and `evaluator` override the registry lookups
+    (Python API)."""
     start = time.perf_counter()
     space = space or _space(settings)
     objectives = parse_objectives(settings["objectives"])
     constraints = [Constraint(m, float(v)) for m, v in settings.get("constraints", {}).items()]
-    data, evaluator, shape, classes = _data_and_evaluator(space, settings)
-    run.write_json("evaluator.json", evaluator.describe())
+    evaluator = evaluator or make_evaluator(space, settings)
+    data = evaluator.data
+    shape = tuple(evaluator.input_shape or space.default_input)
+    classes = evaluator.num_classes or space.default_classes
+    described = {**evaluator.describe(), "input_shape": list(shape), "num_classes": classes}
     cls = registry.get("strategies", settings["strategy"])
-    options = dict(settings.get("options", {}))
     if issubclass(cls, SupernetStrategy):
+        run.write_json("evaluator.json", described)
         if data is None:
-            raise NASError(f"strategy {settings['strategy']!r} trains a supernet and cannot run on --benchmark")
-        result = _run_supernet(run, space, cls(objectives, seed=settings["seed"], **options), evaluator, data,
-                               objectives, settings, progress)
+            raise NASError(f"strategy {settings['strategy']!r} trains a supernet on training data, which evaluator "
+                           f"{evaluator.name!r} does not use; drop --benchmark or use --evaluator train")
+        result = _run_supernet(run, space, cls(objectives, seed=settings["seed"], **settings.get("options", {})),
+                               evaluator, data, objectives, settings, progress)
     else:
-        if settings["strategy"] == "optuna":
-            options.setdefault("storage", settings.get("storage") or f"sqlite:///{(run.path / 'study.db').resolve()}")
-            options.setdefault("run_id", str(run.path.resolve()))
-        try:
-            strategy = cls(space, objectives, seed=settings["seed"], **options)
-        except TypeError as err:
-            raise NASError(f"strategy {settings['strategy']!r} rejects its options {sorted(options)}: {err}") from None
-        result = run_search(run, space, strategy, evaluator, settings["budget"], shape, classes, objectives,
-                            constraints, progress)
+        cost_models = plan_costs(objectives, constraints, evaluator, space, settings)
+        strategy = _strategy(cls, space, objectives, settings)
+        run.write_json("evaluator.json", {**described, "cost_models": [m.describe() for m in cost_models]})
+        context = StrategyContext(space, objectives, settings["seed"], settings["budget"], shape, classes, data,
+                                  settings.get("train", {}).get("device", "auto"), run.path, run.checkpoint_dir,
+                                  settings.get("storage"), progress)
+        result = run_search(run, strategy, evaluator, context, constraints, cost_models)
     return finish(run, space, result, objectives, shape, classes, settings, time.perf_counter() - start)
 
 
@@ -163,7 +184,7 @@ def export_run(path: str | Path, out: str | None = None, formats: tuple[str, ...
     """Export a run's best architecture with its trained weights."""
     import torch
 
-    from nas.export import FORMATS, export_model
+    from nas.export import DEFAULT_FORMATS, export_model
 
     run = RunDir.open(path)
     best = run.read_json("best.json")
@@ -175,7 +196,7 @@ def export_run(path: str | Path, out: str | None = None, formats: tuple[str, ...
     arch = space.resolve(dict(best["arch"]))
     graph = space.graph(arch, tuple(best["input_shape"]), best["num_classes"])
     state = torch.load(run.weights_file, weights_only=True)
-    return export_model(graph, arch, out or run.model_dir, state, space.name, formats or FORMATS)
+    return export_model(graph, arch, out or run.model_dir, state, space.name, formats or DEFAULT_FORMATS)
 
 
 def export_architecture(space_name: str, preset: str | None, arch_text: str, classes: int | None, out: str,

@@ -1,8 +1,16 @@
 """The strategy interface: ask for an architecture, tell its metrics.
 
-Sample-based strategies implement `ask`/`tell`. The search loop (`nas.search`) calls them, records
-every evaluation in the run directory and, on resume, calls `restore` with what was recorded so a
-strategy reaches the state it had without re-evaluating anything.
+Sample-based strategies implement `ask`/`tell`. The search loop (`nas.search`) calls `setup(context)` once
+before the first ask (data, device, run and checkpoint folders, Optuna storage: `StrategyContext`), then
+asks, evaluates and tells, recording every evaluation in the run directory. `ask` may be called several
+times before the matching `tell`s (several workers, a batch): a strategy keeps its asked-but-not-told
+architectures pending and does not propose them again.
+
+Resume: after each tell the search loop saves `state()` (a JSON-able dict; None, the default, means
+"replay me") to the run directory; on resume it calls `load_state` with it when it reflects the recorded
+history, and otherwise `restore(records)`, which replays every ask and tell. Strategies whose asks are
+expensive (a fitted predictor, a sampler) save a state so that resume does not redo them. Pending asks are
+not part of a state: what was asked but never told is asked again.
 """
 from __future__ import annotations
 
@@ -10,6 +18,7 @@ import random
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from nas.objectives import Objective
@@ -31,6 +40,43 @@ class Record:
         return self.metrics is not None
 
 
+@dataclass
+class StrategyContext:
+    """What a sample-based strategy gets from the search loop in `Strategy.setup`.
+
+    `budget` is the number of architectures to evaluate; `input_shape` and `num_classes` are what
+    architectures are scored at; `data` the training data (`nas.data.TensorData`) or None when the
+    evaluator needs none (tables, predictors); `device` the `--device` setting ("auto", "cpu", "cuda");
+    `run_dir` and `checkpoint_dir` the run directory and the folder for the strategy's own checkpoints
+    (None outside a run; the folder is not created until a strategy writes there); `storage` an Optuna
+    storage URL to share (None: the strategy's default).
+    """
+
+    space: SearchSpace
+    objectives: list[Objective]
+    seed: int
+    budget: int
+    input_shape: tuple[int, ...]
+    num_classes: int
+    data: Any = None
+    device: str = "auto"
+    run_dir: Path | None = None
+    checkpoint_dir: Path | None = None
+    storage: str | None = None
+    progress: bool = True
+
+
+def rng_state(rng: random.Random) -> list:
+    """`rng`'s state as JSON-able lists."""
+    version, internal, gauss = rng.getstate()
+    return [version, list(internal), gauss]
+
+
+def set_rng_state(rng: random.Random, state: Sequence) -> None:
+    """Restore a state `rng_state` returned."""
+    rng.setstate((state[0], tuple(state[1]), state[2]))
+
+
 class Strategy(ABC):
     """Base class of sample-based strategies."""
 
@@ -49,6 +95,18 @@ class Strategy(ABC):
     @abstractmethod
     def tell(self, arch: Architecture, metrics: Mapping[str, float] | None) -> None:
         """Report the metrics of an asked architecture (None when it was infeasible or failed)."""
+
+    def setup(self, context: StrategyContext) -> None:
+        """Prepare for a search (open storages, read data, find checkpoints); called once, before resuming
+        (`load_state` or `restore`) and before the first ask."""
+
+    def state(self) -> dict[str, Any] | None:
+        """Everything told so far and the random state, JSON-able, for resume; None: replay instead."""
+        return None
+
+    def load_state(self, state: Mapping[str, Any]) -> None:
+        """Continue from a `state()` (on resume, in place of `restore`)."""
+        raise NotImplementedError(f"strategy {self.name!r} saves no state to load")
 
     def restore(self, records: Sequence[Record]) -> None:
         """Replay recorded evaluations: ask (to advance the random state as the first run did), then tell."""

@@ -14,6 +14,9 @@ case with `-` read as `_` (`ImageNet16-120` finds `imagenet16_120`).
 
 Every `evaluate` call counts as a query, repeats included (`queries`); `unique_queries` counts distinct
 architectures. `best()` is the table's optimum (for regret), `items()` every (key, accuracy) row.
+
+Registered as evaluator `tabular` (`--benchmark PATH --dataset COLUMN`, the default evaluator when a
+benchmark is given). Spaces with tables subclass `TabularSpace`; others get a one-line error.
 """
 from __future__ import annotations
 
@@ -24,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from nas.evaluate import Evaluation, Evaluator
+from nas.registry import register_evaluator
 from nas.space import Architecture, NASError, SearchSpace, Value
 
 KEY_COLUMNS = ("arch", "channels")
@@ -83,6 +87,7 @@ def read_table(path: str | Path, dataset: str) -> dict[str, float]:
     return table
 
 
+@register_evaluator("tabular")
 class TabularEvaluator(Evaluator):
     """Accuracy (%) of an architecture from a benchmark table, looked up by `space.benchmark_key(arch)`."""
 
@@ -101,8 +106,15 @@ class TabularEvaluator(Evaluator):
         except NASError:
             raise NASError(f"benchmark table {self.path} does not belong to space {space.name!r}: its first key "
                            f"{first[:80]!r} is not one of that space's architectures") from None
+        self.input_shape, self.num_classes = space.benchmark_input(self.dataset)  # what the table's nets saw
         self.queries = 0
         self.seen: set[str] = set()
+
+    @classmethod
+    def from_settings(cls, space: SearchSpace, settings: Mapping[str, Any], data: Any) -> TabularEvaluator:
+        if not settings.get("benchmark"):
+            raise NASError("evaluator 'tabular' needs --benchmark PATH (a NAS-Bench-201 or NATS-Bench CSV)")
+        return cls(space, settings["benchmark"], settings["dataset"])
 
     @property
     def unique_queries(self) -> int:

@@ -4,7 +4,8 @@ A predictor learns a map from architectures of any space to a scalar (accuracy, 
 archs, targets)` then `predict(space, archs)`. Predictors read architectures only through the space
 (`space.encode`, `space.graph`), so one predictor works on every space. `predict_members` returns one
 row per ensemble member (a single row for a lone model), which acquisition functions use as a
-distribution.
+distribution. A predictor that trains an ensemble of its own (`own_ensemble`, the GNN) takes an
+`ensemble` size; others are wrapped in `Ensemble`.
 """
 from __future__ import annotations
 
@@ -21,6 +22,8 @@ class Predictor(ABC):
     """Base class: fit on (architecture, target) pairs, predict targets of new architectures."""
 
     name = "predictor"
+    #: whether the constructor takes `ensemble=N` and trains N members itself (else wrap it in `Ensemble`)
+    own_ensemble = False
 
     @abstractmethod
     def fit(self, space: SearchSpace, archs: Sequence[Mapping], targets: Sequence[float]) -> Predictor:

@@ -92,6 +92,7 @@ class GNNPredictor(Predictor):
     """Directed-GIN graph neural network on the compact architecture DAG, MSE + pairwise ranking loss."""
 
     name = "gnn"
+    own_ensemble = True
 
     def __init__(self, hidden: int = 64, layers: int = 3, steps: int | None = None, batch_size: int = 128,
                  lr: float = 2e-3, weight_decay: float = 1e-4, rank_weight: float = 1.0, dropout: float = 0.0,

@@ -11,9 +11,8 @@ on one thread: OpenMP threads thrash on a small, busy machine.
 from __future__ import annotations
 
 from abc import abstractmethod
-
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -27,7 +26,7 @@ class SklearnPredictor(Predictor):
     """A scikit-learn regressor on one encoding, with standardized targets."""
 
     name = "sklearn"
-    defaults: dict[str, Any] = {}
+    defaults: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, encoding: str = "onehot", seed: int = 0, **params: Any) -> None:
         self.encoding = encoding
@@ -67,7 +66,7 @@ class RandomForestPredictor(SklearnPredictor):
     """Random forest regression on an architecture encoding."""
 
     name = "rf"
-    defaults = {"n_estimators": 500, "max_features": 0.5, "min_samples_leaf": 1}
+    defaults: ClassVar[dict[str, Any]] = {"n_estimators": 500, "max_features": 0.5, "min_samples_leaf": 1}
 
     def make_model(self) -> Any:
         from sklearn.ensemble import RandomForestRegressor
@@ -80,7 +79,8 @@ class GradientBoostingPredictor(SklearnPredictor):
     """Histogram gradient-boosted trees (LightGBM-style) on an architecture encoding."""
 
     name = "gbm"
-    defaults = {"max_iter": 400, "learning_rate": 0.05, "max_leaf_nodes": 31, "min_samples_leaf": 5}
+    defaults: ClassVar[dict[str, Any]] = {"max_iter": 400, "learning_rate": 0.05, "max_leaf_nodes": 31,
+                                          "min_samples_leaf": 5}
 
     def make_model(self) -> Any:
         from sklearn.ensemble import HistGradientBoostingRegressor
@@ -93,8 +93,8 @@ class MLPPredictor(SklearnPredictor):
     """A multi-layer perceptron regression on an architecture encoding."""
 
     name = "mlp"
-    defaults = {"hidden_layer_sizes": (128, 128), "learning_rate_init": 1e-3, "alpha": 1e-3, "max_iter": 300,
-                "batch_size": 32}
+    defaults: ClassVar[dict[str, Any]] = {"hidden_layer_sizes": (128, 128), "learning_rate_init": 1e-3,
+                                          "alpha": 1e-3, "max_iter": 300, "batch_size": 32}
 
     def make_model(self) -> Any:
         from sklearn.neural_network import MLPRegressor

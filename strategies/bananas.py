@@ -49,6 +49,12 @@ Defaults and deviations (measured on NB201 CIFAR-10, 20 seeds, 100 queries; `ben
 - batch: `batch_size` (10) architectures per round and `num_init` (10) random ones first, as the paper.
 - objectives: one. With several, the first is optimised (no multi-objective acquisition).
 Infeasible evaluations (metrics None) are remembered so they are never proposed again, and not learned.
+
+Several asks before their tells (parallel workers) take the next architectures of the current batch; the
+pending ones (asked, not told) are never proposed again, count towards the `num_init` random start and are
+not learned until told. Resume: `state()` holds everything told, the queued batch, the round count and both
+random generators' states, so a resumed search continues exactly as an uninterrupted one without
+refitting the predictors of past rounds.
 """
 from __future__ import annotations
 
@@ -59,16 +65,15 @@ import numpy as np
 
 from nas.registry import get, register_strategy
 from nas.space import Architecture, NASError
-from nas.strategy import Strategy
-from predictors.base import Predictor
+from nas.strategy import Strategy, rng_state, set_rng_state
+from predictors.base import Ensemble, Predictor
 
 
 def make_predictor(name: str, seed: int, ensemble: int, **options: Any) -> Predictor:
-    """An ensemble-capable predictor from the registry: the GNN trains its own members, others are wrapped."""
-    from predictors.base import Ensemble
-
+    """An ensemble of `ensemble` predictors from the registry: one that trains its own members
+    (`Predictor.own_ensemble`, the GNN) is asked for them, others are wrapped in `Ensemble`."""
     cls = get("predictors", name)
-    if name == "gnn":
+    if cls.own_ensemble:
         return cls(seed=seed, ensemble=ensemble, **options)
     return Ensemble(lambda s: cls(seed=s, **options), size=ensemble, seed=seed)
 
@@ -111,30 +116,54 @@ class Bananas(Strategy):
         self.np_rng = np.random.default_rng(seed)
         self.history: list[tuple[Architecture, float]] = []
         self.seen_keys: set[str] = set()  # canonical forms of every architecture told
+        self.pending: list[Architecture] = []  # asked, not yet told
         self.queue: list[Architecture] = []
         self.rounds = 0
 
     # -- ask / tell ------------------------------------------------------------------------------------------
     def ask(self) -> Architecture:
-        if len(self.seen_keys) + len(self.queue) < self.num_init or len(self.history) < 2:
-            return self._random_unseen()
-        if not self.queue:
-            self.queue = self._propose()
-        return self.queue.pop(0)
+        if len(self.seen_keys) + len(self.pending) + len(self.queue) < self.num_init or len(self.history) < 2:
+            arch = self._random_unseen()
+        else:
+            if not self.queue:
+                self.queue = self._propose()
+            arch = self.queue.pop(0)
+        self.pending.append(arch)
+        return arch
 
     def tell(self, arch: Architecture, metrics: Mapping[str, float] | None) -> None:
         arch = Architecture(arch)
         self.seen_keys.add(self.space.canonical(arch))
+        if arch in self.pending:
+            self.pending.remove(arch)
         if arch in self.queue:
             self.queue.remove(arch)
         if metrics is not None:
             self.history.append((arch, self.fitness(metrics)[0]))
 
+    def state(self) -> dict[str, Any]:
+        return {"rng": rng_state(self.rng), "np_rng": self.np_rng.bit_generator.state, "rounds": self.rounds,
+                "history": [[dict(a), f] for a, f in self.history], "seen_keys": sorted(self.seen_keys),
+                "queue": [dict(a) for a in self.queue]}
+
+    def load_state(self, state: Mapping[str, Any]) -> None:
+        set_rng_state(self.rng, state["rng"])
+        self.np_rng.bit_generator.state = state["np_rng"]
+        self.rounds = state["rounds"]
+        self.history = [(Architecture(a), f) for a, f in state["history"]]
+        self.seen_keys = set(state["seen_keys"])
+        self.queue = [Architecture(a) for a in state["queue"]]
+
     # -- internals -------------------------------------------------------------------------------------------
+    def _excluded(self) -> set[str]:
+        """Canonical forms not to propose again: those of told and of pending architectures."""
+        return self.seen_keys | {self.space.canonical(a) for a in self.pending}
+
     def _random_unseen(self) -> Architecture:
+        excluded = self._excluded()
         arch = self.space.sample(self.rng)
         for _ in range(100):
-            if self.space.canonical(arch) not in self.seen_keys and arch not in self.queue:
+            if self.space.canonical(arch) not in excluded and arch not in self.queue:
                 break
             arch = self.space.sample(self.rng)
         return arch
@@ -150,10 +179,11 @@ class Bananas(Strategy):
         batch of them, plus `num_random` random ones (module docstring)."""
         ranked = [a for a, _ in sorted(self.history, key=lambda item: -item[1])]
         pool: dict[str, Architecture] = {}
+        excluded = self._excluded()
 
         def add(arch: Architecture) -> None:
             key = self.space.canonical(arch)
-            if key not in self.seen_keys:
+            if key not in excluded:
                 pool.setdefault(key, arch)
 
         if self.candidate_rule == "neighbourhood":

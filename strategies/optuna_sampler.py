@@ -4,8 +4,11 @@ The architecture is suggested define-by-run, one `suggest_categorical` per activ
 order, so dependent choices (a layer that exists only at a given depth) become conditional parameters
 (TPE runs with `multivariate=True, group=True` for them). Ordinal choices are suggested as categorical,
 their value sets being small and not always evenly spaced.
-The study lives in an Optuna storage: the run directory's SQLite file by default, or any URL given
-(PostgreSQL to spread one search over machines), so a resumed or parallel search continues the same study.
+The study is opened in `setup(context)`: in the Optuna storage `context.storage` (`--storage`; PostgreSQL to
+spread one search over machines), by default the run directory's `study.db`, so a resumed or parallel
+search continues the same study; its trials carry the run directory as `run_id`. Used without `setup`
+(benchmark scripts), the study lives in memory. Several asks before their tells are trials running side by
+side; TPE runs with `constant_liar=True` so that it does not propose what running trials already try.
 Constraints are enforced by the search loop before evaluation: an infeasible proposal is told as a
 failed trial, which the samplers leave out of their models.
 """
@@ -13,10 +16,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from nas.registry import register_strategy
 from nas.space import Architecture
-from nas.strategy import Record, Strategy
+from nas.strategy import Record, Strategy, StrategyContext
+
+if TYPE_CHECKING:
+    import optuna
 
 
 @register_strategy("optuna")
@@ -25,8 +32,8 @@ class OptunaStrategy(Strategy):
 
     name = "optuna"
 
-    def __init__(self, space, objectives, seed: int = 0, storage: str | None = None, study_name: str = "nas",
-                 sampler: str = "auto", n_startup_trials: int = 10, run_id: str = "") -> None:
+    def __init__(self, space, objectives, seed: int = 0, study_name: str = "nas", sampler: str = "auto",
+                 n_startup_trials: int = 10) -> None:
         import warnings
 
         import optuna
@@ -37,25 +44,41 @@ class OptunaStrategy(Strategy):
         kind = sampler if sampler != "auto" else ("nsga2" if len(self.objectives) > 1 else "tpe")
         if kind == "tpe":
             self.sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=n_startup_trials,
-                                                      multivariate=True, group=True)
+                                                      multivariate=True, group=True, constant_liar=True)
         elif kind == "nsga2":
             self.sampler = optuna.samplers.NSGAIISampler(seed=seed)
         elif kind == "random":
             self.sampler = optuna.samplers.RandomSampler(seed=seed)
         else:
             raise ValueError(f"optuna sampler {sampler!r} is not one of 'auto', 'tpe', 'nsga2', 'random'")
-        self.run_id = run_id
-        self.study = self._open_study(storage, study_name)
+        self.study_name = study_name
+        self.run_id = ""
+        self._study: optuna.Study | None = None
         self.pending: dict[Architecture, list] = {}
 
-    def _open_study(self, storage: str | None, study_name: str, attempts: int = 5):
+    def setup(self, context: StrategyContext) -> None:
+        """Open the study in `context.storage`, by default the run directory's study.db."""
+        storage = context.storage
+        if storage is None and context.run_dir is not None:
+            storage = f"sqlite:///{(context.run_dir / 'study.db').resolve()}"
+        self.run_id = str(context.run_dir.resolve()) if context.run_dir is not None else ""
+        self._study = self._open_study(storage)
+
+    @property
+    def study(self) -> optuna.Study:
+        """The study `setup` opened; an in-memory one when the strategy is used without `setup`."""
+        if self._study is None:
+            self._study = self._open_study(None)
+        return self._study
+
+    def _open_study(self, storage: str | None, attempts: int = 5) -> optuna.Study:
         """Create or load the study; workers starting together may race to create the storage's tables."""
         import optuna
         from sqlalchemy.exc import IntegrityError, OperationalError
 
         for attempt in range(attempts):
             try:
-                return optuna.create_study(storage=storage, study_name=study_name, load_if_exists=True,
+                return optuna.create_study(storage=storage, study_name=self.study_name, load_if_exists=True,
                                            sampler=self.sampler, directions=[o.direction for o in self.objectives])
             except (IntegrityError, OperationalError):
                 if attempt == attempts - 1:
@@ -76,6 +99,7 @@ class OptunaStrategy(Strategy):
     def tell(self, arch: Architecture, metrics: Mapping[str, float] | None) -> None:
         import optuna
 
+        arch = Architecture(arch)
         trials = self.pending.get(arch)
         state = optuna.trial.TrialState.FAIL if metrics is None else optuna.trial.TrialState.COMPLETE
         values = None if metrics is None else [float(metrics[o.metric]) for o in self.objectives]

@@ -12,11 +12,13 @@ import pytest
 
 from conftest import REPO
 from nas import registry
-from nas.evaluate import Evaluation, Evaluator, cost_metrics
+from nas.costs import cost_metrics
+from nas.evaluate import Evaluation, Evaluator
 from nas.objectives import Constraint, parse_objectives
 from nas.runs import RunDir
 from nas.search import run_search
 from nas.space import NASError
+from nas.strategy import StrategyContext
 from search_spaces.mbconv import MBConvSpace
 
 SHAPE, CLASSES = (1, 8, 8), 10
@@ -40,12 +42,11 @@ def _search(tmp_path, name, strategy, budget, objectives="accuracy", constraints
     space = MBConvSpace("small")
     run = RunDir(tmp_path / name) if (tmp_path / name).exists() else RunDir.create(
         tmp_path / name, {"space": "mbconv", "strategy": strategy, "settings": {}})
-    if strategy == "optuna":
-        options.setdefault("storage", f"sqlite:///{tmp_path / name / 'study.db'}")
     objs = parse_objectives(objectives)
     strat = registry.get("strategies", strategy)(space, objs, seed=3, **options)
     evaluator = CostScore(space)
-    result = run_search(run, space, strat, evaluator, budget, SHAPE, CLASSES, objs, constraints, progress=False)
+    context = StrategyContext(space, objs, 3, budget, SHAPE, CLASSES, run_dir=run.path, progress=False)
+    result = run_search(run, strat, evaluator, context, constraints)
     return result, evaluator
 
 
