@@ -1,35 +1,52 @@
-"""Stand-alone training and evaluation on in-memory tensors.
+"""One training loop for stand-alone networks, supernets (SPOS) and BossNAS's blocks, with hooks.
 
-The recipe (documented defaults): SGD with Nesterov momentum 0.9 (or AdamW), a linear warm-up then a
-cosine schedule stepped per batch, label smoothing 0.1, weight decay off BatchNorm and biases, and
-batched augmentation suited to the data ("auto": random shifts for digits, shifts plus horizontal flips
-for natural and clothing images, none for arrays and synthetic data). After training, BatchNorm running
-statistics are recalibrated on training batches with the final weights (as Once-for-All does for subnets):
-with the few epochs a search affords, the running averages otherwise lag the weights. Runs on CUDA with bfloat16 autocast
-when a GPU is present, on all CPU threads otherwise. Deterministic for a seed on the CPU.
+`Trainer.fit(step, modules, x, y)` owns what every loop shares: the seeded batch order over in-memory
+tensors, batched augmentation, gradient accumulation, the optimizer (`nas.optim`: SGD, AdamW, LARS) and its
+warm-up + cosine schedule stepped per optimizer step, autocast, progress, epochs, resuming at an epoch
+boundary, and the `Runtime` (device, rank, world size; a batch is split over the ranks and gradients are
+averaged across them when torch.distributed is initialised). What a step minimises is the hook: `step(batch,
+scale)` runs forward and backward of one micro-batch. `supervised_step` makes one from a forward function and
+a loss (`CrossEntropy`; `Distillation` from a teacher's logits, as N2N and Once-for-All train students);
+BossNAS passes its ensemble-bootstrapping step. `bn_recalibration` re-estimates BatchNorm statistics (for
+stand-alone models after training, for supernet paths before rating them).
+
+The stand-alone recipe (`train_and_evaluate`, documented defaults): SGD with Nesterov momentum 0.9 (or
+AdamW), a linear warm-up then a cosine schedule stepped per batch, label smoothing 0.1, weight decay off
+BatchNorm and biases, and batched augmentation suited to the data ("auto": random shifts for digits, shifts
+plus horizontal flips for natural and clothing images, none for arrays and synthetic data). After training,
+BatchNorm running statistics are recalibrated on training batches with the final weights (as Once-for-All
+does for subnets): with the few epochs a search affords, the running averages otherwise lag the weights. Runs
+on CUDA with bfloat16 autocast when a GPU is present, on all CPU threads otherwise. Deterministic for a seed
+on the CPU.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import time
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from nas.data import TensorData
+from nas.optim import OPTIMIZERS, lr_at, make_optimizer
+from nas.space import NASError, one_of
 
 AUGMENT_BY_DATASET = {"digits": "shift", "fashion_mnist": "shift+flip", "cifar10": "shift+flip",
                       "image_folder": "shift+flip"}
+AUGMENTS = ("auto", "none", "shift", "shift+flip")
 
 
 @dataclass
 class TrainConfig:
-    epochs: int = 5
+    epochs: float = 5
     batch_size: int = 128
-    optimizer: str = "sgd"  # sgd | adamw
+    optimizer: str = "sgd"  # sgd | adamw | lars
     lr: float = 0.05
     momentum: float = 0.9
     weight_decay: float = 4e-5
@@ -41,16 +58,21 @@ class TrainConfig:
     amp: bool = True  # bfloat16 autocast on CUDA
     num_threads: int = 0  # 0: all cores
     bn_calibration_batches: int = 10  # 0: keep the running statistics of training
+    accumulate: int = 1  # micro-batches per optimizer step
+    lars_eta: float = 0.001
 
     def __post_init__(self) -> None:
-        from nas.space import NASError
+        if self.optimizer not in OPTIMIZERS:
+            raise NASError(f"optimizer {self.optimizer!r} is not one of {one_of(OPTIMIZERS)}")
+        if self.augment not in AUGMENTS:
+            raise NASError(f"augment {self.augment!r} is not one of {one_of(AUGMENTS)}")
+        if self.epochs <= 0 or self.batch_size < 1 or self.accumulate < 1:
+            raise NASError(f"epochs ({self.epochs}) must be positive, batch size ({self.batch_size}) and "
+                           f"accumulate ({self.accumulate}) at least 1")
 
-        if self.optimizer not in ("sgd", "adamw"):
-            raise NASError(f"optimizer {self.optimizer!r} is not one of 'sgd', 'adamw'")
-        if self.augment not in ("auto", "none", "shift", "shift+flip"):
-            raise NASError(f"augment {self.augment!r} is not one of 'auto', 'none', 'shift', 'shift+flip'")
-        if self.epochs < 1 or self.batch_size < 1:
-            raise NASError(f"epochs ({self.epochs}) and batch size ({self.batch_size}) must be at least 1")
+    def augment_mode(self, dataset: str) -> str:
+        """The augmentation for a dataset: "auto" picks by its name."""
+        return AUGMENT_BY_DATASET.get(dataset, "none") if self.augment == "auto" else self.augment
 
 
 @dataclass
@@ -66,6 +88,43 @@ def resolve_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
+@dataclass(frozen=True)
+class Runtime:
+    """Where a training loop runs: its device, and for data-parallel training this process's rank among
+    `world_size` processes (torchrun sets RANK and WORLD_SIZE). Rank 0 is the main process: it shows progress
+    and writes checkpoints."""
+
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    rank: int = 0
+    world_size: int = 1
+
+    @classmethod
+    def create(cls, device: str = "auto") -> Runtime:
+        rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+        if world > 1 and device in ("auto", "cuda") and torch.cuda.is_available():
+            return cls(torch.device("cuda", int(os.environ.get("LOCAL_RANK", rank))), rank, world)
+        return cls(resolve_device(device), rank, world)
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def shard(self, index: torch.Tensor) -> torch.Tensor:
+        """This rank's share of a batch's indices."""
+        return index[self.rank::self.world_size] if self.world_size > 1 else index
+
+    def average_gradients(self, parameters: Sequence[nn.Parameter]) -> None:
+        """Average the gradients across the ranks (a no-op for one process)."""
+        if self.world_size == 1 or not torch.distributed.is_initialized():
+            return
+        for p in parameters:
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+            torch.distributed.all_reduce(p.grad)
+            p.grad.div_(self.world_size)
+
+
+# -- augmentation ----------------------------------------------------------------------------------------
 def random_shift(x: torch.Tensor, pad: int, generator: torch.Generator) -> torch.Tensor:
     """Per-sample random translation by up to `pad` pixels (pad-and-crop), vectorised over the batch."""
     n, _, h, w = x.shape
@@ -93,112 +152,252 @@ def resize_inputs(x: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
     if tuple(x.shape[1:]) == tuple(shape):
         return x
     if x.dim() != 4 or x.shape[1] != shape[0]:
-        from nas.space import NASError
-
         raise NASError(f"data of shape {tuple(x.shape[1:])} cannot feed a model expecting {tuple(shape)}")
     return F.interpolate(x, size=tuple(shape[1:]), mode="bilinear", align_corners=False)
 
 
-def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """Weight decay on weights of conv/linear layers only, not on BatchNorm parameters and biases."""
-    decay, no_decay = [], []
-    for p in model.parameters():
-        if p.requires_grad:
-            (decay if p.dim() > 1 else no_decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+# -- BatchNorm statistics ----------------------------------------------------------------------------------
+def batchnorms(*modules: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
+    return list({id(m): m for module in modules for m in module.modules()
+                 if isinstance(m, nn.modules.batchnorm._BatchNorm)}.values())
 
 
-def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
-    groups = parameter_groups(model, config.weight_decay)
-    if config.optimizer == "adamw":
-        return torch.optim.AdamW(groups, lr=config.lr)
-    return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum, nesterov=True)
-
-
-def lr_at(step: int, total: int, warmup: int, base: float) -> float:
-    if step < warmup:
-        return base * (step + 1) / warmup
-    progress = (step - warmup) / max(1, total - warmup)
-    return base * 0.5 * (1 + math.cos(math.pi * progress))
+@contextlib.contextmanager
+def bn_recalibration(*modules: nn.Module) -> Iterator[None]:
+    """Inside: every BatchNorm of `modules` has reset statistics, averages cumulatively (momentum None) and is
+    in training mode, so forward passes re-estimate its statistics; after: the old momentum, eval mode."""
+    norms = batchnorms(*modules)
+    momenta = [bn.momentum for bn in norms]
+    for bn in norms:
+        bn.reset_running_stats()
+        bn.momentum = None
+        bn.train()
+    try:
+        yield
+    finally:
+        for bn, momentum in zip(norms, momenta):
+            bn.momentum = momentum
+            bn.eval()
 
 
 @torch.no_grad()
 def recalibrate_batchnorm(model: nn.Module, x: torch.Tensor, batch_size: int, batches: int,
-                          generator: torch.Generator | None = None) -> None:
-    """Reset BatchNorm running statistics and re-estimate them (cumulative average) on `batches` batches."""
-    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    if not norms or batches < 1:
+                          generator: torch.Generator | None = None,
+                          forward: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:
+    """Re-estimate BatchNorm statistics on `batches` random batches of `x` (through `forward`, else `model`)."""
+    if not batchnorms(model) or batches < 1:
         return
-    saved = [m.momentum for m in norms]
-    for m in norms:
-        m.reset_running_stats()
-        m.momentum = None  # cumulative moving average
-    model.train()
     order = torch.randperm(len(x), generator=generator)[: batches * batch_size].to(x.device)
-    for i in range(0, len(order), batch_size):
-        if len(order[i:i + batch_size]) > 1:
-            model(x[order[i:i + batch_size]])
-    for m, momentum in zip(norms, saved):
-        m.momentum = momentum
+    with bn_recalibration(model):
+        for i in range(0, len(order), batch_size):
+            if len(order[i:i + batch_size]) > 1:
+                (forward or model)(x[order[i:i + batch_size]])
 
 
-def _autocast(device: torch.device, amp: bool):
-    enabled = amp and device.type == "cuda"
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
+def autocast(device: torch.device, amp: bool = True) -> contextlib.AbstractContextManager:
+    """bfloat16 autocast on CUDA when `amp`; nothing elsewhere."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp and device.type == "cuda")
 
 
+# -- the loop ------------------------------------------------------------------------------------------------
+@dataclass
+class Batch:
+    """One micro-batch: inputs (augmented), labels (None for self-supervised training), its index within the
+    epoch, the epoch and the epoch's random generator."""
+
+    x: torch.Tensor
+    y: torch.Tensor | None
+    index: int
+    epoch: int
+    generator: torch.Generator
+
+
+#: forward and backward of one micro-batch, the loss scaled by the given factor; returns the unscaled loss
+StepFn = Callable[[Batch, float], float]
+
+
+@dataclass
+class TrainProgress:
+    """Where a `fit` stands (and where a resumed one starts): optimizer steps and finished epochs."""
+
+    step: int = 0
+    epoch: int = 0
+    epoch_losses: list[float] = field(default_factory=list)  # mean micro-batch loss of each finished epoch
+
+
+class Trainer:
+    """The training loop (module docstring); `config` gives batch size, optimizer, schedule, augmentation."""
+
+    def __init__(self, config: TrainConfig, runtime: Runtime | None = None, progress: bool = False,
+                 desc: str = "train") -> None:
+        self.config = config
+        self.runtime = runtime or Runtime.create(config.device)
+        self.progress = progress and self.runtime.is_main
+        self.desc = desc
+
+    def optimizer(self, modules: Sequence[nn.Module]) -> torch.optim.Optimizer:
+        c = self.config
+        return make_optimizer(modules, c.optimizer, c.lr, c.weight_decay, c.momentum, lars_eta=c.lars_eta)
+
+    def steps_per_epoch(self, samples: int) -> int:
+        return max(1, math.ceil(samples / self.config.batch_size) // self.config.accumulate)
+
+    def fit(self, step: StepFn, modules: Sequence[nn.Module], x: torch.Tensor, y: torch.Tensor | None = None, *,
+            total_steps: int | None = None, augment: str = "none", state: TrainProgress | None = None,
+            optimizer_state: dict | None = None, epoch_generator: Callable[[int], torch.Generator] | None = None,
+            also_train: Sequence[nn.Module] = (), after_step: Callable[[int, int], None] | None = None,
+            on_epoch_end: Callable[[TrainProgress, torch.optim.Optimizer, bool], None] | None = None) -> TrainProgress:
+        """Train `modules`' parameters with `step` on `x` (and `y`) for `config.epochs` epochs, or `total_steps`
+        optimizer steps (`also_train`: modules not optimized but in training mode too, e.g. an EMA target
+        network); `after_step(step, total)` follows every optimizer step (e.g. an EMA update),
+        `on_epoch_end(progress, optimizer, last)` every epoch (checkpoints). Batch order and augmentation come
+        from one generator seeded with `config.seed`, or from `epoch_generator(epoch)` per epoch; a resumed
+        run (`state`, `optimizer_state` from an epoch end) continues exactly."""
+        c, runtime = self.config, self.runtime
+        per_epoch = self.steps_per_epoch(len(x))
+        total = total_steps if total_steps is not None else max(1, round(c.epochs * per_epoch))
+        warmup = round(c.warmup_epochs * per_epoch)
+        epochs = math.ceil(total / per_epoch)
+        optimizer = self.optimizer(modules)
+        if optimizer_state is not None:
+            optimizer.load_state_dict(optimizer_state)
+        params = [p for group in optimizer.param_groups for p in group["params"]]
+        progress = state or TrainProgress()
+        shared = torch.Generator().manual_seed(c.seed)
+        from tqdm.auto import tqdm
+
+        for epoch in range(progress.epoch, epochs):
+            for module in (*modules, *also_train):
+                module.train()
+            g = epoch_generator(epoch) if epoch_generator else shared
+            order = torch.randperm(len(x), generator=g).to(x.device)
+            losses, micro = [], 0
+            starts = range(0, len(order), c.batch_size)
+            bar = tqdm(starts, desc=f"{self.desc} epoch {epoch + 1}/{epochs}", disable=not self.progress, leave=False)
+            for i in bar:
+                if progress.step >= total:
+                    break
+                index = runtime.shard(order[i:i + c.batch_size])
+                if len(index) < 2:  # BatchNorm needs at least two samples
+                    continue
+                xb = augment_batch(x[index], augment, g)
+                with autocast(runtime.device, c.amp):
+                    losses.append(step(Batch(xb, None if y is None else y[index], i // c.batch_size, epoch, g),
+                                       1.0 / c.accumulate))
+                micro += 1
+                if micro % c.accumulate:
+                    continue
+                runtime.average_gradients(params)
+                for group in optimizer.param_groups:
+                    group["lr"] = lr_at(progress.step, total, warmup, c.lr)
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+                progress.step += 1
+                if after_step is not None:
+                    after_step(progress.step - 1, total)
+                bar.set_postfix(loss=f"{losses[-1]:.3f}")
+            optimizer.zero_grad(set_to_none=True)
+            progress.epoch = epoch + 1
+            progress.epoch_losses.append(sum(losses) / max(1, len(losses)))
+            if on_epoch_end is not None:
+                on_epoch_end(progress, optimizer, epoch + 1 == epochs)
+        return progress
+
+
+# -- what a step minimises -------------------------------------------------------------------------------------
+class CrossEntropy:
+    """Cross-entropy on the labels, with label smoothing."""
+
+    def __init__(self, label_smoothing: float = 0.0) -> None:
+        self.label_smoothing = label_smoothing
+
+    def __call__(self, logits: torch.Tensor, batch: Batch) -> torch.Tensor:
+        return F.cross_entropy(logits, batch.y, label_smoothing=self.label_smoothing)
+
+
+class Distillation:
+    """Distillation from a teacher's logits on the same (augmented) inputs.
+
+    `kind="mse"`: the mean squared error between student and teacher logits, no labels (N2N, Ashok et al. 2018,
+    as its code); `kind="kl"`: Hinton et al.'s temperature-softened KL divergence times T^2. `alpha` mixes in
+    the label cross-entropy: loss = alpha * CE + (1 - alpha) * distillation (0: distillation only)."""
+
+    KINDS = ("mse", "kl")
+
+    def __init__(self, teacher: Callable[[torch.Tensor], torch.Tensor], kind: str = "kl", temperature: float = 4.0,
+                 alpha: float = 0.0, label_smoothing: float = 0.0) -> None:
+        if kind not in self.KINDS:
+            raise NASError(f"distillation kind {kind!r} is not one of {one_of(self.KINDS)}")
+        self.teacher, self.kind, self.temperature, self.alpha = teacher, kind, temperature, alpha
+        self.ce = CrossEntropy(label_smoothing)
+
+    def __call__(self, logits: torch.Tensor, batch: Batch) -> torch.Tensor:
+        with torch.no_grad():
+            target = self.teacher(batch.x).float()
+        logits = logits.float()
+        if self.kind == "mse":
+            loss = F.mse_loss(logits, target)
+        else:
+            t = self.temperature
+            loss = F.kl_div(F.log_softmax(logits / t, 1), F.log_softmax(target / t, 1), log_target=True,
+                            reduction="batchmean") * t * t
+        return loss if not self.alpha else self.alpha * self.ce(logits, batch) + (1 - self.alpha) * loss
+
+
+def supervised_step(forward: Callable[[Batch], torch.Tensor],
+                    loss: Callable[[torch.Tensor, Batch], torch.Tensor]) -> StepFn:
+    """A step that computes `loss(forward(batch), batch)` and back-propagates it."""
+
+    def step(batch: Batch, scale: float) -> float:
+        value = loss(forward(batch), batch)
+        (value * scale).backward()
+        return value.detach().item()
+
+    return step
+
+
+# -- stand-alone training --------------------------------------------------------------------------------------
 @torch.no_grad()
-def evaluate_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 512,
-                      device: torch.device | None = None, amp: bool = True) -> float:
-    device = device or next(model.parameters()).device
-    model.eval()
+def evaluate_accuracy(model: nn.Module | Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, y: torch.Tensor,
+                      batch_size: int = 512, device: torch.device | None = None, amp: bool = True) -> float:
+    """Top-1 (%) of `model` (a module, put in eval mode, or any forward function) on `x`, `y`."""
+    if isinstance(model, nn.Module):
+        device = device or next(model.parameters()).device
+        model.eval()
+    device = device or x.device
     correct = 0
     for i in range(0, len(x), batch_size):
         xb = x[i:i + batch_size].to(device, non_blocking=True)
-        with _autocast(device, amp):
+        with autocast(device, amp):
             logits = model(xb)
-        correct += (logits.argmax(1).cpu() == y[i:i + batch_size]).sum().item()
+        correct += (logits.argmax(1).cpu() == y[i:i + batch_size].cpu()).sum().item()
     return 100.0 * correct / max(1, len(x))
 
 
-def train_and_evaluate(model: nn.Module, data: TensorData, config: TrainConfig,
-                       input_shape: tuple[int, ...] | None = None) -> TrainResult:
-    """Train `model` on `data.x_train` with `config`, then return its validation top-1."""
-    start = time.perf_counter()
-    if config.num_threads:
-        torch.set_num_threads(config.num_threads)
+def use_all_threads(num_threads: int = 0) -> None:
+    """`num_threads` torch threads, or every core when 0."""
+    if num_threads:
+        torch.set_num_threads(num_threads)
     elif torch.get_num_threads() < (os.cpu_count() or 1):
         torch.set_num_threads(os.cpu_count() or 1)
-    device = resolve_device(config.device)
+
+
+def train_and_evaluate(model: nn.Module, data: TensorData, config: TrainConfig,
+                       input_shape: tuple[int, ...] | None = None, loss: Any = None) -> TrainResult:
+    """Train `model` on `data.x_train` with `config` (cross-entropy, or the given loss hook), recalibrate its
+    BatchNorm statistics, and return its validation top-1."""
+    start = time.perf_counter()
+    use_all_threads(config.num_threads)
+    trainer = Trainer(config)
+    device = trainer.runtime.device
     shape = input_shape or data.sample_shape
     x_train, x_val = resize_inputs(data.x_train, shape), resize_inputs(data.x_val, shape)
     x_train, y_train = x_train.to(device), data.y_train.to(device)
-    mode = AUGMENT_BY_DATASET.get(data.name, "none") if config.augment == "auto" else config.augment
+    model.to(device)
+    step = supervised_step(lambda batch: model(batch.x), loss or CrossEntropy(config.label_smoothing))
     generator = torch.Generator().manual_seed(config.seed)
-    model.to(device).train()
-    optimizer = make_optimizer(model, config)
-    steps_per_epoch = max(1, math.ceil(len(x_train) / config.batch_size))
-    total = config.epochs * steps_per_epoch
-    warmup = int(config.warmup_epochs * steps_per_epoch)
-    step, epoch_loss = 0, 0.0
-    for _ in range(config.epochs):
-        order = torch.randperm(len(x_train), generator=generator).to(device)
-        losses = torch.zeros((), device=device)
-        for i in range(0, len(order), config.batch_size):
-            idx = order[i:i + config.batch_size]
-            if len(idx) < 2:  # BatchNorm needs at least two samples
-                continue
-            xb = augment_batch(x_train[idx], mode, generator)
-            for group in optimizer.param_groups:
-                group["lr"] = lr_at(step, total, warmup, config.lr)
-            with _autocast(device, config.amp):
-                loss = F.cross_entropy(model(xb), y_train[idx], label_smoothing=config.label_smoothing)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            losses += loss.detach()
-            step += 1
-        epoch_loss = losses.item() / steps_per_epoch
+    progress = trainer.fit(step, [model], x_train, y_train, augment=config.augment_mode(data.name),
+                           epoch_generator=lambda epoch: generator)
     recalibrate_batchnorm(model, x_train, config.batch_size, config.bn_calibration_batches, generator)
     accuracy = evaluate_accuracy(model, x_val, data.y_val, device=device, amp=config.amp)
-    return TrainResult(accuracy, epoch_loss, time.perf_counter() - start)
+    return TrainResult(accuracy, progress.epoch_losses[-1], time.perf_counter() - start)

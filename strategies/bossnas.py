@@ -54,16 +54,42 @@ from pathlib import Path as FilePath
 import torch
 from torch import nn
 
+from nas.blockwise import BlockSpace, Path
 from nas.registry import register_strategy
 from nas.space import NASError, one_of
 from nas.strategy import SearchContext, SearchOutcome, SupernetStrategy
-from nas.blockwise import BlockSpace, Path
 from nas.supernet import BlockSupernet
-from nas.train import AUGMENT_BY_DATASET, lr_at, resize_inputs, resolve_device
-from strategies.bossnas_parts import (LARS, BlockNeck, augment_views, cosine_loss, ema_update, ensemble_target,
-                                      lars_groups, momentum_at, predictor)
-from strategies.bossnas_rating import (BlockRater, Nets, arch_loss, entries_of, evolve, from_json, plot_ratings,
-                                       rate_jointly, state_after, to_json)
+from nas.train import (
+    AUGMENT_BY_DATASET,
+    Batch,
+    StepFn,
+    TrainConfig,
+    Trainer,
+    TrainProgress,
+    resize_inputs,
+    resolve_device,
+)
+from strategies.bossnas_parts import (
+    BlockNeck,
+    augment_views,
+    cosine_loss,
+    ema_update,
+    ensemble_target,
+    momentum_at,
+    predictor,
+)
+from strategies.bossnas_rating import (
+    BlockRater,
+    Nets,
+    arch_loss,
+    entries_of,
+    evolve,
+    from_json,
+    plot_ratings,
+    rate_jointly,
+    state_after,
+    to_json,
+)
 
 __all__ = ["BossNAS", "BossNASConfig", "PRESETS", "plot_ratings"]
 
@@ -299,89 +325,72 @@ class BossNAS(SupernetStrategy):
         return state["optimizer"]
 
     # -- training -------------------------------------------------------------------------------------
-    def _paths_loss(self, block: int, x: torch.Tensor, prefix: Sequence[Path], paths: Sequence[Path],
-                    g: torch.Generator, scale: float) -> float:
-        """Forward/backward of one batch over the sampled paths (after `prefix`) with the ensemble target;
-        the mean loss."""
-        prefix = list(prefix)
-        views = [(self._view(x, g, 1.0), self._view(x, g, 0.1)) for _ in paths]
-        amp = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda")
+    def _step(self, block: int, prefixes: Sequence[tuple[Path, ...]]) -> StepFn:
+        """One micro-batch of block `block`: the entry states take turns; `num_paths` candidates are sampled
+        without replacement, each with its own pair of views; every path's loss against the ensemble target is
+        back-propagated (the gradients add up, as the official `multipath_batch_processor`)."""
+        cfg = self.config
+        candidates = [self.online.candidates(block, state_after(self.online, p)) for p in prefixes]
         neck_t, neck_o, pred = self.necks_target[block], self.necks_online[block], self.predictors[block]
-        with torch.no_grad(), amp:
-            t1 = ensemble_target(neck_t(self.target.forward_paths(v1, prefix + [p])).float()
-                                 for p, (v1, _) in zip(paths, views))
-            t2 = ensemble_target(neck_t(self.target.forward_paths(v2, prefix + [p])).float()
-                                 for p, (_, v2) in zip(paths, views))
-        total = 0.0
-        for p, (v1, v2) in zip(paths, views):
-            with amp:
+        rngs: dict[int, random.Random] = {}
+
+        def step(batch: Batch, scale: float) -> float:
+            rng = rngs.setdefault(batch.epoch, random.Random(f"{self.seed}-{block}-{batch.epoch}"))
+            j = batch.index % len(prefixes)
+            prefix = list(prefixes[j])
+            paths = rng.sample(candidates[j], min(cfg.num_paths, len(candidates[j])))
+            views = [(self._view(batch.x, batch.generator, 1.0), self._view(batch.x, batch.generator, 0.1))
+                     for _ in paths]
+            with torch.no_grad():
+                t1 = ensemble_target(neck_t(self.target.forward_paths(v1, prefix + [p])).float()
+                                     for p, (v1, _) in zip(paths, views))
+                t2 = ensemble_target(neck_t(self.target.forward_paths(v2, prefix + [p])).float()
+                                     for p, (_, v2) in zip(paths, views))
+            total = 0.0
+            for p, (v1, v2) in zip(paths, views):
                 o1 = pred(neck_o(self.online.forward_paths(v1, prefix + [p]))).float()
                 o2 = pred(neck_o(self.online.forward_paths(v2, prefix + [p]))).float()
-            loss = cosine_loss(o1, t2) + cosine_loss(o2, t1)
-            (loss * scale).backward()
-            total += loss.item()
-        return total / len(paths)
+                loss = cosine_loss(o1, t2) + cosine_loss(o2, t1)
+                (loss * scale).backward()
+                total += loss.item()
+            return total / len(paths)
+
+        return step
 
     def _train_block(self, block: int, optimizer_state: dict | None) -> None:
-        from tqdm.auto import tqdm
-
+        """Train block `block` from every entry state in `prefixes` (a block's worth of LARS steps each), with
+        the target network following by EMA (momentum from `base_momentum` to 1, restarted per block)."""
         cfg = self.config
-        start = time.perf_counter()
+        clock = [time.perf_counter()]
         if len(self.train_seconds) <= block:
             self.train_seconds.append(0.0)
         prefixes = self.prefixes(block)
-        candidates = [self.online.candidates(block, state_after(self.online, p)) for p in prefixes]
-        modules = [self.online, self.necks_online[block], self.predictors[block]]
-        optimizer = LARS(lars_groups(modules, cfg.weight_decay), lr=cfg.lr, momentum=cfg.lars_momentum,
-                         eta=cfg.lars_eta)
-        if optimizer_state is not None:
-            optimizer.load_state_dict(optimizer_state)
-        micro_per_epoch = math.ceil(len(self.x_train) / cfg.batch_size)
-        steps_per_epoch = max(1, micro_per_epoch // cfg.accumulate)
-        total = max(1, round(cfg.epochs_per_block * steps_per_epoch * len(prefixes)))  # each state a block's worth
-        warmup = round(cfg.warmup_epochs * steps_per_epoch)
-        epochs = math.ceil(total / steps_per_epoch)
-        step = self.progress["step"]
+        trainer = Trainer(TrainConfig(epochs=cfg.epochs_per_block, batch_size=cfg.batch_size, optimizer="lars",
+                                      lr=cfg.lr, momentum=cfg.lars_momentum, weight_decay=cfg.weight_decay,
+                                      warmup_epochs=cfg.warmup_epochs, augment="none", seed=self.seed,
+                                      device=cfg.device, accumulate=cfg.accumulate, lars_eta=cfg.lars_eta),
+                          progress=self.context.progress, desc=f"block {block}")
+        total = max(1, round(cfg.epochs_per_block * trainer.steps_per_epoch(len(self.x_train)) * len(prefixes)))
         online_pair = nn.ModuleList([self.online, self.necks_online[block]])
         target_pair = nn.ModuleList([self.target, self.necks_target[block]])
-        for epoch in range(self.progress["epoch"], epochs):
-            for m in (*modules, self.target, self.necks_target[block]):
-                m.train()
-            g = torch.Generator().manual_seed(hash((self.seed, block, epoch)) % 2**31)
-            rng = random.Random(f"{self.seed}-{block}-{epoch}")
-            order = torch.randperm(len(self.x_train), generator=g).to(self.device)
-            epoch_losses, micro = [], 0
-            bar = tqdm(range(0, len(order), cfg.batch_size), desc=f"block {block} epoch {epoch + 1}/{epochs}",
-                       disable=not self.context.progress, leave=False)
-            for i in bar:
-                if step >= total:
-                    break
-                idx = order[i:i + cfg.batch_size]
-                if len(idx) < 2:
-                    continue
-                j = (i // cfg.batch_size) % len(prefixes)  # the entry states take turns
-                paths = rng.sample(candidates[j], min(cfg.num_paths, len(candidates[j])))
-                epoch_losses.append(self._paths_loss(block, self.x_train[idx], prefixes[j], paths, g,
-                                                     1.0 / cfg.accumulate))
-                micro += 1
-                if micro % cfg.accumulate:
-                    continue
-                for group in optimizer.param_groups:
-                    group["lr"] = lr_at(step, total, warmup, cfg.lr)
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
-                ema_update(target_pair, online_pair, momentum_at(step, total, cfg.base_momentum))
-                step += 1
-                bar.set_postfix(loss=f"{epoch_losses[-1]:.3f}")
-            optimizer.zero_grad(set_to_none=True)
-            self.losses[block].append(sum(epoch_losses) / max(1, len(epoch_losses)))
-            self.progress.update(epoch=epoch + 1, step=step)
-            self.train_seconds[block] += time.perf_counter() - start
-            start = time.perf_counter()
-            last = epoch + 1 == epochs
-            if not last and cfg.rating_interval and (epoch + 1) % cfg.rating_interval == 0:
-                self._rate_block(block, suffix=f"_ep{epoch + 1}")
+
+        def after_step(step: int, total: int) -> None:
+            ema_update(target_pair, online_pair, momentum_at(step, total, cfg.base_momentum))
+
+        def on_epoch_end(progress: TrainProgress, optimizer: torch.optim.Optimizer, last: bool) -> None:
+            self.progress.update(epoch=progress.epoch, step=progress.step)
+            self.train_seconds[block] += time.perf_counter() - clock[0]
+            clock[0] = time.perf_counter()
+            if not last and cfg.rating_interval and progress.epoch % cfg.rating_interval == 0:
+                self._rate_block(block, suffix=f"_ep{progress.epoch}")
             self._save(None if last else optimizer)
+
+        state = TrainProgress(self.progress["step"], self.progress["epoch"], self.losses[block])
+        trainer.fit(self._step(block, prefixes), [self.online, self.necks_online[block], self.predictors[block]],
+                    self.x_train, total_steps=total, state=state, optimizer_state=optimizer_state,
+                    also_train=[self.target, self.necks_target[block]], after_step=after_step,
+                    on_epoch_end=on_epoch_end,
+                    epoch_generator=lambda epoch: torch.Generator().manual_seed(hash((self.seed, block, epoch)) % 2**31))
 
     # -- rating ---------------------------------------------------------------------------------------
     def _rater(self, block: int, prefix: Sequence[Path], nets: Nets | None = None) -> BlockRater:

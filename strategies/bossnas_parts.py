@@ -1,13 +1,12 @@
-"""Building blocks of BossNAS's ensemble bootstrapping (Li et al. 2021): LARS, the schedules, batched view
-augmentation, the per-block projector/predictor heads, the ensemble target, the loss and BN recalibration.
+"""Building blocks of BossNAS's ensemble bootstrapping (Li et al. 2021): the target momentum schedule and EMA,
+batched view augmentation, the per-block projector/predictor heads, the ensemble target and the loss (LARS is
+in `nas.optim`, BN recalibration in `nas.train`).
 
 Deviations from the official code (changlin31/BossNAS), named here:
 - Views are made by batched tensor ops on small in-memory images (random resized crop with aspect jitter,
   horizontal flip where the data allows it, brightness/contrast jitter with p 0.8, grayscale p 0.2 for
   colour images, a 3x3 Gaussian blur with p 1.0 / 0.1 on views 1 / 2) instead of the PIL BYOL pipeline;
   solarisation (p 0 / 0.2) is left out because the images are standardised, not in [0, 1].
-- BN recalibration resets the running statistics and uses a cumulative average (momentum None) over the
-  given batch, where the official code uses momentum 1 on one batch (the same for a single batch).
 """
 from __future__ import annotations
 
@@ -17,56 +16,6 @@ from collections.abc import Iterable
 import torch
 import torch.nn.functional as F
 from torch import nn
-
-BN_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d)
-
-
-class LARS(torch.optim.Optimizer):
-    """Layer-wise adaptive rate scaling (You et al. 2017) as used by BYOL/BossNAS (OpenSelfSup's LARS).
-
-    For a parameter group with `lars_exclude` False: local_lr = eta * ||w|| / (||g|| + wd * ||w||) (1 when
-    either norm is zero), the step is lr * local_lr * (g + wd * w), fed through heavy-ball momentum.
-    Groups with `lars_exclude` True (BatchNorm weights and biases) take plain SGD with momentum, no decay.
-    """
-
-    def __init__(self, params: Iterable, lr: float, momentum: float = 0.9, weight_decay: float = 0.0,
-                 eta: float = 0.001) -> None:
-        defaults = dict(lr=lr, momentum=momentum, weight_decay=weight_decay, eta=eta, lars_exclude=False)
-        super().__init__(params, defaults)
-
-    @torch.no_grad()
-    def step(self, closure=None):  # noqa: ANN001, ANN201 - torch optimizer protocol
-        for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                d_p = p.grad
-                if not group["lars_exclude"]:
-                    wd = group["weight_decay"]
-                    w_norm, g_norm = torch.linalg.vector_norm(p), torch.linalg.vector_norm(d_p)
-                    trust = torch.where((w_norm > 0) & (g_norm > 0),
-                                        group["eta"] * w_norm / (g_norm + wd * w_norm), torch.ones_like(w_norm))
-                    d_p = (d_p + wd * p) * trust
-                d_p = d_p * group["lr"]
-                state = self.state[p]
-                if "momentum_buffer" not in state:
-                    state["momentum_buffer"] = d_p.clone()
-                else:
-                    state["momentum_buffer"].mul_(group["momentum"]).add_(d_p)
-                p.sub_(state["momentum_buffer"])
-
-
-def lars_groups(modules: Iterable[nn.Module], weight_decay: float) -> list[dict]:
-    """Weights get decay and LARS scaling; biases and BatchNorm parameters (1-d tensors) are excluded."""
-    scaled, excluded, seen = [], [], set()
-    for module in modules:
-        for p in module.parameters():
-            if p.requires_grad and id(p) not in seen:
-                seen.add(id(p))
-                (scaled if p.dim() > 1 else excluded).append(p)
-    return [{"params": scaled, "weight_decay": weight_decay},
-            {"params": excluded, "weight_decay": 0.0, "lars_exclude": True}]
-
 
 def momentum_at(step: int, total: int, base: float) -> float:
     """BYOL's target momentum: a cosine from `base` at step 0 to 1.0 at step `total` (restarted per block)."""
@@ -187,27 +136,3 @@ def ensemble_target(projections: Iterable[torch.Tensor]) -> torch.Tensor:
 def cosine_loss(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """-2 * cos(prediction, target), averaged over the batch (the official LatentPredictHead)."""
     return -2.0 * (F.normalize(prediction, dim=1) * F.normalize(target, dim=1)).sum(1).mean()
-
-
-def bn_modules(*modules: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
-    return [m for module in modules for m in module.modules() if isinstance(m, BN_TYPES)]
-
-
-class BNRecalibration:
-    """Context: reset every BN's running stats, cumulative averaging while inside, the old momentum after."""
-
-    def __init__(self, *modules: nn.Module) -> None:
-        self.bns = bn_modules(*modules)
-        self.momenta = [bn.momentum for bn in self.bns]
-
-    def __enter__(self) -> BNRecalibration:
-        for bn in self.bns:
-            bn.reset_running_stats()
-            bn.momentum = None
-            bn.train()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for bn, momentum in zip(self.bns, self.momenta):
-            bn.momentum = momentum
-            bn.eval()

@@ -4,8 +4,10 @@ A `BlockRater` scores candidate paths of one block entered in one state. Every c
 cached views: fixed view pairs of held-out images, passed once through the target network's blocks before
 (the prefix, as the official `ValBestPathHook`, which feeds both branches through the target backbone). Before
 a candidate is scored, every BatchNorm is reset and recalibrated on a fixed training batch (the prefix
-output of that batch), as the official `update_bn_stats`. The population centre is the mean over the rated
-candidates of their (unnormalised) target projections of each view; a candidate's block loss is
+output of that batch), as the official `update_bn_stats` (deviation: a cumulative average over the batch,
+momentum None, where the official code uses momentum 1 on one batch; the same for a single batch). The
+population centre is the mean over the rated candidates of their (unnormalised) target projections of each
+view; a candidate's block loss is
 -2 cos(pred(online(v1)), centre(v2)) - 2 cos(pred(online(v2)), centre(v1)), averaged over the images; lower
 is better. An architecture's loss is the sum of its block losses (every lambda = 1, as the ranking scripts).
 
@@ -35,7 +37,8 @@ from torch import nn
 
 from nas.blockwise import Path
 from nas.supernet import BlockSupernet
-from strategies.bossnas_parts import BNRecalibration, cosine_loss
+from nas.train import bn_recalibration
+from strategies.bossnas_parts import cosine_loss
 
 
 def to_json(value: Hashable) -> str:
@@ -85,7 +88,7 @@ class BlockRater:
     def features(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The prefix outputs of the two views and of the BN batch (prefix BN recalibrated first)."""
         if self._features is None:
-            with BNRecalibration(self.nets.target):
+            with bn_recalibration(self.nets.target):
                 self._prefix(self.bn_batch)
             self.nets.eval()
             self._features = tuple(self._batched(self._prefix, x) for x in (*self.views, self.bn_batch))
@@ -107,7 +110,7 @@ class BlockRater:
         def online(x: torch.Tensor) -> torch.Tensor:
             return n.predictor(n.neck_online(n.online.forward_block(k, path, x, e)))
 
-        with BNRecalibration(*n.modules()):
+        with bn_recalibration(*n.modules()):
             target(fb)
             online(fb)
         n.eval()

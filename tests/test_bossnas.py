@@ -24,7 +24,8 @@ from search_spaces.hytra import HyTraSpace
 from search_spaces.mbconv import FAMILIES, MBConvSpace, Stage
 from strategies.bossnas import BossNAS, make_config
 from toys import ToyBlockSpace
-from strategies.bossnas_parts import LARS, ensemble_target, lars_groups, momentum_at
+from nas.optim import LARS, parameter_groups
+from strategies.bossnas_parts import ensemble_target, momentum_at
 from strategies.bossnas_rating import BlockRater, Nets, evolve, from_json, random_paths, rate_jointly
 
 @pytest.fixture(autouse=True)
@@ -124,7 +125,7 @@ def test_lars_trust_ratio_and_exclusion() -> None:
 
 def test_lars_groups_exclude_bn_and_bias() -> None:
     model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2), nn.Linear(2, 2))
-    scaled, excluded = lars_groups([model], 1e-6)
+    scaled, excluded = parameter_groups([model], 1e-6, lars=True)
     assert {p.dim() for p in scaled["params"]} == {2, 4} and not scaled.get("lars_exclude")
     assert {p.dim() for p in excluded["params"]} == {1} and excluded["lars_exclude"] and excluded["weight_decay"] == 0
 

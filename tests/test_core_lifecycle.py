@@ -23,7 +23,8 @@ ACC = [Objective("accuracy", "maximize")]
 SHAPE, CLASSES = (3, 32, 32), 10
 OPTIONS = {"random": {}, "evolution": {"population_size": 6, "sample_size": 3},
            "bananas": {"predictor": "rf", "ensemble": 2, "predictor_options": {"n_estimators": 30}, "num_init": 5,
-                       "batch_size": 5}}
+                       "batch_size": 5},
+           "genetic": {"population": 6, "top_k": 3, "mutations": 3, "crossovers": 2}}
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +73,7 @@ def fits(monkeypatch) -> list:
     return calls
 
 
-@pytest.mark.parametrize("name", ["random", "evolution", "bananas"])
+@pytest.mark.parametrize("name", ["random", "evolution", "bananas", "genetic"])
 @pytest.mark.parametrize("saved", [True, False], ids=["restored", "replayed"])
 def test_a_killed_and_resumed_search_equals_an_uninterrupted_one(tmp_path, table, fits, name, saved):
     whole_strategy, whole = search(tmp_path / "whole", name, table)
