@@ -65,6 +65,13 @@ class BlockPaths(ABC):
         """Every state each block can be entered in, in order of discovery."""
         return [[state for state, _ in block.values()] for block in self._prefixes]
 
+    def state_after(self, paths: Sequence[Path]) -> Hashable:
+        """The entry state of the block after `paths` (blocks 0..len(paths)-1)."""
+        entry = self.initial_state()
+        for block, path in enumerate(paths):
+            entry = self.exit_state(block, path, entry)
+        return entry
+
     def entries_of(self, paths: Sequence[Path]) -> list[Hashable]:
         """The state each block of `paths` is entered in."""
         out, entry = [], self.initial_state()

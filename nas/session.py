@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 from nas import registry
-from nas.costs import cost_metrics
 from nas.evaluate import Evaluator, evaluator_name
 from nas.objectives import Constraint, Objective, parse_objectives
 from nas.runs import RunDir
@@ -19,10 +18,11 @@ from nas.search import SearchResult, best_of, evaluated, plan_costs, run_search
 from nas.space import Architecture, NASError, SearchSpace
 from nas.strategy import (
     Record,
-    SearchContext,
     Strategy,
     StrategyContext,
+    SupernetContext,
     SupernetStrategy,
+    rating_objectives,
 )
 
 
@@ -72,12 +72,11 @@ def execute(run: RunDir, settings: dict[str, Any], progress: bool = True, space:
     described = {**evaluator.describe(), "input_shape": list(shape), "num_classes": classes}
     cls = registry.get("strategies", settings["strategy"])
     if issubclass(cls, SupernetStrategy):
-        run.write_json("evaluator.json", described)
         if data is None:
             raise NASError(f"strategy {settings['strategy']!r} trains a supernet on training data, which evaluator "
                            f"{evaluator.name!r} does not use; drop --benchmark or use --evaluator train")
-        result = _run_supernet(run, space, cls(objectives, seed=settings["seed"], **settings.get("options", {})),
-                               evaluator, data, objectives, settings, progress)
+        result = _run_supernet(run, space, _supernet_strategy(cls, objectives, settings), evaluator, objectives,
+                               constraints, settings, progress)
     else:
         cost_models = plan_costs(objectives, constraints, evaluator, space, settings)
         strategy = _strategy(cls, space, objectives, settings)
@@ -89,32 +88,49 @@ def execute(run: RunDir, settings: dict[str, Any], progress: bool = True, space:
     return finish(run, space, result, objectives, shape, classes, settings, time.perf_counter() - start)
 
 
-def _run_supernet(run: RunDir, space: SearchSpace, strategy: SupernetStrategy, evaluator: Evaluator, data: Any,
-                  objectives: list[Objective], settings: dict[str, Any], progress: bool) -> SearchResult:
-    records = run.history()
+def _supernet_strategy(cls: type[SupernetStrategy], objectives: list[Objective],
+                       settings: dict[str, Any]) -> SupernetStrategy:
+    try:
+        return cls(objectives, seed=settings["seed"], **settings.get("options", {}))
+    except TypeError as err:
+        raise NASError(f"strategy {settings['strategy']!r} rejects its options: {err}") from None
 
-    def record(arch: Architecture, metrics: dict | None, info: dict | None = None) -> None:
-        rec = Record(len(records), Architecture(arch), metrics, info=dict(info or {}))
-        run.append(rec)
-        records.append(rec)
 
-    context = SearchContext(space, data, objectives, settings["seed"], settings["budget_preset"],
-                            run.checkpoint_dir, record, progress, settings.get("options", {}))
+def _run_supernet(run: RunDir, space: SearchSpace, strategy: SupernetStrategy, evaluator: Evaluator,
+                  objectives: list[Objective], constraints: list[Constraint], settings: dict[str, Any],
+                  progress: bool) -> SearchResult:
+    """Train the supernet (resumable), search over its ratings with the ordinary loop (every rating recorded),
+    then train the best-rated architecture stand-alone with `evaluator` (unless `--no-retrain`)."""
+    data = evaluator.data
     run.checkpoint_dir.mkdir(exist_ok=True)
-    outcome = strategy.search(context)
-    run.write_json("searched.json", {"arch": dict(outcome.arch), "metrics": outcome.metrics, "plots": outcome.plots})
-    if settings.get("retrain", True):
-        retrained = [r for r in records if r.info.get("retrained") and r.arch == outcome.arch]
-        if not retrained:
-            evaluation = evaluator.evaluate(outcome.arch)
-            cost = cost_metrics(space, outcome.arch, data.sample_shape, data.num_classes)
-            record(outcome.arch, {**cost, **outcome.metrics, **evaluation.metrics}, {"retrained": True})
-            run.save_weights(evaluation.model.state_dict())
-        best = [r for r in records if r.info.get("retrained")][-1]
-        return SearchResult(records, best, [best])
-    cost = cost_metrics(space, outcome.arch, data.sample_shape, data.num_classes)
-    best = Record(len(records), outcome.arch, {**cost, **outcome.metrics}, info={"searched": True})
-    return SearchResult(records, best, [best])
+    plan = strategy.prepare(SupernetContext(space, data, objectives, settings["seed"], settings["budget_preset"],
+                                            run.checkpoint_dir, progress, settings.get("options", {})))
+    rating = rating_objectives(objectives)
+    cost_models = plan_costs(rating, constraints, plan.evaluator, space, settings)
+    run.write_json("evaluator.json", {**evaluator.describe(), "rating": plan.evaluator.describe(),
+                                      "input_shape": list(data.sample_shape), "num_classes": data.num_classes,
+                                      "cost_models": [m.describe() for m in cost_models]})
+    context = StrategyContext(space, rating, settings["seed"], plan.budget, data.sample_shape, data.num_classes, data,
+                              settings.get("train", {}).get("device", "auto"), run.path, run.checkpoint_dir, None,
+                              progress)
+    searched = run_search(run, plan.search, plan.evaluator, context, constraints, cost_models)
+    if searched.best is None:
+        raise NASError("the search over supernet ratings rated no architecture (all were infeasible)")
+    run.write_json("searched.json", {"arch": dict(searched.best.arch), "metrics": searched.best.metrics,
+                                     "plots": plan.plots})
+    if not settings.get("retrain", True):
+        return searched
+    records = searched.records
+    retrained = [r for r in records if r.info.get("retrained") and r.arch == searched.best.arch]
+    if not retrained:
+        evaluation = evaluator.evaluate(searched.best.arch)
+        record = Record(len(records), searched.best.arch, {**searched.best.metrics, **evaluation.metrics},
+                        info={"retrained": True})
+        run.append(record)
+        records.append(record)
+        run.save_weights(evaluation.model.state_dict())
+        retrained = [record]
+    return SearchResult(records, retrained[-1], [retrained[-1]])
 
 
 def finish(run: RunDir, space: SearchSpace, result: SearchResult, objectives: list[Objective], shape: tuple,

@@ -128,36 +128,47 @@ class Strategy(ABC):
 
 
 @dataclass
-class SearchContext:
-    """What a supernet strategy gets from the search loop (`nas.search`).
+class SupernetContext:
+    """What a supernet strategy gets to train its supernet (`SupernetStrategy.prepare`).
 
-    `record(arch, metrics, info)` adds an evaluated or rated architecture to the run history;
-    `checkpoint_dir` is where the strategy saves and finds its checkpoints (resume after a kill);
-    `budget` names the schedule preset ("quick", "standard", "paper").
+    `data` is the training data (`nas.data.TensorData`); `budget` names the schedule preset ("quick",
+    "standard", "paper"); `checkpoint_dir` is where the strategy saves and finds its checkpoints (resume after
+    a kill); `options` are the run's `--option` values (overriding the preset's).
     """
 
     space: SearchSpace
-    data: Any  # nas.data.TensorData
+    data: Any
     objectives: list[Objective]
     seed: int
     budget: str
-    checkpoint_dir: Any  # pathlib.Path
-    record: Any  # Callable[[Architecture, dict | None, dict], None]
+    checkpoint_dir: Path
     progress: bool = True
     options: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
-class SearchOutcome:
-    """A supernet strategy's answer: the chosen architecture, its rating metrics and any plots written."""
+class SupernetPlan:
+    """A trained supernet strategy's search: `evaluator` rates architectures with the supernet (metric
+    `rating`), `search` is the ask/tell strategy over those ratings, run by the ordinary search loop for
+    `budget` ratings; `plots` are files the training wrote."""
 
-    arch: Architecture
-    metrics: dict[str, float]
+    evaluator: Any  # nas.evaluate.Evaluator
+    search: Strategy
+    budget: int
     plots: list[str] = field(default_factory=list)
 
 
+def rating_objectives(objectives: Sequence[Objective]) -> list[Objective]:
+    """The objectives of a search over supernet ratings: `accuracy` becomes `rating` (larger is better),
+    cost objectives stay."""
+    return [Objective("rating", "maximize") if o.metric == "accuracy" else o for o in objectives] or \
+        [Objective("rating", "maximize")]
+
+
 class SupernetStrategy(ABC):
-    """Base class of strategies that train a weight-sharing supernet before choosing (BossNAS, GM-NAS)."""
+    """Base class of strategies that train a weight-sharing supernet, then search over its ratings (SPOS,
+    BossNAS, GM-NAS). The search over ratings is an ordinary ask/tell search (`SupernetPlan`); the session
+    then trains the best-rated architecture stand-alone."""
 
     name = "supernet"
 
@@ -167,10 +178,43 @@ class SupernetStrategy(ABC):
         self.options = options
 
     @abstractmethod
-    def search(self, context: SearchContext) -> SearchOutcome:
-        """Train, rate and choose; resumable from `context.checkpoint_dir`."""
+    def prepare(self, context: SupernetContext) -> SupernetPlan:
+        """Train the supernet (resumable from `context.checkpoint_dir`) and plan the search over its ratings."""
 
     @classmethod
     def describe(cls) -> str:
         first = (cls.__doc__ or "").strip().splitlines()
         return first[0] if first else cls.name
+
+
+class Seeded(Strategy):
+    """Asks the given architectures first (e.g. a supernet's greedy choice), then `inner`'s; every tell goes
+    to `inner`, so its population starts with them."""
+
+    def __init__(self, inner: Strategy, initial: Sequence[Architecture]) -> None:
+        super().__init__(inner.space, inner.objectives, inner.seed)
+        self.inner = inner
+        self.name = inner.name
+        self.initial = list(dict.fromkeys(Architecture(a) for a in initial))
+        self.asked = 0
+
+    def ask(self) -> Architecture:
+        self.asked += 1
+        return self.initial[self.asked - 1] if self.asked <= len(self.initial) else self.inner.ask()
+
+    def tell(self, arch: Architecture, metrics: Mapping[str, float] | None) -> None:
+        self.inner.tell(arch, metrics)
+
+    def setup(self, context: StrategyContext) -> None:
+        self.inner.setup(context)
+
+    def state(self) -> dict[str, Any] | None:
+        inner = self.inner.state()
+        return None if inner is None else {"asked": self.asked, "inner": inner}
+
+    def load_state(self, state: Mapping[str, Any]) -> None:
+        self.asked = state["asked"]
+        self.inner.load_state(state["inner"])
+
+    def close(self) -> None:
+        self.inner.close()

@@ -3,10 +3,9 @@
 Trains `--archs` random HyTra-small architectures stand-alone on Fashion-MNIST with one fixed recipe, once per
 ground-truth seed (`--gt-seeds`; the ground truth is their mean, and the first two seeds' agreement is the
 noise ceiling any rating can reach); rates the same architectures with BossNAS (the `--boss-budget` preset,
-scaled by the options below), with SPOS (Guo et al. 2020: the same `BlockSupernet` plus global pool and a
-linear head, uniform single-path sampling over complete architectures, cross-entropy, SGD, given the same
-wall-clock seconds as BossNAS's supernet training; an architecture's rating is its validation accuracy with
-inherited weights after BN recalibration), by parameter count and by multiply-adds; prints Kendall tau and
+scaled by the options below), with SPOS (Guo et al. 2020: the `spos` strategy's one-shot supernet trained with
+uniform single paths for `--spos-epochs` on the same images; an architecture's rating is its validation accuracy
+with inherited weights after BN recalibration), by parameter count and by multiply-adds; prints Kendall tau and
 Spearman rho of each rating against the ground truth and writes a markdown report (`--out`) with a scatter plot.
 
 With `--workers N` the stand-alone trainings run in N processes and the BossNAS + SPOS part in one more,
@@ -35,85 +34,18 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
-from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from nas.data import TensorData, load_dataset  # noqa: E402
 from nas.registry import make_space  # noqa: E402
 from nas.space import Architecture  # noqa: E402
-from nas.strategy import SearchContext  # noqa: E402
-from nas.supernet import BlockSupernet  # noqa: E402
+from nas.strategy import SupernetContext  # noqa: E402
 from nas.train import TrainConfig, resize_inputs, resolve_device, train_and_evaluate  # noqa: E402
 
 ANCHORS = [("BossNAS, MBConv space / ImageNet (paper)", "0.65", "0.78"),
            ("BossNAS, NATS-Bench size space / CIFAR-10 (paper)", "0.53", "0.73"),
            ("SPOS, MBConv space / ImageNet (paper's table)", "-0.18", "-0.27")]
-
-
-class SPOSNet(nn.Module):
-    """A block supernet with a classifier: global average pool and a linear layer per output width."""
-
-    def __init__(self, supernet: BlockSupernet, num_classes: int) -> None:
-        super().__init__()
-        self.supernet = supernet
-        last = supernet.num_blocks - 1
-        widths = set()
-        entries = [supernet.initial_state()]
-        for block in range(supernet.num_blocks):
-            nxt = {}
-            for e in entries:
-                for p in supernet.candidates(block, e):
-                    nxt[repr(supernet.exit_state(block, p, e))] = supernet.exit_state(block, p, e)
-                    if block == last:
-                        widths.add(supernet.output_shape(block, p, e)[0])
-            entries = list(nxt.values())
-        self.heads = nn.ModuleDict({str(w): nn.Linear(w, num_classes) for w in sorted(widths)})
-
-    def forward(self, x: torch.Tensor, paths) -> torch.Tensor:  # noqa: ANN001
-        h = self.supernet.forward_paths(x, paths).mean((2, 3))
-        return self.heads[str(h.shape[1])](h)
-
-
-def train_spos(net: SPOSNet, x: torch.Tensor, y: torch.Tensor, batch: int, lr: float, seed: int,
-               seconds: float = 0.0, epochs: float = 0.0) -> int:
-    """Uniform single-path training for `epochs` passes over the data, or else `seconds` of wall-clock;
-    returns the steps taken."""
-    from strategies.bossnas_rating import random_paths
-
-    rng, g = random.Random(seed), torch.Generator().manual_seed(seed)
-    opt = torch.optim.SGD(net.parameters(), lr=lr, momentum=0.9, nesterov=True, weight_decay=4e-5)
-    amp = torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=x.device.type == "cuda")
-    per_epoch = -(-len(x) // batch)
-    total = round(epochs * per_epoch) if epochs else None
-    start, steps = time.perf_counter(), 0
-    net.train()
-    while total is None and time.perf_counter() - start < seconds or total is not None and steps < total:
-        order = torch.randperm(len(x), generator=g).to(x.device)
-        for i in range(0, len(x), batch):
-            if total is None and time.perf_counter() - start >= seconds or total is not None and steps >= total:
-                break
-            idx = order[i:i + batch]
-            paths = random_paths(net.supernet, rng)
-            with amp:
-                loss = F.cross_entropy(net(x[idx], paths), y[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            steps += 1
-    return steps
-
-
-@torch.no_grad()
-def spos_accuracy(net: SPOSNet, paths, x_bn: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> float:  # noqa: ANN001
-    from strategies.bossnas_parts import BNRecalibration
-
-    with BNRecalibration(net):
-        net(x_bn, paths)
-    net.eval()
-    correct = sum(int((net(x[i:i + 1024], paths).argmax(1) == y[i:i + 1024]).sum()) for i in range(0, len(x), 1024))
-    return 100.0 * correct / len(x)
 
 
 def kendall_spearman(a, b) -> tuple[float, float]:  # noqa: ANN001
@@ -159,8 +91,10 @@ def standalone_key(opts: dict, seed: int, arch: Architecture) -> str:
 def rating_key(opts: dict) -> str:
     """What a cached BossNAS + SPOS result depends on."""
     keys = ("space", "preset", "archs", "train", "val", "size", "seed", "boss_budget", "boss_epochs", "boss_batch",
-            "max_rated", "rating_images", "spos_epochs", "boss_images", "entry_states")
-    return "/".join(f"{k}={opts[k]}" for k in keys)
+            "max_rated", "rating_images", "spos_epochs", "boss_images", "entry_states", "skip_bossnas")
+    # supernets built from the graph (commit 13ac6a5) initialise in another order than the earlier hand-written
+    # ones: results cached before then are not this code's
+    return "supernets=graph/" + "/".join(f"{k}={opts[k]}" for k in keys)
 
 
 def train_standalone(opts: dict, arch_json: str, seed: int) -> tuple[str, int, float, float]:
@@ -177,14 +111,17 @@ def train_standalone(opts: dict, arch_json: str, seed: int) -> tuple[str, int, f
     return arch_json, seed, res.accuracy, res.seconds
 
 
+def supernet_context(opts: dict, folder: str) -> SupernetContext:
+    space = make_space(opts["space"], opts["preset"])
+    return SupernetContext(space=space, data=bench_data(opts), objectives=[], seed=opts["seed"],
+                           budget=opts["boss_budget"], checkpoint_dir=Path(folder), progress=False)
+
+
 def rate_bossnas(opts: dict) -> dict:
-    """BossNAS search, then its ratings of the benchmark's architectures."""
+    """BossNAS's supernet training and block ratings, then its ratings of the benchmark's architectures."""
     from strategies.bossnas import BossNAS
 
     torch.set_num_threads(opts["threads"])
-    torch.manual_seed(opts["seed"])
-    space = make_space(opts["space"], opts["preset"])
-    data = bench_data(opts)
     t = time.perf_counter()
     options = dict(input_size=opts["size"], train_images=opts["boss_images"] or opts["train"],
                    epochs_per_block=opts["boss_epochs"],
@@ -192,45 +129,45 @@ def rate_bossnas(opts: dict) -> dict:
                    bn_images=128, search="enumerate", entry_states=opts["entry_states"], device=opts["device"])
     strategy = BossNAS([], seed=opts["seed"], **options)
     with tempfile.TemporaryDirectory() as tmp:
-        context = SearchContext(space=space, data=data, objectives=[], seed=opts["seed"], budget=opts["boss_budget"],
-                                checkpoint_dir=Path(tmp), record=lambda *a: None, progress=False)
-        outcome = strategy.search(context)
+        strategy.prepare(supernet_context(opts, tmp))
         trained = time.perf_counter() - t
         t = time.perf_counter()
         boss = strategy.rate(bench_archs(opts))
-    return {"boss": boss, "boss_seconds": sum(strategy.train_seconds), "chosen": outcome.arch.to_json(),
-            "chosen_rating": outcome.metrics["rating"],
+        chosen = strategy.online.arch_of(strategy.best_paths)
+        chosen_rating = strategy.rate([chosen])[0]
+    return {"boss": boss, "boss_seconds": sum(strategy.train_seconds), "chosen": chosen.to_json(),
+            "chosen_rating": chosen_rating,
             "times": {"BossNAS supernet training + block ratings": trained,
                       "BossNAS rating of the architectures": time.perf_counter() - t}}
 
 
-def rate_spos(opts: dict, seconds: float = 0.0) -> dict:
-    """SPOS: train for `--spos-epochs` (or else `seconds`), then the accuracy of each architecture's path."""
+def rate_spos(opts: dict) -> dict:
+    """The `spos` strategy's supernet (`--spos-epochs` on the BossNAS images, batch and device), then each
+    architecture's rating: top-1 with inherited weights after BN recalibration on 256 training images."""
+    from strategies.spos import SPOS
+
     torch.set_num_threads(opts["threads"])
-    space = make_space(opts["space"], opts["preset"])
-    data = bench_data(opts)
-    device = resolve_device(opts["device"])
     t = time.perf_counter()
-    torch.manual_seed(opts["seed"])
-    spos = SPOSNet(space.block_supernet(data.sample_shape, data.num_classes), data.num_classes).to(device)
-    n = opts["boss_images"] or len(data.x_train)
-    x, y = data.x_train[:n].to(device), data.y_train[:n].to(device)
-    steps = train_spos(spos, x, y, opts["boss_batch"], 0.1, opts["seed"], seconds=seconds, epochs=opts["spos_epochs"])
-    x_val, y_val = data.x_val.to(device), data.y_val.to(device)
-    accs = [spos_accuracy(spos, spos.supernet.paths_of(a), x[:256], x_val, y_val) for a in bench_archs(opts)]
-    budget = f"{opts['spos_epochs']} epochs" if opts["spos_epochs"] else "same seconds"
-    return {"spos": accs, "spos_steps": steps, "spos_budget": budget,
-            "times": {f"SPOS training ({budget}) + rating": time.perf_counter() - t}}
+    strategy = SPOS([], seed=opts["seed"], epochs=opts["spos_epochs"], batch_size=opts["boss_batch"], lr=0.1,
+                    train_images=opts["boss_images"], bn_images=256, val_images=0, device=opts["device"])
+    with tempfile.TemporaryDirectory() as tmp:
+        plan = strategy.prepare(supernet_context(opts, tmp))
+        trained = time.perf_counter() - t
+        t = time.perf_counter()
+        accs = [plan.evaluator.evaluate(a).metrics["rating"] for a in bench_archs(opts)]
+    return {"spos": accs, "spos_budget": f"{opts['spos_epochs']} epochs",
+            "times": {f"SPOS supernet training ({opts['spos_epochs']} epochs)": trained,
+                      "SPOS rating of the architectures": time.perf_counter() - t}}
 
 
 def rate_with_supernets(opts: dict) -> dict:
-    """BossNAS, then SPOS on BossNAS's training seconds (or on `--spos-epochs`)."""
-    boss = rate_bossnas(opts)
-    return merge_ratings(boss, rate_spos(opts, boss["boss_seconds"]), opts["device"])
+    """BossNAS (unless `--skip-bossnas`), then SPOS."""
+    boss = {} if opts["skip_bossnas"] else rate_bossnas(opts)
+    return merge_ratings(boss, rate_spos(opts), opts["device"])
 
 
 def merge_ratings(boss: dict, spos: dict, device: str) -> dict:
-    return {**boss, **spos, "times": {**boss["times"], **spos["times"]}, "machine": machine(device)}
+    return {**boss, **spos, "times": {**boss.get("times", {}), **spos["times"]}, "machine": machine(device)}
 
 
 # -- the run -----------------------------------------------------------------------------------------------
@@ -253,9 +190,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--boss-images", type=int, default=0,
                     help="training images BossNAS and SPOS use (the first ones of the subset; 0: all)")
     ap.add_argument("--boss-batch", type=int, default=64, help="BossNAS (and SPOS) batch size")
-    ap.add_argument("--spos-epochs", type=float, default=0.0,
-                    help="SPOS training epochs, in a process of its own beside BossNAS with --workers; "
-                         "0: as many seconds as BossNAS's supernet training, after it")
+    ap.add_argument("--spos-epochs", type=float, default=4.0,
+                    help="SPOS training epochs (the spos strategy), in a process of its own beside BossNAS with --workers")
+    ap.add_argument("--skip-bossnas", action="store_true", help="rate with SPOS only (no BossNAS row)")
     ap.add_argument("--max-rated", type=int, default=12, help="rated candidates per block and entry state (0: all)")
     ap.add_argument("--rating-images", type=int, default=256)
     ap.add_argument("--entry-states", default="all", choices=("all", "best"),
@@ -335,7 +272,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.workers > 0:
         from multiprocessing import get_context
 
-        parallel_spos = run_rating and args.spos_epochs > 0
+        parallel_spos = run_rating and not args.skip_bossnas
         with ProcessPoolExecutor(args.workers + run_rating + parallel_spos, mp_context=get_context("spawn")) as pool:
             ratings = {}  # future -> its part
             if parallel_spos:  # BossNAS and SPOS side by side, each in its own process
@@ -401,10 +338,11 @@ def write_report(args, out: Path, seeds, records, costs: dict[str, list[int]],  
     machines = sorted({r["machine"] for row in records for r in row} | ({rated["machine"]} if rated else set()))
     command = "python scripts/bench_bossnas_rating.py " + " ".join(sys.argv[1:])
     rows: list[tuple[str, float, float]] = [noise] if noise else []
+    boss = "boss" in rated
+    if boss:
+        rows.append(("BossNAS (ensemble bootstrapping, this run)", *kendall_spearman(rated["boss"], truth)))
     if rated:
-        rows += [("BossNAS (ensemble bootstrapping, this run)", *kendall_spearman(rated["boss"], truth)),
-                 (f"SPOS supernet, {rated['spos_steps']} steps, {rated['spos_budget']} (this run)",
-                  *kendall_spearman(rated["spos"], truth))]
+        rows.append((f"SPOS (strategy spos, {rated['spos_budget']}, this run)", *kendall_spearman(rated["spos"], truth)))
     rows += [("parameter count (this run)", *kendall_spearman(costs["params"], truth)),
              ("multiply-adds (this run)", *kendall_spearman(costs["macs"], truth))]
     times = {f"stand-alone trainings ({len(sa_seconds)}; sum of their seconds)": sum(sa_seconds),
@@ -422,32 +360,37 @@ def write_report(args, out: Path, seeds, records, costs: dict[str, list[int]],  
         f"{args.batch}, augmentation {args.augment}, seeds {', '.join(map(str, seeds))}; ground truth = mean over "
         f"the seeds, {min(truth):.2f}-{max(truth):.2f}%.",
     ]
+    if boss:
+        lines += ["", f"BossNAS: '{args.boss_budget}' preset with {args.boss_epochs} epochs per block on "
+                  f"{args.boss_images or args.train} of the training images, batch {args.boss_batch}, at most "
+                  f"{args.max_rated or 'all'} rated candidates per block and entry state, {args.rating_images} rating "
+                  f"images (supernet training {rated['boss_seconds']:.0f} s)."]
     if rated:
-        lines += ["",
-                  f"BossNAS: '{args.boss_budget}' preset with {args.boss_epochs} epochs per block on "
-                  f"{args.boss_images or args.train} of the training images, batch {args.boss_batch}, at most {args.max_rated or 'all'} rated candidates per block and "
-                  f"entry state, {args.rating_images} rating images. SPOS: uniform single path, SGD lr 0.1, batch "
-                  f"{args.boss_batch}, on the same images, for {rated['spos_budget']} (BossNAS trained {rated['boss_seconds']:.0f} s), BN "
-                  "recalibrated on 256 images per rating."]
+        lines += ["", f"SPOS: the `spos` strategy's supernet (uniform single path over the whole space, the "
+                  f"architectures' own heads, SGD lr 0.1 cosine, label smoothing 0.1, batch {args.boss_batch}) on "
+                  f"{args.boss_images or args.train} of the training images for {rated['spos_budget']}; a rating is "
+                  "the top-1 on the validation images with inherited weights, BN recalibrated on 256 training "
+                  "images."]
     lines += ["", "| rating | Kendall tau | Spearman rho |", "|---|---|---|",
               *[f"| {name} | {tau:.2f} | {rho:.2f} |" for name, tau, rho in rows],
               *[f"| {name} | {tau} | {rho} |" for name, tau, rho in ANCHORS],
               "", "| part | seconds |", "|---|---|", *[f"| {name} | {sec:.0f} |" for name, sec in times.items()], ""]
-    if rated:
+    if boss:
         lines += [f"BossNAS's chosen architecture: `{rated['chosen']}` (rating {rated['chosen_rating']:.4f}).", ""]
     head = "| # | params | MACs | " + " | ".join(f"top-1 seed {s}" for s in seeds) + " | ground truth |"
-    head += " BossNAS rating | SPOS accuracy |" if rated else ""
-    lines += [head, "|" + "---|" * (4 + len(seeds) + (2 if rated else 0))]
+    head += (" BossNAS rating |" if boss else "") + (" SPOS accuracy |" if rated else "")
+    lines += [head, "|" + "---|" * (4 + len(seeds) + boss + bool(rated))]
     for i, (p, m) in enumerate(zip(costs["params"], costs["macs"])):
         cells = [f"{i}", f"{p / 1e6:.3f}M", f"{m / 1e6:.1f}M", *[f"{acc[i]:.2f}" for acc in per_seed],
                  f"{truth[i]:.2f}"]
-        if rated:
-            cells += [f"{rated['boss'][i]:.4f}", f"{rated['spos'][i]:.2f}"]
+        cells += [f"{rated['boss'][i]:.4f}"] if boss else []
+        cells += [f"{rated['spos'][i]:.2f}"] if rated else []
         lines.append("| " + " | ".join(cells) + " |")
     if rated:
         plot = out.with_suffix(".png")
-        plot_ratings(rated["boss"], truth, str(plot),
-                     title=f"BossNAS on {args.space}-{args.preset}, Fashion-MNIST {args.size}px")
+        name = "BossNAS" if boss else "SPOS"
+        plot_ratings(rated["boss" if boss else "spos"], truth, str(plot),
+                     title=f"{name} on {args.space}-{args.preset}, Fashion-MNIST {args.size}px")
         lines += ["", f"![ratings vs accuracy]({plot.name})"]
     text = "\n".join(lines) + "\n"
     out.write_text(text)

@@ -1,2 +1,2 @@
 """Built-in strategies; importing this package registers them."""
-from strategies import bananas, bossnas, evolution, genetic, optuna_sampler, random_search  # noqa: F401
+from strategies import bananas, bossnas, evolution, genetic, optuna_sampler, random_search, spos  # noqa: F401

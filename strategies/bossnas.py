@@ -47,49 +47,26 @@ import dataclasses
 import math
 import random
 import time
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path as FilePath
+from typing import Any
 
 import torch
 from torch import nn
 
 from nas.blockwise import BlockSpace, Path
+from nas.evaluate import Evaluation, Evaluator
 from nas.registry import register_strategy
-from nas.space import NASError, one_of
-from nas.strategy import SearchContext, SearchOutcome, SupernetStrategy
+from nas.space import Architecture, NASError, Value, one_of
+from nas.strategy import Seeded, Strategy, SupernetContext, SupernetPlan, SupernetStrategy, rating_objectives
 from nas.supernet import BlockSupernet
-from nas.train import (
-    AUGMENT_BY_DATASET,
-    Batch,
-    StepFn,
-    TrainConfig,
-    Trainer,
-    TrainProgress,
-    resize_inputs,
-    resolve_device,
-)
-from strategies.bossnas_parts import (
-    BlockNeck,
-    augment_views,
-    cosine_loss,
-    ema_update,
-    ensemble_target,
-    momentum_at,
-    predictor,
-)
-from strategies.bossnas_rating import (
-    BlockRater,
-    Nets,
-    arch_loss,
-    entries_of,
-    evolve,
-    from_json,
-    plot_ratings,
-    rate_jointly,
-    state_after,
-    to_json,
-)
+from nas.train import AUGMENT_BY_DATASET, Batch, StepFn, TrainConfig, Trainer, TrainProgress, resize_inputs, resolve_device
+from strategies.bossnas_parts import (BlockNeck, augment_views, cosine_loss, ema_update, ensemble_target, momentum_at,
+                                      predictor)
+from strategies.bossnas_rating import BlockRater, Nets, from_json, plot_ratings, rate_jointly, to_json
+from strategies.evolution import RegularizedEvolution
+from strategies.random_search import RandomSearch
 
 __all__ = ["BossNAS", "BossNASConfig", "PRESETS", "plot_ratings"]
 
@@ -121,7 +98,6 @@ class BossNASConfig:
     population: int = 50
     sample_size: int = 10
     cycles: int = 1000
-    max_params: float = 0.0  # millions; 0: no constraint in the evolutionary search
     record_top: int = 3  # top candidates per block reported to the run record
     input_size: int = 0  # square input side for the supernet (images resized); 0: the space's own
     device: str = "auto"
@@ -187,7 +163,7 @@ class BossNAS(SupernetStrategy):
     name = "bossnas"
 
     # -- set-up ---------------------------------------------------------------------------------------
-    def _setup(self, context: SearchContext) -> None:
+    def _setup(self, context: SupernetContext) -> None:
         options = {**self.options, **context.options}
         self.config = make_config(context.budget or "quick", **options)
         self.context = context
@@ -221,9 +197,9 @@ class BossNAS(SupernetStrategy):
         self.target.to(self.device)
         self.entries = self.online.paths.entries
         if self.config.entry_states == "best" and any(len(e) > 1 for e in self.entries) and \
-                (self.config.search == "evolution" or self.config.max_params):
-            raise NASError(f"search over complete {context.space.name} architectures (search='evolution' or "
-                           "max_params) needs every entry state trained: set entry_states='all'")
+                self.config.search == "evolution":
+            raise NASError(f"search over complete {context.space.name} architectures (search='evolution') "
+                           "needs every entry state trained: set entry_states='all'")
         self.necks_online, self.necks_target, self.predictors = nn.ModuleList(), nn.ModuleList(), nn.ModuleList()
         #: per block, entry state (JSON) -> (summed loss, paths): the best-rated prefix reaching that state
         self.frontier: list[dict[str, tuple[float, tuple[Path, ...]]]] = \
@@ -330,7 +306,7 @@ class BossNAS(SupernetStrategy):
         without replacement, each with its own pair of views; every path's loss against the ensemble target is
         back-propagated (the gradients add up, as the official `multipath_batch_processor`)."""
         cfg = self.config
-        candidates = [self.online.candidates(block, state_after(self.online, p)) for p in prefixes]
+        candidates = [self.online.candidates(block, self.online.paths.state_after(p)) for p in prefixes]
         neck_t, neck_o, pred = self.necks_target[block], self.necks_online[block], self.predictors[block]
         rngs: dict[int, random.Random] = {}
 
@@ -394,8 +370,8 @@ class BossNAS(SupernetStrategy):
 
     # -- rating ---------------------------------------------------------------------------------------
     def _rater(self, block: int, prefix: Sequence[Path], nets: Nets | None = None) -> BlockRater:
-        return BlockRater(nets or self.nets(block), block, state_after(self.online, prefix), prefix, self.views,
-                          self.bn_batch, chunk=max(2, self.config.batch_size))
+        return BlockRater(nets or self.nets(block), block, self.online.paths.state_after(prefix), prefix,
+                          self.views, self.bn_batch, chunk=max(2, self.config.batch_size))
 
     def _rated_paths(self, block: int, entry: Hashable) -> list[Path]:
         """The candidates rated (a fixed random sample when capped by `max_rated`; with entry_states='all'
@@ -435,8 +411,8 @@ class BossNAS(SupernetStrategy):
         self.frontier[block + 1:] = [nxt]
 
     # -- search ---------------------------------------------------------------------------------------
-    def search(self, context: SearchContext) -> SearchOutcome:
-        start = time.perf_counter()
+    def prepare(self, context: SupernetContext) -> SupernetPlan:
+        """Train and rate block by block (resumable), then plan the search over complete architectures."""
         self._setup(context)
         optimizer_state = self._load()
         num_blocks = self.online.num_blocks
@@ -457,7 +433,40 @@ class BossNAS(SupernetStrategy):
             self._snapshot(block)
             self.progress = {"block": block + 1, "epoch": 0, "step": 0, "trained": False}
             self._save()
-        return self._choose(start)
+        search, budget = self._searcher()
+        return SupernetPlan(BossNASRating(self), search, budget, [self._plot_losses()])
+
+    def _searcher(self) -> tuple[Strategy, int]:
+        """The search over complete architectures: regularised evolution (the paper) seeded with the greedy
+        best paths and the per-block top candidates, or the greedy choice alone (`enumerate`, the code)."""
+        cfg, net, space = self.config, self.online, self.context.space
+        mode = cfg.search
+        if mode == "auto":
+            partial = any(len(r.scores) < len(net.candidates(r.block, r.entry)) for rs in self.raters for r in rs)
+            branching = any(len(e) > 1 for e in self.entries)
+            every_state = cfg.entry_states == "all" or not branching
+            mode = "evolution" if every_state and (partial or branching) else "enumerate"
+        objectives = rating_objectives(self.context.objectives)
+        initial = [net.arch_of(self.best_paths), *self._block_tops()]
+        if mode == "enumerate":
+            return Seeded(RandomSearch(space, objectives, self.seed), initial[:1]), 1
+        evolution = RegularizedEvolution(space, objectives, self.seed, population_size=cfg.population,
+                                         sample_size=min(cfg.sample_size, cfg.population))
+        return Seeded(evolution, initial), cfg.population + cfg.cycles
+
+    def _block_tops(self) -> list[Architecture]:
+        """The best paths with one block replaced by one of its `record_top` best candidates (where the next
+        block's entry state stays the same)."""
+        net, best = self.online, self.best_paths
+        entries = net.paths.entries_of(best)
+        out = []
+        for rater in (r for raters in self.raters for r in raters if r.entry == entries[r.block]):
+            for path, _ in rater.ranking()[:self.config.record_top]:
+                if rater.block + 1 < len(best) and \
+                        net.exit_state(rater.block, path, entries[rater.block]) != entries[rater.block + 1]:
+                    continue
+                out.append(net.arch_of([*best[:rater.block], path, *best[rater.block + 1:]]))
+        return out
 
     def _block_scorer(self):  # noqa: ANN202 - returns a closure
         """block_score(k, entry, path): table lookups, on-demand scoring with block k's snapshot (after the
@@ -488,67 +497,17 @@ class BossNAS(SupernetStrategy):
 
         return block_score
 
-    def rate(self, archs: Sequence) -> list[float]:
-        """Ratings (-sum of block losses; higher is better) of architectures, after `search` has run."""
+    def block_losses(self, arch: Mapping[str, Value]) -> list[float]:
+        """The block losses of an architecture (lower is better), after `prepare` has trained the supernet."""
         net = self.online
         if self._scorer is None:
             self._scorer = self._block_scorer()
-        return [-arch_loss(net, tuple(net.paths_of(arch)), self._scorer) for arch in archs]
+        paths = net.paths_of(arch)
+        return [self._scorer(k, e, p) for k, (e, p) in enumerate(zip(net.paths.entries_of(paths), paths))]
 
-    def _choose(self, start: float) -> SearchOutcome:
-        cfg = self.config
-        net = self.online
-        block_score = self._scorer = self._block_scorer()
-        greedy = tuple(self.best_paths)
-        mode = cfg.search
-        if mode == "auto":
-            partial = any(len(r.scores) < len(net.candidates(r.block, r.entry)) for rs in self.raters for r in rs)
-            branching = any(len(e) > 1 for e in self.entries)
-            every_state = cfg.entry_states == "all" or not branching
-            mode = "evolution" if every_state and (partial or branching or cfg.max_params) else "enumerate"
-        population: list[tuple[float, tuple[Path, ...]]] = [(arch_loss(net, greedy, block_score), greedy)]
-        if mode == "evolution":
-            feasible = self._feasible if cfg.max_params else (lambda p: True)
-            population = evolve(net, block_score, [greedy] if feasible(greedy) else [],
-                                random.Random(self.seed), cfg.population, cfg.sample_size, cfg.cycles, feasible)
-            population = population[:cfg.population] or population
-        best_loss, best = population[0]
-        self._report(population, block_score)
-        arch = net.arch_of(best)
-        metrics = {"rating": -best_loss, "supernet_seconds": time.perf_counter() - start}
-        for k, (e, p) in enumerate(zip(entries_of(net, best), best)):
-            metrics[f"block{k}_loss"] = block_score(k, e, p)
-        plots = [self._plot_losses()]
-        (self.dir / "search_result.json").write_text(json_population(population[:cfg.population], mode))
-        return SearchOutcome(arch, metrics, plots)
-
-    def _feasible(self, paths: tuple[Path, ...]) -> bool:
-        arch = self.online.arch_of(paths)
-        shape = self.online.input_shape
-        return self.context.space.graph(arch, shape, self.context.data.num_classes).params() <= \
-            self.config.max_params * 1e6
-
-    def _report(self, population: Sequence[tuple[float, tuple[Path, ...]]], block_score) -> None:  # noqa: ANN001
-        """Record the per-block top candidates (with the greedy paths elsewhere) and the final population."""
-        net, reported = self.online, set()
-        entries = entries_of(net, self.best_paths)
-        chosen: list[tuple[tuple[Path, ...], str]] = []
-        for rater in (r for raters in self.raters for r in raters if r.entry == entries[r.block]):
-            for path, _ in rater.ranking()[:self.config.record_top]:
-                paths = list(self.best_paths)
-                paths[rater.block] = path
-                if rater.block + 1 < len(paths) and \
-                        net.exit_state(rater.block, path, entries[rater.block]) != entries[rater.block + 1]:
-                    continue
-                chosen.append((tuple(paths), f"block {rater.block} top candidate"))
-        chosen += [(paths, "final population") for _, paths in population]
-        for paths, source in chosen:
-            if paths in reported:
-                continue
-            reported.add(paths)
-            losses = [block_score(k, e, p) for k, (e, p) in enumerate(zip(entries_of(net, paths), paths))]
-            self.context.record(net.arch_of(paths), {"rating": -sum(losses)},
-                                {"source": source, "block_losses": losses, "strategy": "bossnas"})
+    def rate(self, archs: Sequence[Mapping[str, Value]]) -> list[float]:
+        """Ratings (-sum of block losses; higher is better) of architectures, after `prepare` has run."""
+        return [-sum(self.block_losses(arch)) for arch in archs]
 
     def _plot_losses(self) -> str:
         import matplotlib
@@ -569,16 +528,28 @@ class BossNAS(SupernetStrategy):
         return str(path)
 
 
+class BossNASRating(Evaluator):
+    """An architecture's BossNAS rating: minus the sum of its block losses against each block's population
+    centre (`strategies.bossnas_rating`), with `block<k>_loss` for each block."""
+
+    name = "bossnas"
+    metrics = ("rating",)
+
+    def __init__(self, strategy: BossNAS) -> None:
+        self.strategy = strategy
+
+    def evaluate(self, arch: Architecture) -> Evaluation:
+        losses = self.strategy.block_losses(arch)
+        return Evaluation({"rating": -sum(losses), **{f"block{k}_loss": loss for k, loss in enumerate(losses)}})
+
+    def describe(self) -> dict[str, Any]:
+        return {"evaluator": self.name, "rating": "-sum of BossNAS block losses (ensemble bootstrapping)",
+                "config": dataclasses.asdict(self.strategy.config)}
+
+
 def json_ranking(block: int, raters: Sequence[BlockRater]) -> str:
     import json
 
     return json.dumps({"block": block, "entries": [
         {"entry": r.entry, "prefix": [list(p) for p in r.prefix], "ranking": [[list(p), s] for p, s in r.ranking()]}
         for r in raters]}, indent=1)
-
-
-def json_population(population: Sequence[tuple[float, tuple[Path, ...]]], mode: str) -> str:
-    import json
-
-    return json.dumps({"search": mode, "population": [{"loss": loss, "paths": [list(p) for p in paths]}
-                                                      for loss, paths in population]}, indent=1)

@@ -13,11 +13,11 @@ is better. An architecture's loss is the sum of its block losses (every lambda =
 
 The paper searches complete architectures with an evolutionary algorithm over the block-wise ratings; the
 official code only enumerates each block's candidates and takes the best greedily (`search="enumerate"`).
-`evolve` runs regularised evolution (Real et al. 2019) over complete architectures: a mutation moves one
-block's path to a neighbouring path (one layer changed, or one layer added/removed) and repairs later
-blocks whose entry state changed; block scores come from the rating tables, and paths not yet rated are
-scored on demand with the weights the block had when it was rated, against the same centre (deviation:
-when only a sample of the candidates was rated, the centre is that sample's). A block trained from several
+Here the search is the workbench's regularised evolution (Real et al. 2019) run by the ordinary search loop
+(`strategies.bossnas.BossNAS._searcher`; a mutation changes one choice of the space, e.g. one HyTra layer's
+resolution step or op); block scores come from the rating tables, and paths not yet rated are scored on
+demand with the weights the block had when it was rated, against the same centre (deviation: when only a
+sample of the candidates was rated, the centre is that sample's). A block trained from several
 entry states (`entry_states="all"`, HyTra) is rated in each of them after the best prefix reaching it,
 against one centre: the mean over the candidates of all its entry states (`rate_jointly`; the paper's
 population is every candidate of the block), so that the block losses of different entry states share one
@@ -27,8 +27,6 @@ state, not after the architecture's own earlier paths (block-wise rating, as wit
 from __future__ import annotations
 
 import json
-import math
-import random
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 
@@ -169,94 +167,6 @@ def rate_jointly(raters: Sequence[BlockRater], paths: Sequence[Sequence[Path]], 
     for rater, mine in zip(raters, preds):
         rater.centre = centre
         rater.scores = {path: rater.loss(p1, p2, centre) for path, (p1, p2) in mine.items()}
-
-
-# -- search over complete architectures -----------------------------------------------------------
-Paths = tuple[Path, ...]
-BlockScore = Callable[[int, Hashable, Path], float]
-
-
-def state_after(net: BlockSupernet, paths: Sequence[Path]) -> Hashable:
-    """The entry state of the block after `paths` (blocks 0..len(paths)-1)."""
-    entry = net.initial_state()
-    for block, path in enumerate(paths):
-        entry = net.exit_state(block, path, entry)
-    return entry
-
-
-def entries_of(net: BlockSupernet, paths: Sequence[Path]) -> list[Hashable]:
-    """The entry state of every block along `paths`."""
-    entry, out = net.initial_state(), []
-    for block, path in enumerate(paths):
-        out.append(entry)
-        entry = net.exit_state(block, path, entry)
-    return out
-
-
-def arch_loss(net: BlockSupernet, paths: Paths, block_score: BlockScore) -> float:
-    return sum(block_score(k, e, p) for k, (e, p) in enumerate(zip(entries_of(net, paths), paths)))
-
-
-def _neighbours(path: Path, candidates: Sequence[Path]) -> list[Path]:
-    def near(c: Path) -> bool:
-        if len(c) == len(path):
-            return sum(a != b for a, b in zip(c, path)) == 1
-        short, long_ = sorted((c, path), key=len)
-        return len(long_) - len(short) == 1 and long_[:len(short)] == short
-    return [c for c in candidates if near(c)]
-
-
-def _repair(net: BlockSupernet, paths: list[Path], start: int, rng: random.Random) -> Paths:
-    entry = state_after(net, paths[:start])
-    for k in range(start, len(paths)):
-        candidates = net.candidates(k, entry)
-        if paths[k] not in candidates:
-            paths[k] = rng.choice(candidates)
-        entry = net.exit_state(k, paths[k], entry)
-    return tuple(paths)
-
-
-def random_paths(net: BlockSupernet, rng: random.Random) -> Paths:
-    return _repair(net, [()] * net.num_blocks, 0, rng)
-
-
-def mutate_paths(net: BlockSupernet, paths: Paths, rng: random.Random) -> Paths:
-    k = rng.randrange(net.num_blocks)
-    entry = entries_of(net, paths)[k]
-    candidates = net.candidates(k, entry)
-    options = _neighbours(paths[k], candidates) or [c for c in candidates if c != paths[k]] or [paths[k]]
-    new = list(paths)
-    new[k] = rng.choice(options)
-    return _repair(net, new, k + 1, rng)
-
-
-def evolve(net: BlockSupernet, block_score: BlockScore, seeds: Sequence[Paths], rng: random.Random,
-           population: int, sample_size: int, cycles: int,
-           feasible: Callable[[Paths], bool] = lambda p: True) -> list[tuple[float, Paths]]:
-    """Regularised evolution over complete architectures; returns every evaluated one, best (lowest) first."""
-    seen: dict[Paths, float] = {}
-
-    def evaluate(paths: Paths) -> float:
-        if paths not in seen:
-            seen[paths] = arch_loss(net, paths, block_score) if feasible(paths) else math.inf
-        return seen[paths]
-
-    queue: list[Paths] = []
-    for paths in list(seeds) + [random_paths(net, rng) for _ in range(population * 10)]:
-        if len(queue) >= population:
-            break
-        if feasible(paths):
-            evaluate(paths)
-            queue.append(paths)
-    for _ in range(cycles):
-        if not queue:
-            break
-        parent = min(rng.sample(queue, min(sample_size, len(queue))), key=evaluate)
-        child = mutate_paths(net, parent, rng)
-        if evaluate(child) < math.inf:
-            queue.append(child)
-            queue.pop(0)
-    return sorted(((loss, p) for p, loss in seen.items() if loss < math.inf), key=lambda t: t[0])
 
 
 def plot_ratings(ratings: Sequence[float], accuracies: Sequence[float], path: str,

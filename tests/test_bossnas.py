@@ -7,7 +7,7 @@ import dataclasses
 import json
 import math
 import random
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable
 from pathlib import Path
 
 import pytest
@@ -18,7 +18,9 @@ from torch import nn
 import strategies.bossnas as bossnas_module
 from nas.data import TensorData
 from nas.space import SearchSpace
-from nas.strategy import SearchContext
+from nas.runs import RunDir
+from nas.search import run_search
+from nas.strategy import Record, StrategyContext, SupernetContext, rating_objectives
 from nas.supernet import BlockSupernet
 from search_spaces.hytra import HyTraSpace
 from search_spaces.mbconv import FAMILIES, MBConvSpace, Stage
@@ -26,7 +28,7 @@ from strategies.bossnas import BossNAS, make_config
 from toys import ToyBlockSpace
 from nas.optim import LARS, parameter_groups
 from strategies.bossnas_parts import ensemble_target, momentum_at
-from strategies.bossnas_rating import BlockRater, Nets, evolve, from_json, random_paths, rate_jointly
+from strategies.bossnas_rating import BlockRater, Nets, from_json, rate_jointly
 
 @pytest.fixture(autouse=True)
 def one_thread():  # noqa: ANN201 - tiny tensors: one thread avoids OpenMP overhead on a busy machine
@@ -75,10 +77,21 @@ def synthetic(n: int = 48, size: int = 8) -> TensorData:
     return TensorData("synthetic", x[: n - 16], y[: n - 16], x[n - 16:], y[n - 16:], 3)
 
 
-def context(space: SearchSpace, tmp: Path, records: list | None = None, **options: object) -> SearchContext:
-    return SearchContext(space=space, data=synthetic(), objectives=[], seed=0, budget="quick", checkpoint_dir=tmp,
-                         record=lambda a, m, i: (records if records is not None else []).append((a, m, i)),
-                         progress=False, options={**TINY, **options})
+def context(space: SearchSpace, tmp: Path, **options: object) -> SupernetContext:
+    return SupernetContext(space=space, data=synthetic(), objectives=[], seed=0, budget="quick", checkpoint_dir=tmp,
+                           progress=False, options={**TINY, **options})
+
+
+def search(strategy: BossNAS, ctx: SupernetContext) -> tuple[Record, list[Record]]:
+    """Train (`prepare`), then the search over ratings through the ordinary loop: the best record and all."""
+    plan = strategy.prepare(ctx)
+    folder = Path(ctx.checkpoint_dir) / "run"
+    run = RunDir.open(folder) if folder.exists() else RunDir.create(folder, {"space": "toy", "strategy": "bossnas", "settings": {}})
+    objectives = rating_objectives(ctx.objectives)
+    result = run_search(run, plan.search, plan.evaluator, StrategyContext(
+        ctx.space, objectives, 0, plan.budget, ctx.data.sample_shape, ctx.data.num_classes, progress=False))
+    assert all(Path(p).exists() for p in plan.plots)
+    return result.best, result.records
 
 
 # -- pure mechanics ----------------------------------------------------------------------------------------
@@ -145,7 +158,7 @@ def test_presets_scale_the_paper_schedule() -> None:
 
 def test_search_over_complete_architectures_needs_every_entry_state(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="set entry_states='all'"):
-        BossNAS([], seed=0).search(context(ToySpace(), tmp_path, entry_states="best", search="evolution"))
+        BossNAS([], seed=0).prepare(context(ToySpace(), tmp_path, entry_states="best", search="evolution"))
 
 
 def test_capped_rating_sample_reaches_every_exit_state(tmp_path: Path) -> None:
@@ -230,18 +243,34 @@ def test_entry_states_of_one_block_share_the_population_centre() -> None:
     assert at8.scores[("a",)] != pytest.approx(at4.scores[("a",)], abs=1e-6)
 
 
-def test_evolution_over_complete_architectures_finds_the_additive_optimum() -> None:
-    import random
+def test_the_search_over_ratings_finds_the_additive_optimum(tmp_path: Path) -> None:
+    """BossNAS's search phase, regularised evolution seeded with a start architecture, run by the ordinary
+    loop over block-additive ratings (a block scored by its ops, entry at 4x4 penalised), reaches the optimum."""
+    from nas.evaluate import Evaluation, Evaluator
+    from nas.strategy import Seeded
+    from strategies.evolution import RegularizedEvolution
 
-    net = toy_net()
-    table = {"a": 0.0, "b": -1.0, "c": 0.5}
+    space, table = ToyBlockSpace(), {"a": 0.0, "b": -1.0, "c": 0.5}
+    blocks = space.block_paths((1, 8, 8))
 
-    def score(block: int, entry: Hashable, path: tuple) -> float:
-        return sum(table[o] for o in path) + (0.3 if entry == 4 else 0.0)
+    class Additive(Evaluator):
+        metrics = ("rating",)
 
-    best_loss, best = evolve(net, score, [], random.Random(0), population=8, sample_size=3, cycles=200)[0]
-    assert best == (("b", "b"),) * 3 and best_loss == pytest.approx(-6.0)
-    assert random_paths(net, random.Random(1))[0] in net.candidates(0, 8)
+        def evaluate(self, arch):  # noqa: ANN001, ANN202
+            paths = blocks.paths_of(arch)
+            losses = [sum(table[o] for o in p) + (0.3 if e == 4 else 0.0)
+                      for p, e in zip(paths, blocks.entries_of(paths))]
+            return Evaluation({"rating": -sum(losses)})
+
+    objectives = rating_objectives([])
+    start = blocks.arch_of([("c",), ("a",), ("a",)])
+    search = Seeded(RegularizedEvolution(space, objectives, 0, population_size=8, sample_size=3), [start])
+    run = RunDir.create(tmp_path / "run", {"space": "toy", "strategy": "evolution", "settings": {}})
+    result = run_search(run, search, Additive(), StrategyContext(space, objectives, 0, 150, (1, 8, 8), 3,
+                                                                  progress=False))
+    assert run.history()[0].arch == start
+    assert blocks.paths_of(result.best.arch) == [("b", "b")] * 3 and result.best.metrics["rating"] == 6.0
+    assert blocks.random_paths(random.Random(1))[0] in blocks.candidates(0, 8)
 
 
 # -- the strategy --------------------------------------------------------------------------------------------
@@ -293,9 +322,8 @@ def test_blocks_train_in_sequence_on_best_paths(tmp_path: Path, monkeypatch: pyt
             assert any(not torch.equal(a, b) for a, b in zip(before, after))
 
     monkeypatch.setattr(BossNAS, "_train_block", train)
-    records: list = []
-    outcome = strategy.search(context(ToySpace(), tmp_path, records, epochs_per_block=2.0, num_paths=3,
-                                      entry_states=entry_states))
+    best, records = search(strategy, context(ToySpace(), tmp_path, epochs_per_block=2.0, num_paths=3,
+                                             entry_states=entry_states))
     assert set(seen) == {0, 1, 2}
     assert all(any(k == b for k, _ in seen[b]) for b in seen)
     steps = [4 * n for n in states]  # 32 images / batch 16 x 2 epochs per block, for each entry state
@@ -305,8 +333,10 @@ def test_blocks_train_in_sequence_on_best_paths(tmp_path: Path, monkeypatch: pyt
         block_momenta = momenta[sum(steps[:b]):sum(steps[:b + 1])]
         assert block_momenta[0] == pytest.approx(0.99)  # restarted per block
         assert all(x < y for x, y in zip(block_momenta, block_momenta[1:]))
-    assert strategy.rate([outcome.arch])[0] == pytest.approx(outcome.metrics["rating"])
-    assert outcome.metrics["rating"] >= strategy.rate([toy_net().arch_of(strategy.best_paths)])[0] - 1e-9
+    assert strategy.rate([best.arch])[0] == pytest.approx(best.metrics["rating"])
+    greedy = toy_net().arch_of(strategy.best_paths)
+    assert records[0].arch == greedy  # the search starts from the greedy choice (the official code's)
+    assert best.metrics["rating"] >= strategy.rate([greedy])[0] - 1e-9
     other = ("a",) if "c" in strategy.best_paths[0] else ("c",)  # block 1 entered in the other state
     if entry_states == "all":  # rated in a state it was trained from, against the block's one centre
         monkeypatch.setattr(BlockRater, "rate", lambda *a, **k: pytest.fail("no new population centre expected"))
@@ -318,7 +348,9 @@ def test_blocks_train_in_sequence_on_best_paths(tmp_path: Path, monkeypatch: pyt
     for block in range(3):
         ranking = json.loads((tmp_path / f"path_rank_{block}.json").read_text())
         assert len(ranking["entries"]) == states[block] and all(e["ranking"] for e in ranking["entries"])
-    assert 0 < len(records) <= 3 * 3 + 4 and all("rating" in m for _, m, _ in records)
+    rated = [r for r in records if r.feasible and not r.info.get("cached")]
+    budget = 1 if entry_states == "best" else TINY["population"] + TINY["cycles"]  # 'best' on the toy: enumerate
+    assert len(rated) == budget and all("rating" in r.metrics and "macs" in r.metrics for r in rated)
 
 
 class Killed(Exception):
@@ -341,7 +373,7 @@ def test_resume_skips_finished_blocks(tmp_path: Path, monkeypatch: pytest.Monkey
     monkeypatch.setattr(BossNAS, "_train_block", train)
     monkeypatch.setattr(BossNAS, "_rate_block", rate_then_die)
     with pytest.raises(Killed):
-        BossNAS([], seed=0).search(context(ToySpace(), tmp_path))
+        search(BossNAS([], seed=0), context(ToySpace(), tmp_path))
     assert trained == [0, 1]
     state = torch.load(tmp_path / "bossnas_state.pt", weights_only=True)
     assert state["progress"]["block"] == 1 and state["progress"]["trained"]
@@ -349,19 +381,19 @@ def test_resume_skips_finished_blocks(tmp_path: Path, monkeypatch: pytest.Monkey
     monkeypatch.setattr(BossNAS, "_rate_block", real_rate)
     trained.clear()
     resumed = BossNAS([], seed=0)
-    resumed.search(context(ToySpace(), tmp_path))
+    search(resumed, context(ToySpace(), tmp_path))
     assert trained == [2]  # block 0 finished, block 1 trained (its rating is redone), block 2 fresh
     assert resumed.frontier[1] == killed  # block 0's ratings were kept, not redone
     trained.clear()
     again = BossNAS([], seed=0)
-    again.search(context(ToySpace(), tmp_path))
+    search(again, context(ToySpace(), tmp_path))
     assert trained == [] and again.best_paths == resumed.best_paths
 
 
 def test_snapshot_holds_what_rating_reads_and_nothing_else(tmp_path: Path) -> None:
     """Block k's snapshot: the online block k, the target's stem and blocks 0..k, block k's heads."""
     strategy = BossNAS([], seed=0)
-    strategy.search(context(ToySpace(), tmp_path))
+    strategy.prepare(context(ToySpace(), tmp_path))
     full = strategy.online.state_dict()
     for k in range(3):
         snap = torch.load(tmp_path / f"block_{k}.pt", weights_only=True)
@@ -384,9 +416,9 @@ def test_rating_from_reloaded_snapshots_equals_rating_with_the_live_weights(tmp_
 
     monkeypatch.setattr(BossNAS, "_snapshot", snapshot)
     first = BossNAS([], seed=0)
-    first.search(context(ToySpace(), tmp_path, max_rated=2))  # most paths are left to on-demand scoring
+    first.prepare(context(ToySpace(), tmp_path, max_rated=2))  # most paths are left to on-demand scoring
     resumed = BossNAS([], seed=0)  # a finished run: rates from the snapshots on disk only
-    resumed.search(context(ToySpace(), tmp_path, max_rated=2))
+    resumed.prepare(context(ToySpace(), tmp_path, max_rated=2))
     block_score = resumed._block_scorer()
     net = resumed.online
     assert [len(raters) for raters in first.raters] == [1, 2, 2]  # blocks 1 and 2 entered at 8 and at 4
@@ -422,7 +454,7 @@ def test_block_weights_partition_the_supernet_and_hold_those_each_block_uses(mak
 
     assert used(lambda: net.stem(x)) <= set(groups[0])
     for seed in range(3):
-        paths = random_paths(net, random.Random(seed))
+        paths = net.paths.random_paths(random.Random(seed))
         entry = net.initial_state()
         for k, path in enumerate(paths):
             with torch.no_grad():
@@ -442,31 +474,25 @@ def tiny_mbconv() -> MBConvSpace:
 
 def test_smoke_tiny_mbconv(tmp_path: Path) -> None:
     space = tiny_mbconv()
-    records: list = []
-    outcome = BossNAS([], seed=0).search(context(space, tmp_path, records, search="evolution"))
-    space.validate(outcome.arch)
-    assert outcome.arch["resolution"] == 8 and outcome.arch["s2_depth"] == 1
-    assert math.isfinite(outcome.metrics["rating"]) and -8.0 <= -outcome.metrics["rating"] <= 8.0
-    assert sum(v for k, v in outcome.metrics.items() if k.endswith("_loss")) == \
-        pytest.approx(-outcome.metrics["rating"])
-    assert all(Path(p).exists() for p in outcome.plots)
-    assert records and all(r[2]["strategy"] == "bossnas" for r in records)
-    assert (tmp_path / "search_result.json").exists()
+    best, records = search(BossNAS([], seed=0), context(space, tmp_path, search="evolution"))
+    space.validate(best.arch)
+    assert best.arch["resolution"] == 8 and best.arch["s2_depth"] == 1
+    assert math.isfinite(best.metrics["rating"]) and -8.0 <= -best.metrics["rating"] <= 8.0
+    assert sum(v for k, v in best.metrics.items() if k.endswith("_loss")) == pytest.approx(-best.metrics["rating"])
+    assert len([r for r in records if r.feasible]) >= TINY["population"] + TINY["cycles"]
 
 
 @pytest.mark.slow
 def test_hytra_every_reachable_entry_state_is_trained_and_rated(tmp_path: Path) -> None:
     """With entry_states='all' each HyTra block is trained from every level it can be entered at, so any
     architecture can be rated, and the evolutionary search runs over the whole space."""
-    from strategies.bossnas import reachable_entries
-
     space = HyTraSpace("small")
     strategy = BossNAS([], seed=0)
-    outcome = strategy.search(context(space, tmp_path, input_size=8, train_images=16, max_rated=1, search="evolution"))
+    best, _ = search(strategy, context(space, tmp_path, input_size=8, train_images=16, max_rated=1, search="evolution"))
     net = strategy.online
-    levels = [sorted(map(str, entries)) for entries in reachable_entries(net)]
+    levels = [sorted(map(str, entries)) for entries in net.paths.entries]
     assert [sorted(states) for states in strategy.frontier[:4]] == levels
     assert [len(raters) for raters in strategy.raters] == [len(e) for e in levels] == [1, 4, 4, 4]
     archs = [space.sample(random.Random(s)) for s in range(4)]
     assert all(math.isfinite(r) for r in strategy.rate(archs))
-    space.validate(outcome.arch)
+    space.validate(best.arch)
