@@ -314,8 +314,11 @@ class SearchSpace(ABC):
         width multiplier, a resolution, a depth) moved to each other value. Every base whose graph has a
         layer (name, candidate, op) no earlier base had (another width multiplier; not another resolution or
         depth) is taken with the choices of each slot set to every combination of their values (a global
-        choice to each of its values), newly active choices sampled. Spaces whose layers depend on
-        combinations this misses (HyTra: a layer's ops depend on the levels before it) override it.
+        choice to each of its values), newly active choices sampled; and where moving one slot's choices
+        changes the layers of another slot (a width feeding the next layer's convolution), with every
+        combination of both. Spaces whose layers depend on longer chains of choices (HyTra: a layer's ops
+        depend on the levels of all layers before it) override it; an architecture outside the cover is a
+        one-line error when a supernet runs it.
         """
         import itertools
 
@@ -336,6 +339,17 @@ class SearchSpace(ABC):
                     values[choice.name] = choice.values[pick]
             return valid(values) or self.sample(rng)
 
+        def layers(arch: Architecture) -> dict[str, set]:
+            out: dict[str, set] = {}
+            for node in self.graph(arch).layers():
+                out.setdefault(node.slot, set()).add((node.name, node.variant, node.op))
+            return out
+
+        def combos(*groups: list[Choice]) -> Iterator[dict[str, Value]]:
+            chosen = [c for group in groups for c in group]
+            for values in itertools.product(*(c.values for c in chosen)):
+                yield {c.name: v for c, v in zip(chosen, values)}
+
         largest = extreme(-1)
         bases = [largest, extreme(0)] + [a for c in self.active_choices(largest) if not c.slot for v in c.values
                                          if v != largest[c.name] and (a := valid({**largest, c.name: v}))]
@@ -343,18 +357,25 @@ class SearchSpace(ABC):
         seen: set[tuple] = set()
         for base in bases:
             cover[base] = None
-            layers = {(n.name, n.variant, n.op) for n in self.graph(base).layers()}
-            if layers <= seen:
+            base_layers = layers(base)
+            if set().union(*base_layers.values()) <= seen:
                 continue
-            seen |= layers
+            seen |= set().union(*base_layers.values())
             slots: dict[str, list[Choice]] = {}
             for choice in self.active_choices(base):
                 slots.setdefault(choice.slot or choice.name, []).append(choice)
-            for group in slots.values():
-                for combo in itertools.product(*(c.values for c in group)):
-                    child = valid({**base, **{c.name: v for c, v in zip(group, combo)}})
-                    if child is not None and all(child.get(c.name) == v for c, v in zip(group, combo)):
-                        cover[child] = None
+            pairs = []
+            for name, group in slots.items():
+                probe = valid({**base, **{c.name: c.values[0] for c in group}})
+                if probe is not None and probe != base:
+                    moved = layers(probe)
+                    pairs += [(group, other) for key, other in slots.items()
+                              if key != name and moved.get(key) != base_layers.get(key)]
+            for values in [v for group in slots.values() for v in combos(group)] + \
+                    [v for a, b in pairs for v in combos(a, b)]:
+                child = valid({**base, **values})
+                if child is not None and all(child.get(k) == v for k, v in values.items()):
+                    cover[child] = None
         return list(cover)
 
     def restrict(self, allowed: Mapping[str, Iterable[Value]]) -> RestrictedSpace:

@@ -61,7 +61,8 @@ from nas.registry import register_strategy
 from nas.space import Architecture, NASError, Value, one_of
 from nas.strategy import Seeded, Strategy, SupernetContext, SupernetPlan, SupernetStrategy, rating_objectives
 from nas.supernet import BlockSupernet
-from nas.train import AUGMENT_BY_DATASET, Batch, StepFn, TrainConfig, Trainer, TrainProgress, resize_inputs, resolve_device
+from nas.train import (AUGMENT_BY_DATASET, Batch, StepFn, TrainConfig, Trainer, TrainProgress, resize_inputs,
+                       resolve_device)
 from strategies.bossnas_parts import (BlockNeck, augment_views, cosine_loss, ema_update, ensemble_target, momentum_at,
                                       predictor)
 from strategies.bossnas_rating import BlockRater, Nets, from_json, plot_ratings, rate_jointly, to_json
@@ -366,7 +367,7 @@ class BossNAS(SupernetStrategy):
                     self.x_train, total_steps=total, state=state, optimizer_state=optimizer_state,
                     also_train=[self.target, self.necks_target[block]], after_step=after_step,
                     on_epoch_end=on_epoch_end,
-                    epoch_generator=lambda epoch: torch.Generator().manual_seed(hash((self.seed, block, epoch)) % 2**31))
+                    epoch_generator=lambda e: torch.Generator().manual_seed(hash((self.seed, block, e)) % 2**31))
 
     # -- rating ---------------------------------------------------------------------------------------
     def _rater(self, block: int, prefix: Sequence[Path], nets: Nets | None = None) -> BlockRater:

@@ -19,8 +19,10 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from nas.registry import register_strategy
-from nas.space import Architecture
+from nas.space import Architecture, ArchitectureError, NASError
 from nas.strategy import Record, Strategy, StrategyContext
+
+MAX_INVALID = 1000
 
 if TYPE_CHECKING:
     import optuna
@@ -41,20 +43,26 @@ class OptunaStrategy(Strategy):
         super().__init__(space, objectives, seed)
         warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        kind = sampler if sampler != "auto" else ("nsga2" if len(self.objectives) > 1 else "tpe")
-        if kind == "tpe":
-            self.sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=n_startup_trials,
-                                                      multivariate=True, group=True, constant_liar=True)
-        elif kind == "nsga2":
-            self.sampler = optuna.samplers.NSGAIISampler(seed=seed)
-        elif kind == "random":
-            self.sampler = optuna.samplers.RandomSampler(seed=seed)
-        else:
+        self.kind = sampler if sampler != "auto" else ("nsga2" if len(self.objectives) > 1 else "tpe")
+        if self.kind not in ("tpe", "nsga2", "random"):
             raise ValueError(f"optuna sampler {sampler!r} is not one of 'auto', 'tpe', 'nsga2', 'random'")
+        self.n_startup_trials = n_startup_trials
+        self.sampler = self._sampler(seed)
         self.study_name = study_name
         self.run_id = ""
         self._study: optuna.Study | None = None
-        self.pending: dict[Architecture, list] = {}
+        self.pending: dict[Architecture, list] = {}  # asked, not told: the trials (or trial numbers) behind them
+        self.orphans: list[tuple[Architecture, int]] = []  # this run's trials a kill left running
+
+    def _sampler(self, seed: int) -> optuna.samplers.BaseSampler:
+        import optuna
+
+        if self.kind == "tpe":
+            return optuna.samplers.TPESampler(seed=seed, n_startup_trials=self.n_startup_trials, multivariate=True,
+                                              group=True, constant_liar=True)
+        if self.kind == "nsga2":
+            return optuna.samplers.NSGAIISampler(seed=seed)
+        return optuna.samplers.RandomSampler(seed=seed)
 
     def setup(self, context: StrategyContext) -> None:
         """Open the study in `context.storage`, by default the run directory's study.db."""
@@ -86,15 +94,33 @@ class OptunaStrategy(Strategy):
                 time.sleep(0.2 * (attempt + 1))
 
     def ask(self) -> Architecture:
-        trial = self.study.ask()
-        trial.set_user_attr("run_id", self.run_id)
-        values: dict = {}
-        for choice in self.space.choices():
-            if choice.is_active(values):
-                values[choice.name] = trial.suggest_categorical(choice.name, list(choice.values))
-        arch = Architecture(values)
-        self.pending.setdefault(arch, []).append(trial)
-        return arch
+        """A trial's architecture; one that breaks a rule the choices cannot express (`space.check`, e.g. HyTra
+        halving below its lowest level) is told to the study as failed and another trial asked."""
+        import optuna
+
+        if self.orphans:  # a trial the kill left running: its architecture was asked and is evaluated now
+            arch, number = self.orphans.pop(0)
+            self.pending.setdefault(arch, []).append(number)
+            return arch
+        for _ in range(MAX_INVALID):
+            # the sampler's random state follows the trial number, so a resumed study proposes what an
+            # uninterrupted one would have
+            self.study.sampler = self._sampler(self.seed * 1_000_003 + len(self.study.trials))
+            trial = self.study.ask()
+            trial.set_user_attr("run_id", self.run_id)
+            values: dict = {}
+            for choice in self.space.choices():
+                if choice.is_active(values):
+                    values[choice.name] = trial.suggest_categorical(choice.name, list(choice.values))
+            arch = Architecture(values)
+            try:
+                self.space.check(arch)
+            except ArchitectureError:
+                self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
+                continue
+            self.pending.setdefault(arch, []).append(trial)
+            return arch
+        raise NASError(f"optuna proposed {MAX_INVALID} invalid architectures of {self.space.name!r} in a row")
 
     def tell(self, arch: Architecture, metrics: Mapping[str, float] | None) -> None:
         import optuna
@@ -112,12 +138,19 @@ class OptunaStrategy(Strategy):
                                                        state=state, user_attrs={"run_id": self.run_id}))
 
     def restore(self, records: Sequence[Record]) -> None:
-        """The study already holds the finished trials; this run's trials left running by a kill are failed.
-        With a storage that was not kept (a fresh in-memory study), the history is told again."""
+        """The study already holds the finished trials; this run's trials a kill left running are asked again
+        first (their architectures were proposed, not yet evaluated; one with missing choices is failed). With a
+        storage that was not kept (a fresh in-memory study), the history is told again."""
         import optuna
 
         for trial in self.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-            if trial.user_attrs.get("run_id") == self.run_id:
+            if trial.user_attrs.get("run_id") != self.run_id:
+                continue
+            arch = Architecture(trial.params)
+            try:
+                self.space.validate(arch)
+                self.orphans.append((arch, trial.number))
+            except ArchitectureError:
                 self.study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
         if not self.study.trials:
             for record in records:

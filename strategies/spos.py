@@ -120,10 +120,8 @@ class SPOS(SupernetStrategy):
         """Uniform single-path training, resumable at epoch ends from `folder/spos_state.pt`."""
         import torch
 
-        from nas.train import (CrossEntropy, TrainConfig, Trainer, TrainProgress, resize_inputs, supervised_step,
-                               use_all_threads)
+        from nas.train import CrossEntropy, TrainConfig, Trainer, TrainProgress, resize_inputs, supervised_step
 
-        use_all_threads()
         config = TrainConfig(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, momentum=cfg.momentum,
                              weight_decay=cfg.weight_decay, warmup_epochs=cfg.warmup_epochs,
                              label_smoothing=cfg.label_smoothing, seed=self.seed, device=cfg.device)

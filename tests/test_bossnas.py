@@ -25,7 +25,7 @@ from nas.supernet import BlockSupernet
 from search_spaces.hytra import HyTraSpace
 from search_spaces.mbconv import FAMILIES, MBConvSpace, Stage
 from strategies.bossnas import BossNAS, make_config
-from toys import ToyBlockSpace
+from nas.testing import ToyBlockSpace
 from nas.optim import LARS, parameter_groups
 from strategies.bossnas_parts import ensemble_target, momentum_at
 from strategies.bossnas_rating import BlockRater, Nets, from_json, rate_jointly
