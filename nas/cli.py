@@ -98,7 +98,7 @@ def cmd_spaces(args: argparse.Namespace) -> None:
     for name in registry.names("spaces"):
         cls = registry.get("spaces", name)
         print(f"{name:12s} {_doc(cls)}")
-        presets = getattr(cls, "presets", ())
+        presets = cls.presets
         for preset in presets or (None,):
             space = cls(preset) if presets else cls()
             refs = ", ".join(space.reference_archs()) or "-"
@@ -208,7 +208,7 @@ def cmd_inspect(args: argparse.Namespace) -> None:
     if args.resolution:
         shape = (shape[0],) + (args.resolution,) * (len(shape) - 1)
     graph = space.graph(arch, shape, args.classes or space.default_classes)
-    report = {"space": space.name, "preset": getattr(space, "preset", None), "arch": dict(arch),
+    report = {"space": space.name, "preset": space.preset, "arch": dict(arch),
               "input_shape": list(graph.input_shape), "num_classes": graph.output_shape[-1],
               "params": graph.params(), "macs": graph.macs(), "layers": sum(1 for _ in graph.layers()),
               "groups": graph.group_costs()}

@@ -30,7 +30,7 @@ def save_supernet(path: str | Path, supernet: Supernet) -> None:
     import torch
 
     tmp = Path(path).with_suffix(".tmp")
-    torch.save({"space": supernet.space.name, "preset": getattr(supernet.space, "preset", None),
+    torch.save({"space": supernet.space.name, "preset": supernet.space.preset,
                 "sharing": supernet.sharing, "data_shape": list(supernet.data_shape),
                 "num_classes": supernet.num_classes, "state": supernet.state_dict()}, tmp)
     tmp.replace(path)
@@ -46,7 +46,7 @@ def load_supernet(path: str | Path, space: SearchSpace, device: str | torch.devi
     if not file.is_file():
         raise NASError(f"supernet checkpoint {str(file)!r} does not exist (a spos run writes checkpoints/supernet.pt)")
     saved = torch.load(file, map_location=device, weights_only=True)
-    preset = getattr(space, "preset", None)
+    preset = space.preset
     if saved["space"] != space.name or saved["preset"] != preset:
         raise NASError(f"supernet checkpoint {str(file)!r} was trained on space {saved['space']!r} preset "
                        f"{saved['preset']!r}, not {space.name!r} preset {preset!r}")

@@ -83,8 +83,8 @@ def get(kind: str, name: str) -> Any:
 def make_space(name: str, preset: str | None = None, arch_name: str | None = None) -> Any:
     """A space instance; with no preset, the preset holding the named reference architecture, if any."""
     cls = get("spaces", name)
-    presets = getattr(cls, "presets", ())
-    if preset is None and arch_name and hasattr(cls, "preset_of"):
+    presets = cls.presets
+    if preset is None and arch_name and presets:
         preset = cls.preset_of(arch_name)
         if preset is None:
             named = sorted(a for p in presets for a in cls(p).reference_archs())

@@ -137,6 +137,8 @@ class SearchSpace(ABC):
     default_classes: int = 1000
     #: named variants of the space (a constructor argument); empty when it has none
     presets: tuple[str, ...] = ()
+    #: this instance's preset (None for a space without presets)
+    preset: str | None = None
     #: how a one-shot supernet of the space shares weights ("separate" or "elastic", `nas.supernet`)
     supernet_sharing: str = "separate"
 
@@ -497,6 +499,30 @@ class RestrictedSpace(SearchSpace):
     @property
     def default_classes(self) -> int:  # type: ignore[override]
         return self.base.default_classes
+
+    @property
+    def preset(self) -> str | None:  # type: ignore[override]
+        return self.base.preset
+
+    @property
+    def supernet_sharing(self) -> str:  # type: ignore[override]
+        return self.base.supernet_sharing
+
+    def supernet_cover(self) -> list[Architecture]:
+        """The base's cover moved inside the restriction (a restricted choice outside takes its first allowed
+        value) where the base has its own cover (HyTra), else the generic cover of the restricted choices."""
+        if not _overrides(self.base, "supernet_cover"):
+            return super().supernet_cover()
+        rng, out = random.Random(0), {}
+        for arch in self.base.supernet_cover():
+            moved = self.complete({k: v if k not in self.restriction or v in self.restriction[k]
+                                   else self.restriction[k][0] for k, v in arch.items()}, rng)
+            try:
+                self.validate(moved)
+            except ArchitectureError:
+                continue
+            out[moved] = None
+        return list(out)
 
     def choices(self) -> list[Choice]:
         return self._choices
