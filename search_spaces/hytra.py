@@ -20,7 +20,9 @@ Two op variants, following the official code (changlin31/BossNAS):
   when `se`, and `last_stride` 1 keeps the lowest level at the previous resolution (BossNet-T1).
 
 Presets: "paper" (224 input, ResNet-50 widths, 1000 classes, "retrain" ops; adds the choices `act`,
-`se`, `last_stride` so BossNet-T0, T0 w/o SE and T1 are members) and "small" (32x32 input, 3x3
+`se`, `last_stride` so BossNet-T0, T0 w/o SE and T1 are members), "paper_search" (the same fabric with the
+"search" ops: what BossNAS's supernet trains at paper scale; supernets are built from a preset's own graphs,
+so `--preset paper` would train the retrained ops instead) and "small" (32x32 input, 3x3
 stride-1 stem of 16 channels without max-pool, widths 32/64/128/256 at 32/16/8/4, heads 4/8 with
 dim_head 8 as the paper's 4/8 heads, 10 classes, "search" ops: the stand-alone model is the supernet path).
 
@@ -142,6 +144,11 @@ PRESETS: dict[str, HyTraPreset] = {
             "bot50_t": (((1,) * 3, (1,) * 4, (1,) * 6, (0,) * 3), SE_SILU),
             "dna_t": (((1,), (1, 1, 1), (1, 0, 1, 1, 1, 1, 0, 1), (0, 1, 1, 1)), SE_SILU),
         }),
+    "paper_search": HyTraPreset(
+        doc="HyTra at 224x224 with ResNet-50 widths and the search-phase ops: BossNAS's supernet at paper scale",
+        resolution=224, stem="imagenet", stem_width=64, widths=(256, 512, 1024, 2048), heads=(1, 2, 4, 8),
+        variant="search", classes=1000,
+        references={"bossnet_t0_search": (T0, {})}),
     "small": HyTraPreset(
         doc="HyTra for 32x32 data on a CPU: widths 32/64/128/256 at 32/16/8/4, search-phase ops",
         resolution=32, stem="cifar", stem_width=16, widths=(32, 64, 128, 256), heads=(1, 2, 4, 8),
