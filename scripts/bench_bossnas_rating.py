@@ -42,16 +42,15 @@ from nas.registry import make_space  # noqa: E402
 from nas.space import Architecture  # noqa: E402
 from nas.strategy import SupernetContext  # noqa: E402
 from nas.train import TrainConfig, resize_inputs, resolve_device, train_and_evaluate  # noqa: E402
+from predictors.base import kendall_tau, spearman_rho  # noqa: E402
 
 ANCHORS = [("BossNAS, MBConv space / ImageNet (paper)", "0.65", "0.78"),
            ("BossNAS, NATS-Bench size space / CIFAR-10 (paper)", "0.53", "0.73"),
            ("SPOS, MBConv space / ImageNet (paper's table)", "-0.18", "-0.27")]
 
 
-def kendall_spearman(a, b) -> tuple[float, float]:  # noqa: ANN001
-    from scipy.stats import kendalltau, spearmanr
-
-    return float(kendalltau(a, b)[0]), float(spearmanr(a, b)[0])
+def kendall_spearman(a: list[float], b: list[float]) -> tuple[float, float]:
+    return kendall_tau(a, b), spearman_rho(a, b)
 
 
 # -- data and architectures (rebuilt identically in every worker process) ---------------------------------
@@ -91,7 +90,7 @@ def standalone_key(opts: dict, seed: int, arch: Architecture) -> str:
 def rating_key(opts: dict) -> str:
     """What a cached BossNAS + SPOS result depends on."""
     keys = ("space", "preset", "archs", "train", "val", "size", "seed", "boss_budget", "boss_epochs", "boss_batch",
-            "max_rated", "rating_images", "spos_epochs", "boss_images", "entry_states", "skip_bossnas")
+            "max_rated", "rating_images", "spos_epochs", "boss_images", "entry_states", "skip_bossnas", "supernet_seed")
     # supernets built from the graph (commit 13ac6a5) initialise in another order than the earlier hand-written
     # ones: results cached before then are not this code's
     return "supernets=graph/" + "/".join(f"{k}={opts[k]}" for k in keys)
@@ -111,9 +110,13 @@ def train_standalone(opts: dict, arch_json: str, seed: int) -> tuple[str, int, f
     return arch_json, seed, res.accuracy, res.seconds
 
 
+def supernet_seed(opts: dict) -> int:
+    return opts["seed"] if opts["supernet_seed"] is None else opts["supernet_seed"]
+
+
 def supernet_context(opts: dict, folder: str) -> SupernetContext:
     space = make_space(opts["space"], opts["preset"])
-    return SupernetContext(space=space, data=bench_data(opts), objectives=[], seed=opts["seed"],
+    return SupernetContext(space=space, data=bench_data(opts), objectives=[], seed=supernet_seed(opts),
                            budget=opts["boss_budget"], checkpoint_dir=Path(folder), progress=False)
 
 
@@ -127,7 +130,7 @@ def rate_bossnas(opts: dict) -> dict:
                    epochs_per_block=opts["boss_epochs"],
                    batch_size=opts["boss_batch"], max_rated=opts["max_rated"], rating_images=opts["rating_images"],
                    bn_images=128, search="enumerate", entry_states=opts["entry_states"], device=opts["device"])
-    strategy = BossNAS([], seed=opts["seed"], **options)
+    strategy = BossNAS([], seed=supernet_seed(opts), **options)
     with tempfile.TemporaryDirectory() as tmp:
         strategy.prepare(supernet_context(opts, tmp))
         trained = time.perf_counter() - t
@@ -148,7 +151,7 @@ def rate_spos(opts: dict) -> dict:
 
     torch.set_num_threads(opts["threads"])
     t = time.perf_counter()
-    strategy = SPOS([], seed=opts["seed"], epochs=opts["spos_epochs"], batch_size=opts["boss_batch"], lr=0.1,
+    strategy = SPOS([], seed=supernet_seed(opts), epochs=opts["spos_epochs"], batch_size=opts["boss_batch"], lr=0.1,
                     train_images=opts["boss_images"], bn_images=256, val_images=0, device=opts["device"])
     with tempfile.TemporaryDirectory() as tmp:
         plan = strategy.prepare(supernet_context(opts, tmp))
@@ -191,7 +194,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
                     help="training images BossNAS and SPOS use (the first ones of the subset; 0: all)")
     ap.add_argument("--boss-batch", type=int, default=64, help="BossNAS (and SPOS) batch size")
     ap.add_argument("--spos-epochs", type=float, default=4.0,
-                    help="SPOS training epochs (the spos strategy), in a process of its own beside BossNAS with --workers")
+                    help="SPOS training epochs (the spos strategy); with --workers in a process beside BossNAS")
     ap.add_argument("--skip-bossnas", action="store_true", help="rate with SPOS only (no BossNAS row)")
     ap.add_argument("--max-rated", type=int, default=12, help="rated candidates per block and entry state (0: all)")
     ap.add_argument("--rating-images", type=int, default=256)
@@ -214,6 +217,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
                     help="train nothing stand-alone: use the cached accuracies (e.g. trained on another machine)")
     ap.add_argument("--standalone-only", action="store_true", help="only the stand-alone accuracies and their noise")
     ap.add_argument("--seed", type=int, default=0, help="seed of the data subset, the architectures and the supernets")
+    ap.add_argument("--supernet-seed", type=int, default=None,
+                    help="seed of BossNAS's and SPOS's training alone (default: --seed), for their run-to-run spread")
     ap.add_argument("--out", default="benchmarks/bossnas_rating.md")
     return ap.parse_args(argv)
 
@@ -315,11 +320,13 @@ def main(argv: list[str] | None = None) -> None:
     write_report(args, out, complete, records, costs, rated, total_wall, noise)
 
 
-def noise_ceiling(opts: dict, seeds: list[int], archs: list[Architecture], cache: dict) -> tuple[str, float, float] | None:
+def noise_ceiling(opts: dict, seeds: list[int], archs: list[Architecture],
+                  cache: dict) -> tuple[str, float, float] | None:
     """Kendall tau / Spearman rho between the first two seeds, over the architectures trained with both."""
     if len(seeds) < 2:
         return None
-    pairs = [(cache[standalone_key(opts, seeds[0], a)]["accuracy"], cache[standalone_key(opts, seeds[1], a)]["accuracy"])
+    pairs = [(cache[standalone_key(opts, seeds[0], a)]["accuracy"],
+              cache[standalone_key(opts, seeds[1], a)]["accuracy"])
              for a in archs if all(standalone_key(opts, s, a) in cache for s in seeds[:2])]
     if len(pairs) < 3:
         return None
@@ -342,7 +349,8 @@ def write_report(args, out: Path, seeds, records, costs: dict[str, list[int]],  
     if boss:
         rows.append(("BossNAS (ensemble bootstrapping, this run)", *kendall_spearman(rated["boss"], truth)))
     if rated:
-        rows.append((f"SPOS (strategy spos, {rated['spos_budget']}, this run)", *kendall_spearman(rated["spos"], truth)))
+        rows.append((f"SPOS (strategy spos, {rated['spos_budget']}, supernet seed {supernet_seed(vars(args))}, "
+                     "this run)", *kendall_spearman(rated["spos"], truth)))
     rows += [("parameter count (this run)", *kendall_spearman(costs["params"], truth)),
              ("multiply-adds (this run)", *kendall_spearman(costs["macs"], truth))]
     times = {f"stand-alone trainings ({len(sa_seconds)}; sum of their seconds)": sum(sa_seconds),

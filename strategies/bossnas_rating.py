@@ -176,10 +176,10 @@ def plot_ratings(ratings: Sequence[float], accuracies: Sequence[float], path: st
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from scipy.stats import kendalltau, spearmanr
+    from predictors.base import kendall_tau, spearman_rho
 
-    tau = kendalltau(ratings, accuracies)[0] if len(ratings) > 1 else float("nan")
-    rho = spearmanr(ratings, accuracies)[0] if len(ratings) > 1 else float("nan")
+    tau = kendall_tau(ratings, accuracies) if len(ratings) > 1 else float("nan")
+    rho = spearman_rho(ratings, accuracies) if len(ratings) > 1 else float("nan")
     fig, ax = plt.subplots(figsize=(5, 4))
     ax.scatter(ratings, accuracies, s=18)
     ax.set_xlabel("rating (-sum of block losses)")
