@@ -14,9 +14,8 @@ Three encodings (`ENCODINGS`), none of them knowing any particular space:
   each distinct group (from the group's entry nodes to its exit nodes; a cell, a block), not from the
   network's input to its output. For a cell space these are the paper's cell paths (the ops along each
   path through the cell, in our merged labels, `none` edges cutting paths); whole-network
-  paths multiply across stacked cells (265 distinct ones for one NB201 cell, most of them seen once), and
-  on NB201 CIFAR-10 they cut a random forest's Kendall tau at 100 training points from 0.45 to 0.09
-  (100 trees, 2 seeds).
+  paths multiply across stacked cells (265 distinct ones for one NB201 cell, most of them seen once) and
+  predict far worse (measured: `benchmarks/predictors.md`).
   Groups with more than `max_paths` paths contribute none. Labels carry no position, so identical cells
   count once. Labels of collapsed runs (below) carry their repeat count (``relu-conv3x3-bn*5``) in both
   hashed encodings.

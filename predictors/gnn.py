@@ -6,9 +6,10 @@ Node features: an embedding of the node's op label (the vocabulary is learned in
 then share one "unknown" slot) plus a linear map of its numeric features (log parameters, log
 multiply-adds, log channels, log spatial size, repeat count), standardized on the training graphs.
 `numeric_features=False` keeps the labels and the graph only: on NB201 CIFAR-10 that ranks random held-out
-cells worse (Kendall tau 0.59 against 0.68 at 100 cells, 3 splits) because size correlates with accuracy
-over the whole space, but it ranks the best cells better, where size misleads (a skip connection beats a
-convolution there): BANANAS uses it (`strategies/bananas.py`).
+cells worse, because size correlates with accuracy over the whole space (measured:
+`benchmarks/predictors.md`), though it may rank the best cells better, where size misleads (a skip
+connection beats a convolution there); BANANAS offers it as an option (`strategies/bananas.py`, whose
+default keeps the features).
 
 Model: a graph network over the DAG in the spirit of BRP-NAS's GCN predictor (Dudziak et al. 2020); each
 layer sums a GIN convolution (Xu et al. 2019) over the forward edges and one over the reversed edges, so
@@ -20,16 +21,12 @@ Loss: mean squared error on standardized targets plus `rank_weight` x a pairwise
 over all pairs of the minibatch (as in ranking-based predictors, e.g. ReNAS, Xu et al. 2021), which
 rewards the order that search and Kendall tau care about. Training: Adam (lr 2e-3, weight decay 1e-4)
 with cosine decay for `steps` minibatches of 128 graphs; by default 4 x the training-set size, between
-500 and 4000. On NB201 CIFAR-10 with 1000 training cells (5 splits, `benchmarks/predictors.md`) that gives
-Kendall tau 0.874 +- 0.003 against 0.863 +- 0.003 for the earlier 2 x n steps of 64; on one split, against
-0.875 for the default: 4000 steps of 256 0.868, width 128 0.872, a readout adding sum and max pooling 0.876,
-an ensemble of 3 0.877 (session 1: 4 layers or a 3x ranking weight changed it by under 0.003). Also tried
-(session 3): learning the log error rate -log(100.5 - accuracy) instead of the accuracy, 0.874 +- 0.003 on
-the same 5 splits (0.883 on the first alone, so single splits mislead by that much); on the first split
-against 0.879: dropout 0.1 in the head 0.880, a Yeo-Johnson transform of the targets 0.878, normal
-scores of their ranks 0.876; blending in a random forest on one-hot ops (weight 0.1-0.2) 0.882. With
-`ensemble` > 1, members differ by seed and `predict` averages them (`predict_members` gives each one's
-output): 5 members reach 0.882 +- 0.003 on the 5 splits (single member 0.874), at five times the cost.
+500 and 4000: on NB201 CIFAR-10 this ranks held-out cells better than the earlier 2 x n steps of 64;
+the variants tried and not kept (larger batches, width, depth, readouts, ranking weight, dropout, target
+transforms, blending in a random forest) are listed with their figures in `benchmarks/predictors.md`.
+With `ensemble` > 1, members differ by seed and `predict` averages them (`predict_members` gives each
+one's output); an ensemble of 5 ranks better than one member, at five times the cost (measured:
+`benchmarks/predictors.md`).
 """
 from __future__ import annotations
 

@@ -22,7 +22,7 @@ from nas.graph import ArchGraph, GraphBuilder
 from nas.layers import conv_bn_act, squeeze_excite
 from nas.ops import Activation, Add, Conv2d, Dropout, Flatten, GlobalAvgPool, Linear
 from nas.registry import register_space
-from nas.space import Architecture, ArchitectureError, Choice, SearchSpace, Value, one_of
+from nas.space import Architecture, ArchitectureError, Choice, Value, one_of
 
 
 def make_divisible(value: float, divisor: int = 8) -> int:
@@ -225,7 +225,8 @@ class MBConvSpace(BlockSpace):
             out.append(Choice(f"s{i}_depth", depths, "ordinal", doc=f"layers in stage {i}"))
             for j in range(max(depths)):
                 when = None if j < min(depths) else (lambda a, i=i, j=j: a[f"s{i}_depth"] > j)
-                out.append(Choice(f"s{i}_l{j}_k", f.kernels, "ordinal", when, doc="depthwise kernel", slot=f"s{i}_l{j}"))
+                out.append(Choice(f"s{i}_l{j}_k", f.kernels, "ordinal", when, doc="depthwise kernel",
+                                  slot=f"s{i}_l{j}"))
                 out.append(Choice(f"s{i}_l{j}_e", f.stage_expands(i - 1), "ordinal", when, doc="expand ratio",
                                   slot=f"s{i}_l{j}"))
         return out

@@ -7,7 +7,7 @@ acquisition function over the ensemble, and evaluate the `batch_size` best candi
 independent Thompson sampling ("its", the paper's choice: one draw per candidate from a normal with the
 ensemble's mean and standard deviation) or an upper confidence bound ("ucb", mean + `ucb_beta` x std).
 
-Defaults and deviations (measured on NB201 CIFAR-10, 20 seeds, 100 queries; `benchmarks/bananas.md`):
+Defaults and deviations (the measurements behind them: `benchmarks/bananas.md`):
 - candidates (`candidates="neighbourhood"`, the default): every one-edit neighbour (`space.neighbours`) of
   the `num_parents` (2, as NASLib's defaults; the naszilla code uses 1) best architectures that is not
   isomorphic to an evaluated one (`space.canonical`; the official code drops isomorphs of evaluated cells
@@ -16,36 +16,32 @@ Defaults and deviations (measured on NB201 CIFAR-10, 20 seeds, 100 queries; `ben
   code samples `num_candidates` random mutations of the best ones instead (`candidates="mutation"`, each
   mutated 1 to `max_mutations` (1) times, pool refilled from the next best ones up to `num_candidates`);
   enumerating is the limit of that sampling for small neighbourhoods (24 per NB201 cell, which NB201's
-  node-first mutation reaches unevenly: 50 draws miss a given edit of node 3 with probability 0.24).
+  node-first mutation reaches unevenly: a given edit of node 3 has probability 1/36 per draw, so 50 draws
+  miss it with probability (35/36)^50, about a quarter).
   Because the pool is not diluted by worse parents, a neighbour the predictors rank last is still
-  evaluated once the better-ranked ones are used up: that is how runs now leave the cells 0.39 points
-  below the optimum that stalled the earlier rules (e.g. a 1x1 convolution where the best cells have a
-  skip connection).
-  Measured (seeds 0-19): 100% at the optimum, regret 0.00 (`benchmarks/bananas.md`); the same
-  neighbourhoods refilled up to 100 candidates from the next best parents 80%, 0.06; the mutation rule
-  75%, 0.08. Elsewhere (10 seeds each): NB201 CIFAR-100 100% both; ImageNet16-120 50% both (regret
-  0.25 / 0.29); on the NATS size space the mutation rule is better (90%, 0.01 against 50%, 0.03: runs stop
-  on a second peak three widths from the optimum), so choose it for spaces of that kind. Expanding the 3
-  best (`num_parents=3`): NATS 70%, 0.015, but NB201 CIFAR-10 85%, 0.06.
+  evaluated once the better-ranked ones are used up. That is why it is the default: with sampled
+  mutations, or with the same neighbourhoods refilled from the next best parents, runs on NB201 CIFAR-10
+  stalled below the optimum at cells whose better neighbour (e.g. a skip connection in place of a 1x1
+  convolution) the predictors ranked last (measured: `benchmarks/bananas.md`). On the NATS size space the
+  mutation rule does better (the neighbourhood rule's runs stop on a second peak a few widths from the
+  optimum), so choose it for spaces of that kind; expanding the 3 best (`num_parents=3`) helps there but
+  costs on NB201 CIFAR-10, so the default stays 2 (measured: `benchmarks/bananas.md`).
   `num_random` (0) random candidates can be added always.
 - predictor: the paper's is an ensemble of 5 feed-forward "meta neural networks" on the path encoding
   (`predictor="mlp", ensemble=5, predictor_options={"encoding": "path"}` here). The default is an ensemble
   of `ensemble` (3) graph neural networks (`predictors.gnn`, 150 training steps so that a round costs
   seconds on a CPU) with their numeric node features (sizes, widths). On NB201 a GNN on op labels and the
   graph only (`predictor_options={"steps": 150, "numeric_features": False}`) reached the optimum more often
-  with the mutation rule (85% against 75%, below) but with a larger mean regret, and on the NATS size
-  space, whose choices are widths only, it sees nothing to learn (10 seeds: regret 0.30 at 100 queries,
-  as evolution): so the default keeps the features.
+  with the mutation rule but with a larger mean regret, and on the NATS size space, whose choices are
+  widths only, it sees nothing to learn and does no better than evolution: so the default keeps the
+  features (measured: `benchmarks/bananas.md`).
 - targets: by default (`target_transform="rank"`) the predictors learn the normal scores of the targets'
   ranks (a quantile transform) instead of the values, so that the few very poor architectures of the
   random start do not dominate the regression and the order among the good ones is learned; acquisition
   values are then on that scale (the paper regresses the values). Without it, failing runs stalled at
-  cells 0.39 points below the optimum whose better neighbours (a skip connection in place of a
-  convolution) the predictors ranked last.
-  Measured with the mutation rule (NB201 CIFAR-10, 100 queries, seeds 0-19; share at the optimum, regret):
-  GNN with numeric features + rank (default) 75%, 0.08; GNN ops-only + rank 85%, 0.13; ops-only, no rank
-  75%, 0.10; numeric features, no rank 60%, 0.16; the paper's MLP ensemble on paths, no rank 35%, 0.28;
-  session 1's candidates (10 parents, 1-2 mutations, 20 random) with numeric features 75%, 0.11.
+  cells below the optimum whose better neighbours (a skip connection in place of a convolution) the
+  predictors ranked last; with the default GNN, rank targets reached the optimum more often and with a
+  smaller mean regret than the values (measured with the mutation rule: `benchmarks/bananas.md`).
 - batch: `batch_size` (10) architectures per round and `num_init` (10) random ones first, as the paper.
 - objectives: one. With several, the first is optimised (no multi-objective acquisition).
 Infeasible evaluations (metrics None) are remembered so they are never proposed again, and not learned.
