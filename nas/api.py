@@ -42,7 +42,7 @@ def search(space: SearchSpace | str, strategy: str = "evolution", run_dir: str |
     from nas.session import execute
 
     instance = space if isinstance(space, SearchSpace) else None
-    name = space.name if instance else str(space)
+    name = instance.name if instance else str(space)
     prepared = evaluator if isinstance(evaluator, Evaluator) else None
     train_keys = set(TrainConfig.__dataclass_fields__) - {"seed"}
     train = {k: settings.pop(k) for k in list(settings) if k in train_keys}

@@ -55,7 +55,7 @@ def block_signature(graph: ArchGraph, group: str) -> str:
     lines = [SIGNATURE_VERSION, f"input {sub.input_shape}"]
     for name in order[1:]:
         node = sub.node(name)
-        content = ", ".join(f"{f.name}={getattr(node.op, f.name)!r}" for f in fields(node.op))
+        content = ", ".join(f"{f.name}={getattr(node.op, f.name)!r}" for f in fields(node.layer_op))
         lines.append(f"{type(node.op).__qualname__}({content}) <- {[index[i] for i in node.inputs]}")
     lines.append(f"output {index[sub.output]}")
     return hashlib.sha256("\n".join(lines).encode()).hexdigest()[:16]

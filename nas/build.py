@@ -13,7 +13,7 @@ import textwrap
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import replace
-from functools import lru_cache
+from functools import cache
 from itertools import count
 
 import torch
@@ -53,7 +53,7 @@ def rendered_ops(graph: ArchGraph) -> dict[str, Op]:
             readers[storage[src]] += 1
     ops = {}
     for node in graph.layers():
-        op = node.op
+        op = node.layer_op
         memory = storage[node.inputs[0]]
         if isinstance(op, Activation) and op.inplace and (readers[memory] > 1 or memory == INPUT):
             op = replace(op, inplace=False)  # another reader still needs the input as it was
@@ -65,7 +65,7 @@ def render_source(graph: ArchGraph, class_name: str = "Net", doc: str = "Generat
     """Standalone Python source of an `nn.Module` computing `graph`."""
     helpers: dict[str, str] = {}
     for node in graph.layers():
-        for cls in node.op.needs():
+        for cls in node.layer_op.needs():
             helpers.setdefault(cls.__name__, textwrap.dedent(inspect.getsource(cls)))
     init, fwd = [], []
     last_use = {src: node.name for node in graph.nodes() for src in node.inputs}
@@ -77,10 +77,11 @@ def render_source(graph: ArchGraph, class_name: str = "Net", doc: str = "Generat
         if dead:
             fwd.append(f"        del {', '.join(dict.fromkeys(dead))}")
     body = "\n".join(init) or "        pass"
+    shape_in, shape_out = (", ".join(map(str, shape)) for shape in (graph.input_shape, graph.output_shape))
     parts = [HEADER.format(doc=doc), *(h + "\n" for h in helpers.values())]
     parts.append(f"""
 class {class_name}(nn.Module):
-    \"\"\"Input shape (batch, {', '.join(map(str, graph.input_shape))}); output shape (batch, {', '.join(map(str, graph.output_shape))}).\"\"\"
+    \"\"\"Input shape (batch, {shape_in}); output shape (batch, {shape_out}).\"\"\"
 
     def __init__(self) -> None:
         super().__init__()
@@ -107,7 +108,7 @@ def construct(op: Op) -> nn.Module | None:
     return namespace["module"]
 
 
-@lru_cache(maxsize=None)
+@cache
 def _compiled_call(text: str, arity: int) -> Callable[..., torch.Tensor]:
     args = ", ".join(f"a{i}" for i in range(arity))
     return eval(f"lambda self, {args}: {text}", {"torch": torch, "nn": nn, "F": F})  # noqa: S307 - our own source

@@ -15,6 +15,7 @@ Each elastic module runs one concrete op (`run(x, op)`) and gives the stand-alon
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -29,6 +30,14 @@ def _same(ops: Sequence[Op], *fields: str) -> None:
         values = {getattr(op, name) for op in ops}
         if len(values) > 1:
             raise NASError(f"elastic layers of one node must share {name}, got {sorted(values, key=str)}")
+
+
+class Elastic(Protocol):
+    """What every elastic module has: `run(x, op)` and `state_for(op)` for its node's concrete ops."""
+
+    def run(self, x: torch.Tensor, op: Any) -> torch.Tensor: ...
+
+    def state_for(self, op: Any) -> dict[str, torch.Tensor]: ...
 
 
 def _depthwise(op: Conv2d) -> bool:
@@ -93,22 +102,31 @@ class ElasticBatchNorm2d(nn.Module):
         if any(op.zero_init for op in ops):
             nn.init.zeros_(self.bn.weight)
 
+    def _statistics(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The running mean, variance and batch count (this BatchNorm2d always tracks them)."""
+        bn = self.bn
+        if bn.running_mean is None or bn.running_var is None or bn.num_batches_tracked is None:
+            raise NASError("an elastic BatchNorm2d needs its running statistics (track_running_stats)")
+        return bn.running_mean, bn.running_var, bn.num_batches_tracked
+
     def run(self, x: torch.Tensor, op: BatchNorm2d) -> torch.Tensor:
         bn, c = self.bn, op.channels
         if c == bn.num_features:
             return bn(x)
+        running_mean, running_var, num_batches_tracked = self._statistics()
         factor = 0.0
         if bn.training and bn.track_running_stats:  # as nn.BatchNorm2d: cumulative average when momentum is None
-            bn.num_batches_tracked.add_(1)
-            factor = 1.0 / float(bn.num_batches_tracked) if bn.momentum is None else bn.momentum
+            num_batches_tracked.add_(1)
+            factor = 1.0 / float(num_batches_tracked) if bn.momentum is None else bn.momentum
         # slices of the running statistics are views: training updates them in place
-        return F.batch_norm(x, bn.running_mean[:c], bn.running_var[:c], bn.weight[:c], bn.bias[:c],
+        return F.batch_norm(x, running_mean[:c], running_var[:c], bn.weight[:c], bn.bias[:c],
                             bn.training or bn.running_mean is None, factor, bn.eps)
 
     def state_for(self, op: BatchNorm2d) -> dict[str, torch.Tensor]:
         c = op.channels
-        return {"weight": self.bn.weight[:c], "bias": self.bn.bias[:c], "running_mean": self.bn.running_mean[:c],
-                "running_var": self.bn.running_var[:c], "num_batches_tracked": self.bn.num_batches_tracked}
+        running_mean, running_var, num_batches_tracked = self._statistics()
+        return {"weight": self.bn.weight[:c], "bias": self.bn.bias[:c], "running_mean": running_mean[:c],
+                "running_var": running_var[:c], "num_batches_tracked": num_batches_tracked}
 
 
 class ElasticLinear(nn.Module):
@@ -139,7 +157,7 @@ class ElasticCall:
 
     __slots__ = ("module", "op")
 
-    def __init__(self, module: nn.Module, op: Op) -> None:
+    def __init__(self, module: Elastic, op: Op) -> None:
         self.module, self.op = module, op
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:

@@ -87,6 +87,7 @@ class TrainEvaluator(Evaluator):
     name = "train"
     metrics = ("accuracy", "train_loss", "train_seconds")
     needs_data = True
+    data: TensorData
 
     def __init__(self, space: SearchSpace, data: TensorData, config: TrainConfig) -> None:
         self.space = space
@@ -98,6 +99,8 @@ class TrainEvaluator(Evaluator):
     def from_settings(cls, space: SearchSpace, settings: Mapping[str, Any], data: TensorData | None) -> TrainEvaluator:
         from nas.train import TrainConfig
 
+        if data is None:
+            raise NASError(f"evaluator {cls.name!r} trains on data; from_settings was given none")
         return cls(space, data, TrainConfig(seed=settings["seed"], **settings.get("train", {})))
 
     def evaluate(self, arch: Architecture) -> Evaluation:

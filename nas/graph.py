@@ -39,6 +39,13 @@ class Node:
     def in_shapes(self, graph: ArchGraph) -> list[Shape]:
         return [graph.node(i).shape for i in self.inputs]
 
+    @property
+    def layer_op(self) -> Op:
+        """`op` of a layer node (every node but the input has one)."""
+        if self.op is None:
+            raise ValueError(f"node {self.name!r} is the input node, not a layer: it has no op")
+        return self.op
+
 
 class ArchGraph:
     """An immutable DAG of layers from one input to one output."""
@@ -68,18 +75,18 @@ class ArchGraph:
         return self.node(self.output).shape
 
     def params(self) -> int:
-        return sum(n.op.params() for n in self.layers())
+        return sum(n.layer_op.params() for n in self.layers())
 
     def macs(self) -> int:
-        return sum(n.op.macs(n.in_shapes(self)) for n in self.layers())
+        return sum(n.layer_op.macs(n.in_shapes(self)) for n in self.layers())
 
     def group_costs(self) -> dict[str, dict[str, int]]:
         """Parameters and multiply-adds per group, in order of first appearance."""
         out: dict[str, dict[str, int]] = {}
         for n in self.layers():
             cost = out.setdefault(n.group, {"params": 0, "macs": 0, "layers": 0})
-            cost["params"] += n.op.params()
-            cost["macs"] += n.op.macs(n.in_shapes(self))
+            cost["params"] += n.layer_op.params()
+            cost["macs"] += n.layer_op.macs(n.in_shapes(self))
             cost["layers"] += 1
         return out
 

@@ -63,6 +63,7 @@ class InheritedEvaluator(Evaluator):
     metrics = ("rating",)
     needs_data = True
     options = ("checkpoint", "bn_images", "val_images", "batch_size")
+    data: TensorData
 
     def __init__(self, supernet: Supernet, data: TensorData, bn_images: int = 2048, val_images: int = 0,
                  batch_size: int = 256, seed: int = 0) -> None:
@@ -83,6 +84,8 @@ class InheritedEvaluator(Evaluator):
                       data: TensorData | None) -> InheritedEvaluator:
         from nas.train import resolve_device
 
+        if data is None:
+            raise NASError(f"evaluator {cls.name!r} recalibrates and rates on data; from_settings was given none")
         options = dict(settings.get("evaluator_options") or {})
         if "checkpoint" not in options:
             raise NASError("evaluator 'supernet' needs --evaluator-option checkpoint=PATH (a spos run's "

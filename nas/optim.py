@@ -54,7 +54,9 @@ class LARS(torch.optim.Optimizer):
 def parameter_groups(modules: Iterable[nn.Module], weight_decay: float, lars: bool = False) -> list[dict]:
     """Weights (two or more dimensions) get `weight_decay`; biases and BatchNorm parameters none (and, for
     LARS, no trust-ratio scaling). Each trainable parameter once, even when modules share it."""
-    decay, no_decay, seen = [], [], set()
+    decay: list[nn.Parameter] = []
+    no_decay: list[nn.Parameter] = []
+    seen: set[int] = set()
     for module in modules:
         for p in module.parameters():
             if p.requires_grad and id(p) not in seen:

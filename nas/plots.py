@@ -24,7 +24,7 @@ def plot_search(records: Sequence[Record], objectives: Sequence[Objective], path
     panels = 2 if len(objectives) > 1 else 1
     fig, axes = plt.subplots(1, panels, figsize=(5.5 * panels, 4), squeeze=False)
     ax = axes[0][0]
-    values = [r.metrics[first.metric] for r in done]
+    values = [r.feasible_metrics[first.metric] for r in done]
     best, running = None, []
     for v in values:
         best = v if best is None or first.signed({first.metric: v}) > first.signed({first.metric: best}) else best
@@ -39,9 +39,9 @@ def plot_search(records: Sequence[Record], objectives: Sequence[Objective], path
     if panels == 2:
         second = objectives[1]
         ax = axes[0][1]
-        xs = [r.metrics[second.metric] for r in done]
+        xs = [r.feasible_metrics[second.metric] for r in done]
         ax.scatter(xs, values, s=14, alpha=0.6, label="evaluated")
-        signed = [(first.signed(r.metrics), second.signed(r.metrics)) for r in done]
+        signed = [(first.signed(r.feasible_metrics), second.signed(r.feasible_metrics)) for r in done]
         front = sorted(pareto_front(signed), key=lambda i: xs[i])
         ax.plot([xs[i] for i in front], [values[i] for i in front], "o-", color="C3", label="Pareto front")
         ax.set_xlabel(second.metric)

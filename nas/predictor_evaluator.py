@@ -49,7 +49,7 @@ def measured_in_run(space: SearchSpace, path: Path, samples: int,
         raise NASError(f"predictor data {str(path)!r} holds predicted accuracies, not measured ones")
     pairs: Pairs = []
     for record in run.history():
-        if record.feasible and not record.info.get("cached") and "accuracy" in record.metrics:
+        if record.metrics is not None and not record.info.get("cached") and "accuracy" in record.metrics:
             try:
                 arch = space.resolve(dict(record.arch))
             except NASError as err:

@@ -42,7 +42,7 @@ class SearchResult:
 
 def evaluated(records: Sequence[Record], objectives: Sequence[Objective]) -> list[Record]:
     """Records of evaluations with every objective's metric (not infeasible, repeated or rating-only ones)."""
-    return [r for r in records if r.feasible and not r.info.get("cached")
+    return [r for r in records if r.metrics is not None and not r.info.get("cached")
             and all(o.metric in r.metrics for o in objectives)]
 
 
@@ -51,7 +51,7 @@ def best_of(records: Sequence[Record], objectives: Sequence[Objective]) -> tuple
     done = evaluated(records, objectives)
     if not done:
         return None, []
-    signed = [tuple(o.signed(r.metrics) for o in objectives) for r in done]
+    signed = [tuple(o.signed(r.feasible_metrics) for o in objectives) for r in done]
     best = done[max(range(len(done)), key=lambda i: signed[i])]
     front = [done[i] for i in pareto_front(signed)] if len(objectives) > 1 else [best]
     return best, front
@@ -107,7 +107,8 @@ def run_search(run: RunDir, strategy: Strategy, evaluator: Evaluator, context: S
                 if model is not None:
                     run.save_weights(model.state_dict())
             bar.update(1)
-            bar.set_postfix({o.metric: f"{best.metrics[o.metric]:.4g}" for o in objectives[:2]} if best else {})
+            bar.set_postfix({o.metric: f"{best.feasible_metrics[o.metric]:.4g}" for o in objectives[:2]}
+                            if best else {})
     strategy.close()
     best, front = best_of(records, objectives)
     return SearchResult(records, best, front)
@@ -137,7 +138,7 @@ def _evaluate(arch: Architecture, evaluator: Evaluator, done: dict[Architecture,
               constraints: Sequence[Constraint], models: Sequence[CostModel], context: StrategyContext,
               index: int) -> Record:
     if arch in done:
-        return Record(index, arch, dict(done[arch].metrics), info={"cached": True})
+        return Record(index, arch, dict(done[arch].feasible_metrics), info={"cached": True})
     cost = cost_metrics(context.space, arch, context.input_shape, context.num_classes, models)
     broken = [c for c in constraints if c.metric in cost and not c.satisfied(cost)]
     if broken:

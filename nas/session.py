@@ -102,6 +102,7 @@ def _run_supernet(run: RunDir, space: SearchSpace, strategy: SupernetStrategy, e
     """Train the supernet (resumable), search over its ratings with the ordinary loop (every rating recorded),
     then train the best-rated architecture stand-alone with `evaluator` (unless `--no-retrain`)."""
     data = evaluator.data
+    assert data is not None  # execute() checked it
     run.checkpoint_dir.mkdir(exist_ok=True)
     plan = strategy.prepare(SupernetContext(space, data, objectives, settings["seed"], settings["budget_preset"],
                                             run.checkpoint_dir, progress, settings.get("options", {})))
@@ -124,11 +125,12 @@ def _run_supernet(run: RunDir, space: SearchSpace, strategy: SupernetStrategy, e
     retrained = [r for r in records if r.info.get("retrained") and r.arch == searched.best.arch]
     if not retrained:
         evaluation = evaluator.evaluate(searched.best.arch)
-        record = Record(len(records), searched.best.arch, {**searched.best.metrics, **evaluation.metrics},
+        record = Record(len(records), searched.best.arch, {**searched.best.feasible_metrics, **evaluation.metrics},
                         info={"retrained": True})
         run.append(record)
         records.append(record)
-        run.save_weights(evaluation.model.state_dict())
+        if evaluation.model is not None:  # an evaluator that trains no model (e.g. 'supernet') leaves none to save
+            run.save_weights(evaluation.model.state_dict())
         retrained = [record]
     return SearchResult(records, retrained[-1], [retrained[-1]])
 
@@ -168,12 +170,13 @@ def summarize(run: RunDir, records: list[Record], objectives: list[Objective], t
         metrics = ", ".join(f"{k} {v:.6g}" for k, v in chosen["metrics"].items())
         return "\n".join(lines + [f"searched (not trained): {Architecture(chosen['arch']).to_json()}", metrics])
     first = objectives[0]
-    ranked = sorted(done, key=lambda r: first.signed(r.metrics), reverse=True)[:top]
+    ranked = sorted(done, key=lambda r: first.signed(r.feasible_metrics), reverse=True)[:top]
     metric_names = [o.metric for o in objectives] + [m for m in ("params", "macs") if m not in
                                                     [o.metric for o in objectives]]
     lines.append(f"{'#':>4} " + " ".join(f"{m:>14}" for m in metric_names))
     for r in ranked:
-        lines.append(f"{r.index:>4} " + " ".join(f"{r.metrics.get(m, float('nan')):>14.6g}" for m in metric_names))
+        lines.append(f"{r.index:>4} " + " ".join(f"{r.feasible_metrics.get(m, float('nan')):>14.6g}"
+                                                 for m in metric_names))
     lines.append(f"best: {best.arch.to_json()}")
     if len(objectives) > 1:
         lines.append(f"Pareto front: {len(front)} architectures (best.json)")

@@ -241,8 +241,8 @@ class SearchSpace(ABC):
                 return refs[arch]
             if not arch.lstrip().startswith("{"):
                 names = one_of(sorted(refs)) or "none"
-                raise ArchitectureError(
-                    f"unknown architecture {arch!r} for space {self.name!r}; named ones: {names}; or give a JSON object")
+                raise ArchitectureError(f"unknown architecture {arch!r} for space {self.name!r}; named ones: {names}; "
+                                        "or give a JSON object")
             arch = Architecture.from_json(arch)
         arch = Architecture(arch)
         self.validate(arch)
@@ -404,7 +404,8 @@ def decode_one_hot(layout: Sequence[Choice], allowed: Mapping[str, Sequence[Valu
     try:
         vec = np.asarray(vector, dtype=np.float64)
     except (TypeError, ValueError):
-        raise NASError(f"cannot decode {type(vector).__name__} as a {space!r} encoding; give a vector of numbers") from None
+        raise NASError(f"cannot decode {type(vector).__name__} as a {space!r} encoding; "
+                       "give a vector of numbers") from None
     width = sum(len(c.values) for c in layout)
     if vec.shape != (width,):
         raise NASError(f"a {space!r} encoding is a vector of {width} numbers (one per value of every choice), "
@@ -474,8 +475,8 @@ class RestrictedSpace(SearchSpace):
                 raise NASError(f"restricting choice {name!r} to {one_of(wanted)} leaves no values: it is already "
                                f"restricted to {one_of(before)}")
             restriction[name] = kept
-        self.base = base
-        self.restriction = restriction
+        self.base: SearchSpace = base
+        self.restriction: dict[str, tuple[Value, ...]] = restriction
         self._choices = [replace(c, values=restriction[c.name]) if c.name in restriction else c
                          for c in base.choices()]
 
@@ -513,7 +514,8 @@ class RestrictedSpace(SearchSpace):
         value) where the base has its own cover (HyTra), else the generic cover of the restricted choices."""
         if not _overrides(self.base, "supernet_cover"):
             return super().supernet_cover()
-        rng, out = random.Random(0), {}
+        rng = random.Random(0)
+        out: dict[Architecture, None] = {}
         for arch in self.base.supernet_cover():
             moved = self.complete({k: v if k not in self.restriction or v in self.restriction[k]
                                    else self.restriction[k][0] for k, v in arch.items()}, rng)

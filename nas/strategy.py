@@ -39,6 +39,13 @@ class Record:
     def feasible(self) -> bool:
         return self.metrics is not None
 
+    @property
+    def feasible_metrics(self) -> dict[str, float]:
+        """`metrics` of a feasible record (a `ValueError` for an infeasible one)."""
+        if self.metrics is None:
+            raise ValueError(f"record {self.index} is infeasible: it has no metrics")
+        return self.metrics
+
 
 @dataclass
 class StrategyContext:

@@ -27,16 +27,16 @@ from __future__ import annotations
 import re
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
-from functools import lru_cache
+from functools import cache
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
 
 from nas.blockwise import BlockPaths, BlockSpace, Path
 from nas.build import build_module, call_function, construct, rendered_ops
-from nas.elastic import ELASTIC, ElasticCall, ElasticConv2d
+from nas.elastic import ELASTIC, Elastic, ElasticCall, ElasticConv2d
 from nas.graph import INPUT, ArchGraph, Node
 from nas.ops import Conv2d, Op
 from nas.space import Architecture, NASError, SearchSpace, Value, one_of
@@ -116,11 +116,12 @@ class Supernet(nn.Module):
                     label += "__" + _identifier(group[0].variant or "fixed")
                     if variants.count(group[0].variant) > 1:
                         label += f"_{j}"
-                ops = list(dict.fromkeys(n.op for n in group))
+                ops = list(dict.fromkeys(n.layer_op for n in group))
                 if not isinstance(key, str):
                     module = construct(ops[0])
-                elif isinstance(ops[0], Conv2d):
-                    module = ElasticConv2d(ops, kernel_transform)
+                    assert module is not None  # the group's op is stateful: its module holds weights
+                elif isinstance(ops[0], Conv2d):  # a node is the same kind of layer in every architecture
+                    module = ElasticConv2d(cast("list[Conv2d]", ops), kernel_transform)
                 else:
                     module = ELASTIC[type(ops[0])](ops)
                 self.weights[label] = module
@@ -146,8 +147,10 @@ class Supernet(nn.Module):
             if key not in self.stateless:
                 self.stateless[key] = construct(op).train(self.training)  # type: ignore[union-attr]
             return self.stateless[key]
-        module = self.weights[self.store_key(node)]
-        return ElasticCall(module, node.op) if isinstance(self._sharing_key(node), str) else module
+        stored = self.store_key(node)
+        assert stored is not None  # a stateful op has weights in the store
+        module = self.weights[stored]
+        return ElasticCall(cast(Elastic, module), node.layer_op) if isinstance(self._sharing_key(node), str) else module
 
     # -- architectures ----------------------------------------------------------------------------------
     def arch_input_shape(self, arch: Mapping[str, Value]) -> tuple[int, ...]:
@@ -157,7 +160,7 @@ class Supernet(nn.Module):
     def graph(self, arch: Mapping[str, Value]) -> ArchGraph:
         return self.space.graph(arch, self.arch_input_shape(arch), self.num_classes)
 
-    def compile(self, graph: ArchGraph) -> Program:
+    def compile_graph(self, graph: ArchGraph) -> Program:
         """The calls that run `graph` with this supernet's weights."""
         last_use = {src: node.name for node in graph.nodes() for src in node.inputs}
         steps = []
@@ -172,7 +175,7 @@ class Supernet(nn.Module):
         """The compiled program cached under `key` (the graph made by `make` on a miss)."""
         program = self._programs.get(key)
         if program is None:
-            program = self._programs[key] = self.compile(make())
+            program = self._programs[key] = self.compile_graph(make())
             if len(self._programs) > CACHED_PROGRAMS:
                 self._programs.popitem(last=False)
         else:
@@ -193,7 +196,8 @@ class Supernet(nn.Module):
             if key is None:
                 continue
             module = self.weights[key]
-            part = module.state_for(node.op) if isinstance(self._sharing_key(node), str) else module.state_dict()
+            elastic = isinstance(self._sharing_key(node), str)  # an elastic module (ModuleDict types it nn.Module)
+            part = cast(Elastic, module).state_for(node.op) if elastic else module.state_dict()
             state.update({f"{node.name}.{k}": v.detach().clone() for k, v in part.items()})
         return state
 
@@ -211,7 +215,8 @@ class Supernet(nn.Module):
         if not keys:
             slots = sorted({n.slot for nodes in self._nodes_of.values() for n in nodes if n.slot})
             raise NASError(f"supernet has no weights for slot {slot!r}"
-                           + (f" variant {variant!r}" if variant is not None else "") + f"; slots: {one_of(slots)[:200]}")
+                           + (f" variant {variant!r}" if variant is not None else "")
+                           + f"; slots: {one_of(slots)[:200]}")
         return list(dict.fromkeys(p for k in keys for p in self.weights[k].parameters()))
 
     def state_keys(self, store_keys: Iterable[str]) -> list[str]:
@@ -219,7 +224,7 @@ class Supernet(nn.Module):
         return [f"weights.{key}.{name}" for key in store_keys for name in self.weights[key].state_dict()]
 
 
-@lru_cache(maxsize=None)
+@cache
 def stateful(op: Op) -> bool:
     """Whether an op's module holds parameters or buffers (False for functional ops, activations, pools)."""
     module = construct(op)

@@ -92,6 +92,8 @@ class TabularEvaluator(Evaluator):
     """Accuracy (%) of an architecture from a benchmark table, looked up by `space.benchmark_key(arch)`."""
 
     name = "tabular"
+    input_shape: tuple[int, ...]
+    num_classes: int
 
     def __init__(self, space: SearchSpace, path: str | Path, dataset: str = "cifar10") -> None:
         if not isinstance(space, TabularSpace):

@@ -17,6 +17,7 @@ import random
 import sys
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +54,7 @@ class ToyBlocks(BlockPaths):
         return entry // 2 if "c" in path else entry
 
     def arch_of(self, paths: Sequence[BlockPath]) -> Architecture:
-        return Architecture({f"b{k}": "".join(p) for k, p in enumerate(paths)})
+        return Architecture({f"b{k}": "".join(map(str, p)) for k, p in enumerate(paths)})
 
     def paths_of(self, arch: Architecture) -> list[BlockPath]:
         return [tuple(arch[f"b{k}"]) for k in range(self.num_blocks)]
@@ -490,9 +491,9 @@ def main(argv: list[str] | None = None) -> int:
     jobs: list[tuple[str, str, Callable[[], None]]] = []
     for name in args.space:
         space = registry.make_space(name)
-        jobs += [(name, check, lambda f=fn, s=space: f(s)) for check, fn in {**SPACE_CHECKS, **SUPERNET_CHECKS}.items()]
+        jobs += [(name, check, partial(fn, space)) for check, fn in {**SPACE_CHECKS, **SUPERNET_CHECKS}.items()]
     for name in args.strategy:
-        jobs += [(name, check, lambda f=fn, n=name: f(n)) for check, fn in checks_for_strategy(name).items()]
+        jobs += [(name, check, partial(fn, name)) for check, fn in checks_for_strategy(name).items()]
     for plugin, check, run in jobs:
         try:
             run()

@@ -312,6 +312,8 @@ class CrossEntropy:
         self.label_smoothing = label_smoothing
 
     def __call__(self, logits: torch.Tensor, batch: Batch) -> torch.Tensor:
+        if batch.y is None:
+            raise NASError("cross-entropy needs labels; this batch has none (fit was given no y)")
         return F.cross_entropy(logits, batch.y, label_smoothing=self.label_smoothing)
 
 
@@ -370,7 +372,7 @@ def evaluate_accuracy(model: nn.Module | Callable[[torch.Tensor], torch.Tensor],
         xb = x[i:i + batch_size].to(device, non_blocking=True)
         with autocast(device, amp):
             logits = model(xb)
-        correct += (logits.argmax(1).cpu() == y[i:i + batch_size].cpu()).sum().item()
+        correct += int((logits.argmax(1).cpu() == y[i:i + batch_size].cpu()).sum().item())
     return 100.0 * correct / max(1, len(x))
 
 

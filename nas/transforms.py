@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from math import prod
+from typing import TypeGuard, cast
 
 import networkx as nx
 import torch
@@ -54,7 +55,7 @@ _CHANNELWISE = (Activation, Add, AvgPool2d, BatchNorm2d, Dropout, Flatten, Globa
                 Zero)
 
 
-def _depthwise(op: Op | None) -> bool:
+def _depthwise(op: Op | None) -> TypeGuard[Conv2d]:
     return isinstance(op, Conv2d) and op.groups == op.in_ch == op.out_ch > 1
 
 
@@ -180,7 +181,7 @@ def _fixed(graph: ArchGraph, node: Node) -> str | None:
 
 def _fit(node: Node, shape: Shape, out: int | None) -> Op:
     """`node.op` refitted to an input of `shape` and, when `out` is given, to `out` output channels."""
-    op, c = node.op, shape[0]
+    op, c = node.layer_op, shape[0]
     if _depthwise(op):
         return replace(op, in_ch=c, out_ch=c, groups=c)
     if isinstance(op, Conv2d):
@@ -238,10 +239,12 @@ def _choose(group: list[str], producers: list[str], width: int, was: int,
         return list(range(width))
     if keep == "l1":
         missing = [p for p in producers if f"{p}.weight" not in (state_dict or {})]
-        if missing:
+        if missing or state_dict is None:
             raise NASError(f"keep='l1' needs the old weights of {missing}; accepted: the old model's state dict")
-        norms = sum(state_dict[f"{p}.weight"].abs().flatten(1).sum(1) for p in producers)
+        # a tensor: a coupled group has at least one producer
+        norms = cast(torch.Tensor, sum(state_dict[f"{p}.weight"].abs().flatten(1).sum(1) for p in producers))
         return sorted(torch.argsort(norms, descending=True, stable=True)[:width].tolist())
+    assert not isinstance(keep, str)  # kept_channels accepts no other rule than "first" and "l1"
     choices = {tuple(sorted(set(keep[m]))) for m in group if m in keep}
     idx = next(iter(choices)) if len(choices) == 1 else ()
     if len(idx) != width or idx[0] < 0 or idx[-1] >= was:

@@ -53,7 +53,8 @@ def normalise(x_train: torch.Tensor, *others: torch.Tensor) -> list[torch.Tensor
     return [(t - mean) / std for t in (x_train, *others)]
 
 
-def split(x: torch.Tensor, y: torch.Tensor, val_fraction: float, seed: int) -> tuple[torch.Tensor, ...]:
+def split(x: torch.Tensor, y: torch.Tensor, val_fraction: float,
+          seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
     idx = torch.randperm(len(x), generator=g)
     n_val = int(round(len(x) * val_fraction))

@@ -126,7 +126,7 @@ def load_image_folder(path: str | None = None, seed: int = 0, size: int = 32, va
                 continue
             try:
                 with Image.open(file) as img:
-                    rgb = img.convert("RGB").resize((size, size), Image.BILINEAR)
+                    rgb = img.convert("RGB").resize((size, size), Image.Resampling.BILINEAR)
             except (UnidentifiedImageError, OSError) as err:
                 raise NASError(f"image {str(file)!r} cannot be read ({err})") from None
             images.append(np.asarray(rgb, dtype=np.uint8).transpose(2, 0, 1))

@@ -169,7 +169,8 @@ class MaxPool2d(Op):
 
     def out_shape(self, shapes: list[Shape]) -> Shape:
         c, h, w = shapes[0]
-        return (c, _conv_out(h, self.kernel, self.stride, self.padding), _conv_out(w, self.kernel, self.stride, self.padding))
+        return (c, _conv_out(h, self.kernel, self.stride, self.padding),
+                _conv_out(w, self.kernel, self.stride, self.padding))
 
     def source(self) -> str:
         return f"nn.MaxPool2d({self.kernel}, stride={self.stride}, padding={self.padding})"
@@ -184,7 +185,8 @@ class AvgPool2d(Op):
 
     def out_shape(self, shapes: list[Shape]) -> Shape:
         c, h, w = shapes[0]
-        return (c, _conv_out(h, self.kernel, self.stride, self.padding), _conv_out(w, self.kernel, self.stride, self.padding))
+        return (c, _conv_out(h, self.kernel, self.stride, self.padding),
+                _conv_out(w, self.kernel, self.stride, self.padding))
 
     def source(self) -> str:
         return (f"nn.AvgPool2d({self.kernel}, stride={self.stride}, padding={self.padding}, "
