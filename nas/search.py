@@ -26,7 +26,7 @@ from nas.costs import CostModel, cost_metrics, cost_models_for
 from nas.evaluate import Evaluator
 from nas.objectives import Constraint, Objective, pareto_front
 from nas.runs import RunDir
-from nas.space import Architecture, NASError, SearchSpace, one_of
+from nas.space import Architecture, ArchitectureError, NASError, SearchSpace, one_of
 from nas.strategy import Record, Strategy, StrategyContext
 
 MAX_WASTED_PROPOSALS = 1000
@@ -85,6 +85,11 @@ def run_search(run: RunDir, strategy: Strategy, evaluator: Evaluator, context: S
               disable=not context.progress) as bar:
         while len(done) < context.budget:
             arch = strategy.ask()
+            try:
+                space.validate(arch)
+            except ArchitectureError as err:  # a strategy's bug: say whose, before anything is built
+                raise NASError(f"strategy {strategy.name!r} proposed an architecture outside space "
+                               f"{space.name!r}: {err}") from None
             start = time.perf_counter()
             record = _evaluate(arch, evaluator, done, constraints, models, context, len(records))
             record.seconds = time.perf_counter() - start

@@ -16,6 +16,7 @@ import math
 import random
 import sys
 import tempfile
+import zlib
 from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from pathlib import Path
@@ -97,7 +98,7 @@ class ToyBlockSpace(BlockSpace):
 
 
 class ToyScore(Evaluator):
-    """A made-up accuracy with one optimum (ops "b" everywhere, no "c"), from the architecture alone."""
+    """A made-up accuracy in [50, 100): a hash of the architecture, so that good ones differ in every choice."""
 
     name = "toy_score"
 
@@ -105,8 +106,7 @@ class ToyScore(Evaluator):
         self.space = space
 
     def evaluate(self, arch: Architecture) -> Evaluation:
-        text = "".join(str(arch[k]) for k in sorted(arch))
-        return Evaluation({"accuracy": 50.0 + 5 * text.count("b") - 3 * text.count("c") - len(text)})
+        return Evaluation({"accuracy": 50.0 + zlib.crc32(arch.to_json().encode()) % 5000 / 100})
 
 
 def toy_data(n: int = 48, shape: tuple[int, ...] = (1, 8, 8), classes: int = 3) -> Any:
@@ -319,12 +319,13 @@ def run_ask_tell(name: str, folder: Path, space: SearchSpace, evaluator: Evaluat
 
 
 def check_proposals_are_valid(name: str, options: Mapping[str, Any] | None = None) -> None:
-    space = ToyBlockSpace()
-    with tempfile.TemporaryDirectory() as tmp:
-        history = run_ask_tell(name, Path(tmp) / "run", space, ToyScore(space), 10, options=options)
-    assert len([h for h in history if h[1] is not None and not h[2]]) == 10
-    for arch, _, _ in history:
-        space.validate(arch)
+    """On the toy space and on MBConv's small preset (choices that exist only at some depths)."""
+    for space in (ToyBlockSpace(), registry.make_space("mbconv", "small")):
+        with tempfile.TemporaryDirectory() as tmp:
+            history = run_ask_tell(name, Path(tmp) / "run", space, ToyScore(space), 16, options=options)
+        assert len([h for h in history if h[1] is not None and not h[2]]) == 16
+        for arch, _, _ in history:
+            space.validate(arch)
 
 
 def check_resume_equals_an_uninterrupted_run(name: str, options: Mapping[str, Any] | None = None) -> None:

@@ -91,8 +91,11 @@ class GeneticSearch(Strategy):
         return self.space.complete(values, self.rng)
 
     def _cross(self, a: Architecture, b: Architecture) -> Architecture:
-        values = {c.name: (a if self.rng.random() < 0.5 else b).get(c.name, a.get(c.name))
-                  for c in self.space.choices() if c.name in a or c.name in b}
+        values = {}
+        for choice in self.space.choices():  # from one parent at random, from the other where it lacks the choice
+            if choice.name in a or choice.name in b:
+                first, second = (a, b) if self.rng.random() < 0.5 else (b, a)
+                values[choice.name] = first[choice.name] if choice.name in first else second[choice.name]
         return self.space.complete(values, self.rng)
 
     def _next_generation(self) -> list[Architecture]:
