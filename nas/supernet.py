@@ -186,6 +186,12 @@ class Supernet(nn.Module):
         arch = Architecture(arch)
         return self.program(arch, lambda: self.graph(arch))(x)
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled without the compiled programs (functions made by `eval`); they are rebuilt on demand."""
+        state = self.__dict__.copy()
+        state["_programs"] = OrderedDict()
+        return state
+
     # -- weights of one architecture, one slot ------------------------------------------------------------
     def subnet_state_dict(self, arch: Mapping[str, Value]) -> dict[str, torch.Tensor]:
         """The weights `arch` uses, keyed as its stand-alone model (`space.build(arch)`) names them (a block

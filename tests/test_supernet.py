@@ -132,3 +132,18 @@ def test_block_supernets_have_the_official_weight_counts() -> None:
     assert sum(p.numel() for p in mbconv.parameters()) == 2_891_632 and len(mbconv.state_dict()) == 1728
     with pytest.raises(NASError, match="has no head"):
         hytra(torch.zeros(1, 1, 32, 32), make_space("hytra", "small").reference_archs()["small_t0"])
+
+
+def test_a_supernet_pickles_and_copies_without_its_compiled_programs() -> None:
+    import copy
+    import pickle
+
+    space = make_space("nb201")
+    net = Supernet(space, (3, 8, 8), 10).eval()
+    arch, x = space.resolve("nb201_resnet"), torch.randn(2, 3, 8, 8)
+    expected = net(x, arch)
+    for other in (pickle.loads(pickle.dumps(net)), copy.deepcopy(net)):
+        assert not other._programs  # rebuilt on demand, on the copy's own weights
+        torch.testing.assert_close(other(x, arch), expected)
+        other.weights[next(iter(other.weights))].weight.data.zero_()  # the copy's weights, not the original's
+    torch.testing.assert_close(net(x, arch), expected)
