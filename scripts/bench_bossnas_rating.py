@@ -356,7 +356,8 @@ def write_report(args, out: Path, seeds, records, costs: dict[str, list[int]],  
     times = {f"stand-alone trainings ({len(sa_seconds)}; sum of their seconds)": sum(sa_seconds),
              **rated.get("times", {}), "this invocation, wall clock (cached parts excluded)": total_wall}
     lines = [
-        "# BossNAS architecture-rating accuracy",
+        f"# {'BossNAS and SPOS' if boss else 'SPOS'} architecture-rating accuracy"
+        f"{'' if args.supernet_seed is None else f' (supernet seed {args.supernet_seed})'}",
         "",
         f"Machine: {'; '.join(machines)}; {max(args.workers, 1)} stand-alone process(es)"
         f"{' + 1 for BossNAS/SPOS, all at once' if args.workers and rated else ''}, {args.threads} torch thread(s) "

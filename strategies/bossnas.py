@@ -13,8 +13,14 @@ add up (as the official `multipath_batch_processor`). LARS with a per-block line
 to 0, rebuilt per block. After each block (and every `rating_interval` epochs) every candidate is rated
 (`strategies.bossnas_rating`), the ranking is written to `<checkpoint_dir>/path_rank_<block>.json`, and
 `block_<block>.pt` keeps the tensors that scoring more of its paths later reads (`BossNAS._snapshot`). The
-final architecture comes from the rating tables, by regularised evolution over complete architectures (the
-paper) or greedy per-block enumeration (the code).
+search over complete architectures (`prepare` returns it as a `SupernetPlan`; the session runs it with the
+ordinary search loop, every rating recorded) is the workbench's regularised evolution seeded with the greedy
+best paths and each block's `record_top` candidates (the paper's evolutionary search; deviation: its mutation
+is the space's point mutation, e.g. one HyTra layer's resolution step or op, population / sample_size / cycles
+from the preset), or the greedy per-block choice alone (`search="enumerate"`, the official code). Constraints
+(`--max-params`, `--constraint`) are checked before an architecture is rated. The supernet is built from the
+space's graphs (`nas.supernet.BlockSupernet`): for HyTra at paper scale use the `paper_search` preset, whose
+graphs have the search-phase ops the paper's supernet trains.
 
 Entry states. Where a block can be entered in several states (HyTra: the resolution the previous block
 ended at), `entry_states` says which are trained. "best" (the official code; the `paper` preset) trains
@@ -99,7 +105,7 @@ class BossNASConfig:
     population: int = 50
     sample_size: int = 10
     cycles: int = 1000
-    record_top: int = 3  # top candidates per block reported to the run record
+    record_top: int = 3  # top candidates per block that seed the evolutionary search
     input_size: int = 0  # square input side for the supernet (images resized); 0: the space's own
     device: str = "auto"
 
