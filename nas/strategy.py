@@ -14,15 +14,16 @@ not part of a state: what was asked but never told is asked again.
 """
 from __future__ import annotations
 
+import dataclasses
 import random
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from nas.objectives import Objective
-from nas.space import Architecture, SearchSpace
+from nas.space import Architecture, NASError, SearchSpace, Value, one_of
 
 
 @dataclass
@@ -82,6 +83,39 @@ def rng_state(rng: random.Random) -> list:
 def set_rng_state(rng: random.Random, state: Sequence) -> None:
     """Restore a state `rng_state` returned."""
     rng.setstate((state[0], tuple(state[1]), state[2]))
+
+
+class Proposals:
+    """What a strategy that never proposes an architecture twice has asked (`pending` until told) and been told
+    (`seen`; also as JSON in the order told, so a saved state stays cheap as it grows)."""
+
+    def __init__(self) -> None:
+        self.seen: set[Architecture] = set()
+        self.seen_json: list[str] = []
+        self.pending: list[Architecture] = []
+
+    def __contains__(self, arch: object) -> bool:
+        return arch in self.seen or arch in self.pending
+
+    def asked(self, arch: Architecture) -> None:
+        self.pending.append(arch)
+
+    def told(self, arch: Mapping[str, Value]) -> Architecture:
+        """Move `arch` from pending to seen; returns it as an `Architecture`."""
+        arch = Architecture(arch)
+        if arch in self.pending:
+            self.pending.remove(arch)
+        if arch not in self.seen:
+            self.seen.add(arch)
+            self.seen_json.append(arch.to_json())
+        return arch
+
+    def state(self) -> list[str]:
+        return list(self.seen_json)
+
+    def load_state(self, seen_json: Sequence[str]) -> None:
+        self.seen_json = list(seen_json)
+        self.seen = {Architecture.from_json(text) for text in self.seen_json}
 
 
 class Strategy(ABC):
@@ -170,6 +204,22 @@ def rating_objectives(objectives: Sequence[Objective]) -> list[Objective]:
     cost objectives stay."""
     return [Objective("rating", "maximize") if o.metric == "accuracy" else o for o in objectives] or \
         [Objective("rating", "maximize")]
+
+
+C = TypeVar("C")
+
+
+def budget_config(strategy: str, presets: Mapping[str, C], budget: str, overrides: Mapping[str, Any]) -> C:
+    """A supernet strategy's configuration (a dataclass): the preset `budget` with `overrides` (its options)
+    replacing fields; one-line errors naming an unknown budget or option and what is accepted."""
+    if budget not in presets:
+        raise NASError(f"unknown {strategy} budget {budget!r}; accepted: {one_of(list(presets))}")
+    preset = presets[budget]
+    fields = {f.name for f in dataclasses.fields(preset)}  # type: ignore[arg-type]
+    unknown = sorted(set(overrides) - fields)
+    if unknown:
+        raise NASError(f"unknown {strategy} option {unknown[0]!r}; accepted: {one_of(sorted(fields))}")
+    return dataclasses.replace(preset, **overrides)  # type: ignore[type-var]
 
 
 class SupernetStrategy(ABC):

@@ -64,8 +64,9 @@ from torch import nn
 from nas.blockwise import BlockSpace, Path
 from nas.evaluate import Evaluation, Evaluator
 from nas.registry import register_strategy
-from nas.space import Architecture, NASError, Value, one_of
-from nas.strategy import Seeded, Strategy, SupernetContext, SupernetPlan, SupernetStrategy, rating_objectives
+from nas.space import Architecture, NASError, Value
+from nas.strategy import (Seeded, Strategy, SupernetContext, SupernetPlan, SupernetStrategy, budget_config,
+                          rating_objectives)
 from nas.supernet import BlockSupernet
 from nas.train import (AUGMENT_BY_DATASET, Batch, StepFn, TrainConfig, Trainer, TrainProgress, resize_inputs,
                        resolve_device)
@@ -136,14 +137,8 @@ PRESETS: dict[str, BossNASConfig] = {
 }
 
 
-def make_config(budget: str, **overrides: object) -> BossNASConfig:
-    if budget not in PRESETS:
-        raise NASError(f"unknown BossNAS budget {budget!r}; accepted: {one_of(list(PRESETS))}")
-    fields = {f.name for f in dataclasses.fields(BossNASConfig)}
-    unknown = sorted(set(overrides) - fields)
-    if unknown:
-        raise NASError(f"unknown BossNAS option {unknown[0]!r}; accepted: {one_of(sorted(fields))}")
-    return dataclasses.replace(PRESETS[budget], **overrides)
+def make_config(budget: str, **overrides: Any) -> BossNASConfig:
+    return budget_config("BossNAS", PRESETS, budget, overrides)
 
 
 def supernet_input(space, data_shape: tuple[int, ...]) -> tuple[int, ...]:  # noqa: ANN001

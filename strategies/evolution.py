@@ -34,7 +34,7 @@ from typing import Any
 from nas.objectives import pareto_ranks
 from nas.registry import register_strategy
 from nas.space import Architecture
-from nas.strategy import Strategy, rng_state, set_rng_state
+from nas.strategy import Proposals, Strategy, rng_state, set_rng_state
 
 
 @register_strategy("evolution")
@@ -52,9 +52,7 @@ class RegularizedEvolution(Strategy):
         self.sample_size = sample_size
         self.max_retries = max_retries
         self.population: deque[tuple[Architecture, tuple[float, ...]]] = deque()
-        self.seen: set[Architecture] = set()
-        self.seen_json: list[str] = []  # `seen` as JSON, in the order told: `state` stays cheap as it grows
-        self.pending: list[Architecture] = []  # asked, not yet told
+        self.proposals = Proposals()
         self.asked = 0
 
     def _parent(self) -> Architecture:
@@ -69,21 +67,16 @@ class RegularizedEvolution(Strategy):
 
     def ask(self) -> Architecture:
         self.asked += 1
-        warm = not self.population or len(self.population) + len(self.pending) < self.population_size
+        warm = not self.population or len(self.population) + len(self.proposals.pending) < self.population_size
         for _ in range(self.max_retries):
             arch = self.space.sample(self.rng) if warm else self.space.mutate(self._parent(), self.rng)
-            if arch not in self.seen and arch not in self.pending:
+            if arch not in self.proposals:
                 break
-        self.pending.append(arch)
+        self.proposals.asked(arch)
         return arch
 
     def tell(self, arch: Architecture, metrics: Mapping[str, float] | None) -> None:
-        arch = Architecture(arch)
-        if arch in self.pending:
-            self.pending.remove(arch)
-        if arch not in self.seen:
-            self.seen.add(arch)
-            self.seen_json.append(arch.to_json())
+        arch = self.proposals.told(arch)
         if metrics is None:
             return
         self.population.append((arch, self.fitness(metrics)))
@@ -92,11 +85,10 @@ class RegularizedEvolution(Strategy):
 
     def state(self) -> dict[str, Any]:
         return {"rng": rng_state(self.rng), "asked": self.asked,
-                "population": [[dict(a), list(f)] for a, f in self.population], "seen": list(self.seen_json)}
+                "population": [[dict(a), list(f)] for a, f in self.population], "seen": self.proposals.state()}
 
     def load_state(self, state: Mapping[str, Any]) -> None:
         set_rng_state(self.rng, state["rng"])
         self.asked = state["asked"]
         self.population = deque((Architecture(a), tuple(f)) for a, f in state["population"])
-        self.seen_json = list(state["seen"])
-        self.seen = {Architecture.from_json(text) for text in self.seen_json}
+        self.proposals.load_state(state["seen"])

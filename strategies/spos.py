@@ -28,8 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from nas import registry
-from nas.space import NASError, one_of
-from nas.strategy import SupernetContext, SupernetPlan, SupernetStrategy, rating_objectives
+from nas.space import NASError
+from nas.strategy import SupernetContext, SupernetPlan, SupernetStrategy, budget_config, rating_objectives
 
 STATE_FILE = "spos_state.pt"
 SUPERNET_FILE = "supernet.pt"
@@ -72,13 +72,7 @@ PRESETS: dict[str, SPOSConfig] = {
 
 
 def make_config(budget: str, **overrides: Any) -> SPOSConfig:
-    if budget not in PRESETS:
-        raise NASError(f"unknown SPOS budget {budget!r}; accepted: {one_of(list(PRESETS))}")
-    fields = {f.name for f in dataclasses.fields(SPOSConfig)}
-    unknown = sorted(set(overrides) - fields)
-    if unknown:
-        raise NASError(f"unknown SPOS option {unknown[0]!r}; accepted: {one_of(sorted(fields))}")
-    return dataclasses.replace(PRESETS[budget], **overrides)
+    return budget_config("SPOS", PRESETS, budget, overrides)
 
 
 @registry.register_strategy("spos")

@@ -151,11 +151,11 @@ def test_optuna_opens_its_study_in_the_run_directory(tmp_path, table):
 def test_random_search_never_repeats_a_pending_ask(table):
     strategy = RandomSearch(table.space, ACC, seed=0)
     first = [strategy.ask() for _ in range(30)]
-    assert len(set(first)) == 30 and strategy.pending == first
+    assert len(set(first)) == 30 and strategy.proposals.pending == first
     for arch in reversed(first[:15]):
         strategy.tell(arch, table.evaluate(arch).metrics)
     more = [strategy.ask() for _ in range(10)]
-    assert len(set(first + more)) == 40 and len(strategy.pending) == 25
+    assert len(set(first + more)) == 40 and len(strategy.proposals.pending) == 25
 
 
 def test_evolution_with_pending_asks(table):

@@ -40,7 +40,7 @@ def test_founders_count_in_the_budget_and_every_child_is_one_edit_from_a_member(
         if step >= 10:
             assert min(distance(arch, m) for m in members) == 1
         strategy.tell(arch, {"score": score(arch)})
-    assert strategy.asked == 40 and len(strategy.seen) == 40  # no repeats, founders included
+    assert strategy.asked == 40 and len(strategy.proposals.seen) == 40  # no repeats, founders included
 
 
 def test_the_oldest_dies(space):
