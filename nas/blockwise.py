@@ -124,6 +124,13 @@ class BlockPaths(ABC):
                for e in self.entries[b] for p in self.candidates(b, e)}
         return list(out)
 
+    def sample_paths(self, block: int, entry: Hashable, count: int, rng: random.Random) -> list[Path]:
+        """`count` different candidates of `block` entered in `entry` for one training step: drawn uniformly
+        without replacement (BossNAS's `RandomPathHook`); spaces whose paths are per-layer choices may draw them
+        fairly instead (MBConv: FairNAS's `FairPathHook`)."""
+        candidates = self.candidates(block, entry)
+        return rng.sample(candidates, min(count, len(candidates)))
+
     def random_paths(self, rng: random.Random) -> Paths:
         """Uniform candidates block by block (uniform per block, not over whole architectures)."""
         paths, entry = [], self.initial_state()

@@ -13,6 +13,7 @@ are members of their preset.
 from __future__ import annotations
 
 import itertools
+import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -346,6 +347,16 @@ class MBConvBlocks(BlockPaths):
 
     def exit_state(self, block: int, path: Path, entry: object) -> None:
         return None
+
+    def sample_paths(self, block: int, entry: object, count: int, rng: random.Random) -> list[Path]:
+        """Fair paths (FairNAS, as BossNAS's MBConv configs sample with `FairPathHook`): every layer slot takes a
+        random permutation of its (kernel, expand) ops, path i the i-th op of each, so the `count` paths of a step
+        train `count` different ops in every slot (all of them once when `count` equals the number of ops, as the
+        official code trains). Each path's depth is drawn uniformly (the official MBConv space fixes depths)."""
+        ops, depths = self._ops[block], self.space.family.stage_depths(block)
+        count = min(count, len(ops))
+        columns = [rng.sample(ops, len(ops)) for _ in range(max(depths))]
+        return [tuple(columns[j][i] for j in range(rng.choice(depths))) for i in range(count)]
 
     def block_of(self, group: str) -> int | None:
         return int(group[5:group.index(".")]) - 1 if group.startswith("stage") else None

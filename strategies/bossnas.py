@@ -28,19 +28,37 @@ block k only from the state the best path so far ends in, so only architectures 
 be rated. "all" (the `quick` and `standard` presets; our extension, so that the paper's evolutionary
 search over the whole space rates what it visits) keeps, for every state block k can be entered in, the
 best-rated prefix reaching it (a Viterbi frontier over the summed block losses), trains block k from each
-in turn (a block's worth of steps per state) and rates the candidates of all of them against one
-population centre. Without it, a random HyTra architecture's later blocks are mostly entered in states
-they were never trained from, where the untrained layers (last BN gamma 0) are identities and every path
-through them scores the same.
+in turn (a block's worth of steps per state). Without it, a random HyTra architecture's later blocks are
+mostly entered in states they were never trained from, where the untrained layers (last BN gamma 0) are
+identities and every path through them scores the same.
+
+How states are compared (`centre`). Neither the paper nor the code compares one block's candidates across
+entry states. "block": the candidates of all states are rated against one population centre and the raw
+block losses add up (states then differ by how well their candidates predict the shared ensemble, which
+mostly reflects the resolution they run at). "state": each state is rated against its own centre, as the
+code rates its one state, and its losses are standardised over its rated candidates before they add up:
+an architecture's rating then says how good each of its paths is among the paths entered the same way, not
+which down-sampling layout is better (measured: benchmarks/bossnas_rating.md).
+
+Rating details. BN is recalibrated on the BN batch for the networks and necks before each candidate is
+rated, as the official `update_bn_stats`; that function resets every BN, the predictor's too, but its
+forward stops at the necks, so the predictor rates with reset statistics (mean 0, variance 1):
+`predictor_bn="reset"` keeps that (default); "recalibrate" re-estimates them too. Paths are drawn per step
+by the space (`BlockPaths.sample_paths`): uniformly for HyTra (`RandomPathHook`), fairly for MBConv
+(`FairPathHook`).
 
 Budget presets (`BossNASConfig`): `paper` is the official HyTra schedule (6 epochs per block, 64 images x 8
 GPUs x 8 accumulation = 4096 per step, here 256 x 16 on one device; LARS lr 4.8, wd 1e-6, eta 0.001, momentum
 0.9; target momentum 0.99; 4 paths; projector 4096 -> 256; rating every 2 epochs on 2,048 held-out images
-(deviation: the official code uses the whole ImageNet validation set) with BN recalibrated on 256
-training images (64 x 8 GPUs in the code). `standard` and `quick` scale it down for a CPU: fewer and smaller
-steps, a narrower projector, fewer rating images, a cap on rated candidates per block (a fixed random
-sample of them; the others are scored on demand by the evolutionary search), and a larger LARS learning
-rate so the few steps move the weights (deviations, named in each preset). Options override any field,
+(deviation: the official code uses the whole ImageNet validation set) with BN recalibrated on one batch of
+256 training images (in the code 256 per GPU on 8 GPUs, the statistics averaged across them). `standard` and
+`quick` scale it down for a CPU: fewer and smaller steps, a narrower projector, fewer rating images, a cap on
+rated candidates per block (a fixed random sample of them; the others are scored on demand by the
+evolutionary search), a larger LARS learning rate so the few steps move the weights, and a target momentum
+scaled to the steps (`momentum_reference_steps`: the official 1,876 steps per block take a target at base
+momentum 0.99 to about exp(-9.4) of its initial weights; a block of T < 1,876 steps starts at 1 - 0.01 x
+1,876 / T instead, so the target is as far trained when the block is rated; at 0.99 the quick preset's
+target kept most of its initial weights). Deviations, named in each preset. Options override any field,
 e.g. `epochs_per_block=2`; `input_size` resizes the data for the supernet (e.g. 16 for a CPU).
 
 Further deviations: the target BN does not shuffle batches across GPUs (one device); mixed precision is
@@ -108,6 +126,9 @@ class BossNASConfig:
     cycles: int = 1000
     record_top: int = 3  # top candidates per block that seed the evolutionary search
     input_size: int = 0  # square input side for the supernet (images resized); 0: the space's own
+    centre: str = "block"  # block: one centre over a block's entry states | state: one per state, standardised
+    predictor_bn: str = "reset"  # reset: the predictor's BN left at its reset statistics when rating (the code)
+    momentum_reference_steps: int = 0  # >0: scale the target momentum to steps per block (module docstring)
     device: str = "auto"
 
     def __post_init__(self) -> None:
@@ -115,10 +136,16 @@ class BossNASConfig:
             raise NASError(f"search {self.search!r} is not one of 'auto', 'evolution', 'enumerate'")
         if self.entry_states not in ("best", "all"):
             raise NASError(f"entry_states {self.entry_states!r} is not one of 'best', 'all'")
+        if self.centre not in ("block", "state"):
+            raise NASError(f"centre {self.centre!r} is not one of 'block', 'state'")
+        if self.predictor_bn not in ("reset", "recalibrate"):
+            raise NASError(f"predictor_bn {self.predictor_bn!r} is not one of 'reset', 'recalibrate'")
         if self.num_paths < 1 or self.batch_size < 2 or self.accumulate < 1 or self.epochs_per_block <= 0:
             raise NASError("num_paths and accumulate must be >= 1, batch_size >= 2 and epochs_per_block > 0")
 
 
+#: LARS steps per block of the official HyTra schedule: 6 epochs of ImageNet's 1,281,167 images at 4,096 a step
+OFFICIAL_STEPS = 6 * 1_281_167 // 4096
 PAPER = BossNASConfig()
 PRESETS: dict[str, BossNASConfig] = {
     "paper": PAPER,
@@ -127,18 +154,30 @@ PRESETS: dict[str, BossNASConfig] = {
     "standard": dataclasses.replace(PAPER, epochs_per_block=3.0, batch_size=64, accumulate=1, lr=1.2,
                                     warmup_epochs=0.5, proj_hidden=1024, proj_dim=128, rating_interval=0,
                                     entry_states="all", rating_images=512, bn_images=128, max_rated=64, crop_min=0.25,
-                                    population=32, sample_size=8, cycles=300),
+                                    population=32, sample_size=8, cycles=300, momentum_reference_steps=OFFICIAL_STEPS),
     # minutes on a 2-core CPU: one epoch of 512 images per block and entry state at batch 32, projector
     # 256 -> 64, 128 rating images, BN on 64, at most 12 rated candidates per block and state, a short evolution.
     "quick": dataclasses.replace(PAPER, epochs_per_block=1.0, batch_size=32, accumulate=1, lr=2.0,
                                  warmup_epochs=0.2, proj_hidden=256, proj_dim=64, rating_interval=0,
                                  entry_states="all", rating_images=128, bn_images=64, max_rated=12, train_images=512,
-                                 crop_min=0.3, population=16, sample_size=4, cycles=48),
+                                 crop_min=0.3, population=16, sample_size=4, cycles=48,
+                                 momentum_reference_steps=OFFICIAL_STEPS),
 }
 
 
 def make_config(budget: str, **overrides: Any) -> BossNASConfig:
     return budget_config("BossNAS", PRESETS, budget, overrides)
+
+
+def scaled_momentum(base: float, steps: int, reference_steps: int) -> float:
+    """The base target momentum for a block of `steps` LARS steps that moves the target as far from its initial
+    weights as `base` does over `reference_steps` (0: `base` unchanged; never above `base`).
+
+    Under the cosine schedule from m0 to 1 the target keeps about exp(-(1 - m0) T / 2) of its initial weights
+    after T steps; equal (1 - m0) T gives equal decay, so 1 - m0 = (1 - base) x reference / T."""
+    if not reference_steps or steps >= reference_steps:
+        return base
+    return max(0.0, 1.0 - (1.0 - base) * reference_steps / steps)
 
 
 def supernet_input(space, data_shape: tuple[int, ...]) -> tuple[int, ...]:  # noqa: ANN001
@@ -308,7 +347,7 @@ class BossNAS(SupernetStrategy):
         without replacement, each with its own pair of views; every path's loss against the ensemble target is
         back-propagated (the gradients add up, as the official `multipath_batch_processor`)."""
         cfg = self.config
-        candidates = [self.online.candidates(block, self.online.paths.state_after(p)) for p in prefixes]
+        entries = [self.online.paths.state_after(p) for p in prefixes]
         neck_t, neck_o, pred = self.necks_target[block], self.necks_online[block], self.predictors[block]
         rngs: dict[int, random.Random] = {}
 
@@ -316,7 +355,7 @@ class BossNAS(SupernetStrategy):
             rng = rngs.setdefault(batch.epoch, random.Random(f"{self.seed}-{block}-{batch.epoch}"))
             j = batch.index % len(prefixes)
             prefix = list(prefixes[j])
-            paths = rng.sample(candidates[j], min(cfg.num_paths, len(candidates[j])))
+            paths = self.online.paths.sample_paths(block, entries[j], cfg.num_paths, rng)
             views = [(self._view(batch.x, batch.generator, 1.0), self._view(batch.x, batch.generator, 0.1))
                      for _ in paths]
             with torch.no_grad():
@@ -352,8 +391,10 @@ class BossNAS(SupernetStrategy):
         online_pair = nn.ModuleList([self.online, self.necks_online[block]])
         target_pair = nn.ModuleList([self.target, self.necks_target[block]])
 
+        base = scaled_momentum(cfg.base_momentum, total, cfg.momentum_reference_steps)
+
         def after_step(step: int, total: int) -> None:
-            ema_update(target_pair, online_pair, momentum_at(step, total, cfg.base_momentum))
+            ema_update(target_pair, online_pair, momentum_at(step, total, base))
 
         def on_epoch_end(progress: TrainProgress, optimizer: torch.optim.Optimizer, last: bool) -> None:
             self.progress.update(epoch=progress.epoch, step=progress.step)
@@ -373,7 +414,8 @@ class BossNAS(SupernetStrategy):
     # -- rating ---------------------------------------------------------------------------------------
     def _rater(self, block: int, prefix: Sequence[Path], nets: Nets | None = None) -> BlockRater:
         return BlockRater(nets or self.nets(block), block, self.online.paths.state_after(prefix), prefix,
-                          self.views, self.bn_batch, chunk=max(2, self.config.batch_size))
+                          self.views, self.bn_batch, chunk=max(2, self.config.batch_size),
+                          predictor_bn=self.config.predictor_bn)
 
     def _rated_paths(self, block: int, entry: Hashable) -> list[Path]:
         """The candidates rated (a fixed random sample when capped by `max_rated`; with entry_states='all'
@@ -394,9 +436,11 @@ class BossNAS(SupernetStrategy):
         return sample
 
     def _rate_block(self, block: int, suffix: str = "") -> list[BlockRater]:
-        """Rate the block's candidates in every trained entry state against one population centre."""
+        """Rate the block's candidates in every trained entry state (against one population centre, or one per
+        state with `centre="state"`)."""
         raters = [self._rater(block, prefix) for prefix in self.prefixes(block)]
-        rate_jointly(raters, [self._rated_paths(block, r.entry) for r in raters], progress=self.context.progress)
+        rate_jointly(raters, [self._rated_paths(block, r.entry) for r in raters], progress=self.context.progress,
+                     per_state=self.config.centre == "state")
         (self.dir / f"path_rank_{block}{suffix}.json").write_text(json_ranking(block, raters))
         return raters
 

@@ -35,7 +35,7 @@ from torch import nn
 
 from nas.blockwise import Path
 from nas.supernet import BlockSupernet
-from nas.train import bn_recalibration
+from nas.train import batchnorms, bn_recalibration
 from strategies.bossnas_parts import cosine_loss
 
 
@@ -71,11 +71,14 @@ class BlockRater:
     """Scores the candidates of block `block` entered in state `entry` after the fixed `prefix` paths."""
 
     def __init__(self, nets: Nets, block: int, entry: Hashable, prefix: Sequence[Path],
-                 views: tuple[torch.Tensor, torch.Tensor], bn_batch: torch.Tensor, chunk: int = 256) -> None:
+                 views: tuple[torch.Tensor, torch.Tensor], bn_batch: torch.Tensor, chunk: int = 256,
+                 predictor_bn: str = "reset") -> None:
         self.nets, self.block, self.entry, self.prefix = nets, block, entry, list(prefix)
         self.views, self.bn_batch, self.chunk = views, bn_batch, chunk
+        self.predictor_bn = predictor_bn
         self.scores: dict[Path, float] = {}
         self.centre: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.shift, self.scale = 0.0, 1.0  # a score is (loss - shift) / scale: standardised per state, or raw
         self._features: tuple[torch.Tensor, ...] | None = None
 
     # -- inputs --------------------------------------------------------------------------------
@@ -98,7 +101,10 @@ class BlockRater:
     # -- one candidate --------------------------------------------------------------------------
     @torch.no_grad()
     def project(self, path: Path) -> tuple[torch.Tensor, ...]:
-        """(target v1, target v2, prediction v1, prediction v2) of `path`, BN recalibrated first."""
+        """(target v1, target v2, prediction v1, prediction v2) of `path`, BN recalibrated first: the networks'
+        and necks' BN on the BN batch; the predictor's too with `predictor_bn="recalibrate"`, else it is reset
+        and left at mean 0 / variance 1 (the official `update_bn_stats` resets every BN but its forward
+        stops at the necks)."""
         f1, f2, fb = self.features()
         n, k, e = self.nets, self.block, self.entry
 
@@ -108,7 +114,11 @@ class BlockRater:
         def online(x: torch.Tensor) -> torch.Tensor:
             return n.predictor(n.neck_online(n.online.forward_block(k, path, x, e)))
 
-        with bn_recalibration(*n.modules()):
+        recalibrated = n.modules() if self.predictor_bn == "recalibrate" else n.modules()[:-1]
+        if self.predictor_bn == "reset":
+            for bn in batchnorms(n.predictor):
+                bn.reset_running_stats()
+        with bn_recalibration(*recalibrated):
             target(fb)
             online(fb)
         n.eval()
@@ -126,12 +136,12 @@ class BlockRater:
         return dict(self.scores)
 
     def score(self, path: Path) -> float:
-        """The block loss of `path` (from the table, or computed now against the stored centre)."""
+        """The block score of `path` (from the table, or computed now against the stored centre and scale)."""
         if path not in self.scores:
             if self.centre is None:
                 raise RuntimeError(f"block {self.block} has no centre yet: call rate() first")
             _, _, p1, p2 = self.project(path)
-            self.scores[path] = self.loss(p1, p2, self.centre)
+            self.scores[path] = (self.loss(p1, p2, self.centre) - self.shift) / self.scale
         return self.scores[path]
 
     def ranking(self) -> list[tuple[Path, float]]:
@@ -140,33 +150,47 @@ class BlockRater:
     def state(self) -> dict:
         return {"block": self.block, "entry": to_json(self.entry), "prefix": [to_json(p) for p in self.prefix],
                 "scores": [[to_json(p), s] for p, s in self.scores.items()],
-                "centre": list(self.centre) if self.centre is not None else None}
+                "centre": list(self.centre) if self.centre is not None else None, "shift": self.shift,
+                "scale": self.scale}
 
     def load_state(self, state: dict) -> None:
         self.scores = {from_json(p): float(s) for p, s in state["scores"]}
         self.centre = tuple(state["centre"]) if state["centre"] is not None else None
+        self.shift, self.scale = state.get("shift", 0.0), state.get("scale", 1.0)
 
 
-def rate_jointly(raters: Sequence[BlockRater], paths: Sequence[Sequence[Path]], progress: bool = False) -> None:
-    """Score each rater's `paths` against one population centre: the mean over all of them of the target
-    projections (the raters of one block entered in different states share the block's centre)."""
+def rate_jointly(raters: Sequence[BlockRater], paths: Sequence[Sequence[Path]], progress: bool = False,
+                 per_state: bool = False) -> None:
+    """Score each rater's `paths` against a population centre: the mean of the target projections over all
+    of them (the raters of one block entered in different states share the block's centre), or with
+    `per_state` over each rater's own (as the official code rates the one state it trains), each rater's
+    losses then standardised (minus their mean, over their standard deviation) so that the block scores of
+    different states add up on one scale."""
     from tqdm.auto import tqdm
 
-    t1 = t2 = None
-    count, preds = 0, []
+    sums, preds = [], []  # per rater: (sum of target v1, sum of target v2, count), path -> predictions
     for rater, some in zip(raters, paths):
+        t1 = t2 = None
         mine = {}
         for path in tqdm(some, desc=f"rate block {rater.block}", disable=not progress, leave=False):
             a1, a2, p1, p2 = rater.project(path)
             t1 = a1 if t1 is None else t1 + a1
             t2 = a2 if t2 is None else t2 + a2
             mine[path] = (p1, p2)
-        count += len(mine)
+        sums.append((t1, t2, len(mine)))
         preds.append(mine)
-    centre = (t1 / count, t2 / count)
-    for rater, mine in zip(raters, preds):
-        rater.centre = centre
-        rater.scores = {path: rater.loss(p1, p2, centre) for path, (p1, p2) in mine.items()}
+    groups = [[i] for i in range(len(raters))] if per_state else [list(range(len(raters)))]
+    for group in groups:
+        count = sum(sums[i][2] for i in group)
+        centre = (sum(sums[i][0] for i in group) / count, sum(sums[i][1] for i in group) / count)
+        for i in group:
+            rater = raters[i]
+            rater.centre = centre
+            losses = {path: rater.loss(p1, p2, centre) for path, (p1, p2) in preds[i].items()}
+            if per_state and len(losses) > 1:
+                values = torch.tensor(list(losses.values()))
+                rater.shift, rater.scale = float(values.mean()), float(values.std().clamp_min(1e-8))
+            rater.scores = {path: (loss - rater.shift) / rater.scale for path, loss in losses.items()}
 
 
 def plot_ratings(ratings: Sequence[float], accuracies: Sequence[float], path: str,

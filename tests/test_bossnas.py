@@ -39,7 +39,8 @@ def one_thread():  # noqa: ANN201 - tiny tensors: one thread avoids OpenMP overh
 
 
 TINY = dict(train_images=32, batch_size=16, proj_hidden=16, proj_dim=8, rating_images=8, bn_images=8,
-            max_rated=0, warmup_epochs=0.0, population=4, sample_size=2, cycles=6, crop_min=0.5)
+            max_rated=0, warmup_epochs=0.0, population=4, sample_size=2, cycles=6, crop_min=0.5,
+            momentum_reference_steps=0)
 
 
 def ToySpace() -> ToyBlockSpace:  # noqa: N802 - the name the tests read
@@ -110,6 +111,23 @@ def test_momentum_schedule_is_cosine_from_base_to_one() -> None:
     assert momentum_at(25, 100, 0.99) == pytest.approx(1 - 0.01 * (math.cos(math.pi / 4) + 1) / 2)
     values = [momentum_at(s, 100, 0.99) for s in range(101)]
     assert all(x <= y for x, y in zip(values, values[1:]))
+
+
+def test_target_momentum_scaled_to_the_steps_of_a_block() -> None:
+    from strategies.bossnas import OFFICIAL_STEPS, scaled_momentum
+
+    assert OFFICIAL_STEPS == 1876 and make_config("paper").momentum_reference_steps == 0
+    assert make_config("quick").momentum_reference_steps == OFFICIAL_STEPS
+    assert scaled_momentum(0.99, 47, 0) == 0.99 and scaled_momentum(0.99, 5000, OFFICIAL_STEPS) == 0.99
+    assert scaled_momentum(0.99, 188, OFFICIAL_STEPS) == pytest.approx(1 - 0.01 * 1876 / 188)
+    assert scaled_momentum(0.99, 10, OFFICIAL_STEPS) == 0.0  # never below zero
+
+    def kept(base: float, steps: int) -> float:  # the share of its initial weights the target keeps
+        return math.prod(momentum_at(s, steps, base) for s in range(steps))
+
+    official = kept(0.99, OFFICIAL_STEPS)
+    assert official < 1e-3 and kept(0.99, 188) > 0.3  # unscaled, a short block barely trains the target
+    assert kept(scaled_momentum(0.99, 188, OFFICIAL_STEPS), 188) < 10 * official
 
 
 def test_lars_trust_ratio_and_exclusion() -> None:
@@ -241,6 +259,56 @@ def test_entry_states_of_one_block_share_the_population_centre() -> None:
         assert rater.scores[path] == pytest.approx(expected.item(), abs=1e-5)
     # the same path after another prefix is another candidate: its score differs
     assert at8.scores[("a",)] != pytest.approx(at4.scores[("a",)], abs=1e-6)
+
+
+def test_entry_states_rated_each_against_their_own_centre_and_standardised() -> None:
+    nets = _toy_nets()
+    views = (torch.randn(6, 1, 8, 8), torch.randn(6, 1, 8, 8))
+    at8 = BlockRater(nets, 1, 8, [("a",)], views, torch.randn(10, 1, 8, 8))
+    at4 = BlockRater(nets, 1, 4, [("c",)], views, torch.randn(10, 1, 8, 8))
+    paths = [[("a",), ("c",), ("b", "a")], [("a",), ("b",), ("a", "b")]]
+    rate_jointly([at8, at4], paths, per_state=True)
+    assert at8.centre is not at4.centre
+    for rater, some in zip((at8, at4), paths):
+        outs = [rater.project(p) for p in some]
+        centre = [torch.stack([o[i] for o in outs]).mean(0) for i in (0, 1)]  # this state's candidates only
+        torch.testing.assert_close(rater.centre[0], centre[0])
+        raw = [BlockRater.loss(p1, p2, rater.centre) for _, _, p1, p2 in outs]
+        scores = [rater.scores[p] for p in some]
+        assert sum(scores) == pytest.approx(0.0, abs=1e-5)  # standardised over the state's rated candidates
+        assert torch.tensor(scores).std().item() == pytest.approx(1.0, abs=1e-5)
+        assert sorted(some, key=rater.scores.get) == sorted(some, key=lambda p: raw[some.index(p)])
+    unrated = ("b", "b")
+    raw = BlockRater.loss(*at8.project(unrated)[2:], at8.centre)
+    assert at8.score(unrated) == pytest.approx((raw - at8.shift) / at8.scale)  # on demand, on the same scale
+
+
+@pytest.mark.parametrize("mode", ["reset", "recalibrate"])
+def test_predictor_bn_reset_or_recalibrated_when_rating(mode: str) -> None:
+    nets = _toy_nets()
+    bn = next(m for m in nets.predictor.modules() if isinstance(m, nn.BatchNorm1d))
+    bn.running_mean.fill_(3.0)
+    rater = BlockRater(nets, 0, 8, [], (torch.randn(6, 1, 8, 8),) * 2, torch.randn(10, 1, 8, 8), predictor_bn=mode)
+    rater.project(("a",))
+    if mode == "reset":  # the official update_bn_stats resets it and its forward never reaches the predictor
+        assert torch.equal(bn.running_mean, torch.zeros_like(bn.running_mean))
+        assert torch.equal(bn.running_var, torch.ones_like(bn.running_var))
+    else:
+        assert not torch.equal(bn.running_mean, torch.zeros_like(bn.running_mean)) and bn.running_mean.abs().max() < 3
+
+
+def test_mbconv_paths_are_drawn_fairly_per_layer() -> None:
+    blocks = tiny_mbconv().block_paths((1, 8, 8))
+    ops = blocks._ops[0]
+    rng = random.Random(0)
+    for count in (2, len(ops)):
+        paths = blocks.sample_paths(0, None, count, rng)
+        assert len(paths) == count and all(p in blocks.candidates(0, None) for p in paths)
+        for j in range(2):  # every layer slot: different ops across the step's paths
+            column = [p[j] for p in paths if len(p) > j]
+            assert len(set(column)) == len(column)
+    first_layer = [blocks.sample_paths(0, None, len(ops), rng) for _ in range(3)]
+    assert all(sorted(p[0] for p in step) == sorted(ops) for step in first_layer)  # all ops once per step
 
 
 def test_the_search_over_ratings_finds_the_additive_optimum(tmp_path: Path) -> None:
