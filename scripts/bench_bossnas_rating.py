@@ -90,10 +90,12 @@ def standalone_key(opts: dict, seed: int, arch: Architecture) -> str:
 def rating_key(opts: dict) -> str:
     """What a cached BossNAS + SPOS result depends on."""
     keys = ("space", "preset", "archs", "train", "val", "size", "seed", "boss_budget", "boss_epochs", "boss_batch",
-            "max_rated", "rating_images", "spos_epochs", "boss_images", "entry_states", "skip_bossnas", "supernet_seed")
+            "max_rated", "rating_images", "spos_epochs", "boss_images", "entry_states", "skip_bossnas", "supernet_seed",
+            "skip_spos")
     # supernets built from the graph (commit 13ac6a5) initialise in another order than the earlier hand-written
     # ones: results cached before then are not this code's
-    return "supernets=graph/" + "/".join(f"{k}={opts[k]}" for k in keys)
+    key = "supernets=graph/" + "/".join(f"{k}={opts[k]}" for k in keys)
+    return key + "".join(f"/{k}={v}" for k, v in sorted(boss_options(opts).items()))
 
 
 def train_standalone(opts: dict, arch_json: str, seed: int) -> tuple[str, int, float, float]:
@@ -108,6 +110,18 @@ def train_standalone(opts: dict, arch_json: str, seed: int) -> tuple[str, int, f
                          augment=opts["augment"], seed=seed, num_threads=opts["threads"], device=opts["device"])
     res = train_and_evaluate(model, data, config)
     return arch_json, seed, res.accuracy, res.seconds
+
+
+def boss_options(opts: dict) -> dict:
+    """The `--boss-option KEY=VALUE` overrides of BossNAS's preset (values parsed as JSON where they can be)."""
+    out = {}
+    for item in opts["boss_option"]:
+        key, _, value = item.partition("=")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
 
 
 def supernet_seed(opts: dict) -> int:
@@ -129,7 +143,8 @@ def rate_bossnas(opts: dict) -> dict:
     options = dict(input_size=opts["size"], train_images=opts["boss_images"] or opts["train"],
                    epochs_per_block=opts["boss_epochs"],
                    batch_size=opts["boss_batch"], max_rated=opts["max_rated"], rating_images=opts["rating_images"],
-                   bn_images=128, search="enumerate", entry_states=opts["entry_states"], device=opts["device"])
+                   bn_images=128, search="enumerate", entry_states=opts["entry_states"], device=opts["device"],
+                   **boss_options(opts))
     strategy = BossNAS([], seed=supernet_seed(opts), **options)
     with tempfile.TemporaryDirectory() as tmp:
         strategy.prepare(supernet_context(opts, tmp))
@@ -164,13 +179,13 @@ def rate_spos(opts: dict) -> dict:
 
 
 def rate_with_supernets(opts: dict) -> dict:
-    """BossNAS (unless `--skip-bossnas`), then SPOS."""
+    """BossNAS (unless `--skip-bossnas`), then SPOS (unless `--skip-spos`)."""
     boss = {} if opts["skip_bossnas"] else rate_bossnas(opts)
-    return merge_ratings(boss, rate_spos(opts), opts["device"])
+    return merge_ratings(boss, {} if opts["skip_spos"] else rate_spos(opts), opts["device"])
 
 
 def merge_ratings(boss: dict, spos: dict, device: str) -> dict:
-    return {**boss, **spos, "times": {**boss.get("times", {}), **spos["times"]}, "machine": machine(device)}
+    return {**boss, **spos, "times": {**boss.get("times", {}), **spos.get("times", {})}, "machine": machine(device)}
 
 
 # -- the run -----------------------------------------------------------------------------------------------
@@ -196,6 +211,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--spos-epochs", type=float, default=4.0,
                     help="SPOS training epochs (the spos strategy); with --workers in a process beside BossNAS")
     ap.add_argument("--skip-bossnas", action="store_true", help="rate with SPOS only (no BossNAS row)")
+    ap.add_argument("--skip-spos", action="store_true", help="rate with BossNAS only (no SPOS row)")
+    ap.add_argument("--boss-option", action="append", default=[], metavar="KEY=VALUE",
+                    help="a BossNAS option for its preset, e.g. centre=state (repeatable)")
     ap.add_argument("--max-rated", type=int, default=12, help="rated candidates per block and entry state (0: all)")
     ap.add_argument("--rating-images", type=int, default=256)
     ap.add_argument("--entry-states", default="all", choices=("all", "best"),
@@ -277,7 +295,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.workers > 0:
         from multiprocessing import get_context
 
-        parallel_spos = run_rating and not args.skip_bossnas
+        parallel_spos = run_rating and not args.skip_bossnas and not args.skip_spos
         with ProcessPoolExecutor(args.workers + run_rating + parallel_spos, mp_context=get_context("spawn")) as pool:
             ratings = {}  # future -> its part
             if parallel_spos:  # BossNAS and SPOS side by side, each in its own process
@@ -348,7 +366,8 @@ def write_report(args, out: Path, seeds, records, costs: dict[str, list[int]],  
     boss = "boss" in rated
     if boss:
         rows.append(("BossNAS (ensemble bootstrapping, this run)", *kendall_spearman(rated["boss"], truth)))
-    if rated:
+    spos = "spos" in rated
+    if spos:
         rows.append((f"SPOS (strategy spos, {rated['spos_budget']}, supernet seed {supernet_seed(vars(args))}, "
                      "this run)", *kendall_spearman(rated["spos"], truth)))
     rows += [("parameter count (this run)", *kendall_spearman(costs["params"], truth)),
@@ -356,7 +375,8 @@ def write_report(args, out: Path, seeds, records, costs: dict[str, list[int]],  
     times = {f"stand-alone trainings ({len(sa_seconds)}; sum of their seconds)": sum(sa_seconds),
              **rated.get("times", {}), "this invocation, wall clock (cached parts excluded)": total_wall}
     lines = [
-        f"# {'BossNAS and SPOS' if boss else 'SPOS'} architecture-rating accuracy"
+        f"# {' and '.join(n for n, k in (('BossNAS', 'boss'), ('SPOS', 'spos')) if k in rated)} architecture-rating "
+        "accuracy"
         f"{'' if args.supernet_seed is None else f' (supernet seed {args.supernet_seed})'}",
         "",
         f"Machine: {'; '.join(machines)}; {max(args.workers, 1)} stand-alone process(es)"
@@ -370,11 +390,12 @@ def write_report(args, out: Path, seeds, records, costs: dict[str, list[int]],  
         f"the seeds, {min(truth):.2f}-{max(truth):.2f}%.",
     ]
     if boss:
-        lines += ["", f"BossNAS: '{args.boss_budget}' preset with {args.boss_epochs} epochs per block on "
+        changed = f" with {', '.join(args.boss_option)}" if args.boss_option else ""
+        lines += ["", f"BossNAS: '{args.boss_budget}' preset{changed}, {args.boss_epochs} epochs per block on "
                   f"{args.boss_images or args.train} of the training images, batch {args.boss_batch}, at most "
                   f"{args.max_rated or 'all'} rated candidates per block and entry state, {args.rating_images} rating "
                   f"images (supernet training {rated['boss_seconds']:.0f} s)."]
-    if rated:
+    if spos:
         lines += ["", f"SPOS: the `spos` strategy's supernet (uniform single path over the whole space, the "
                   f"architectures' own heads, SGD lr 0.1 cosine, label smoothing 0.1, batch {args.boss_batch}) on "
                   f"{args.boss_images or args.train} of the training images for {rated['spos_budget']}; a rating is "
@@ -387,13 +408,13 @@ def write_report(args, out: Path, seeds, records, costs: dict[str, list[int]],  
     if boss:
         lines += [f"BossNAS's chosen architecture: `{rated['chosen']}` (rating {rated['chosen_rating']:.4f}).", ""]
     head = "| # | params | MACs | " + " | ".join(f"top-1 seed {s}" for s in seeds) + " | ground truth |"
-    head += (" BossNAS rating |" if boss else "") + (" SPOS accuracy |" if rated else "")
-    lines += [head, "|" + "---|" * (4 + len(seeds) + boss + bool(rated))]
+    head += (" BossNAS rating |" if boss else "") + (" SPOS accuracy |" if spos else "")
+    lines += [head, "|" + "---|" * (4 + len(seeds) + boss + spos)]
     for i, (p, m) in enumerate(zip(costs["params"], costs["macs"])):
         cells = [f"{i}", f"{p / 1e6:.3f}M", f"{m / 1e6:.1f}M", *[f"{acc[i]:.2f}" for acc in per_seed],
                  f"{truth[i]:.2f}"]
         cells += [f"{rated['boss'][i]:.4f}"] if boss else []
-        cells += [f"{rated['spos'][i]:.2f}"] if rated else []
+        cells += [f"{rated['spos'][i]:.2f}"] if spos else []
         lines.append("| " + " | ".join(cells) + " |")
     if rated:
         plot = out.with_suffix(".png")
