@@ -104,8 +104,9 @@ def _run_supernet(run: RunDir, space: SearchSpace, strategy: SupernetStrategy, e
     data = evaluator.data
     assert data is not None  # execute() checked it
     run.checkpoint_dir.mkdir(exist_ok=True)
-    plan = strategy.prepare(SupernetContext(space, data, objectives, settings["seed"], settings["budget_preset"],
-                                            run.checkpoint_dir, progress, settings.get("options", {})))
+    supernet_context = SupernetContext(space, data, objectives, settings["seed"], settings["budget_preset"],
+                                       run.checkpoint_dir, progress, settings.get("options", {}))
+    plan = strategy.prepare(supernet_context)
     rating = rating_objectives(objectives)
     cost_models = plan_costs(rating, constraints, plan.evaluator, space, settings)
     run.write_json("evaluator.json", {**evaluator.describe(), "rating": plan.evaluator.describe(),
@@ -117,6 +118,7 @@ def _run_supernet(run: RunDir, space: SearchSpace, strategy: SupernetStrategy, e
     searched = run_search(run, plan.search, plan.evaluator, context, constraints, cost_models)
     if searched.best is None:
         raise NASError("the search over supernet ratings rated no architecture (all were infeasible)")
+    strategy.finish(supernet_context)
     run.write_json("searched.json", {"arch": dict(searched.best.arch), "metrics": searched.best.metrics,
                                      "plots": plan.plots})
     if not settings.get("retrain", True):

@@ -238,6 +238,9 @@ class SupernetStrategy(ABC):
     def prepare(self, context: SupernetContext) -> SupernetPlan:
         """Train the supernet (resumable from `context.checkpoint_dir`) and plan the search over its ratings."""
 
+    def finish(self, context: SupernetContext) -> None:
+        """Called once the search over the ratings is complete: drop checkpoints only that search needed."""
+
     @classmethod
     def describe(cls) -> str:
         first = (cls.__doc__ or "").strip().splitlines()

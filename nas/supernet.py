@@ -322,6 +322,11 @@ class BlockSupernet(Supernet):
     def _keys_where(self, keep: Callable[[Node], bool]) -> list[str]:
         return [key for key, nodes in self._nodes_of.items() if keep(nodes[0])]
 
+    def path_state_keys(self, block: int, path: Path, entry: Hashable) -> list[str]:
+        """State-dict keys of the weights one candidate `path` of `block` (entered in `entry`) uses."""
+        graph = self._block_program(block, tuple(path), entry).graph
+        return self.state_keys(dict.fromkeys(k for n in graph.layers() if (k := self.store_key(n)) is not None))
+
     def stem_state_keys(self) -> list[str]:
         """State-dict keys of the stem's weights."""
         return self.state_keys(self._keys_where(lambda n: self.paths.block_of(n.group) is None))

@@ -12,7 +12,8 @@ over the sampled paths of the L2-normalised target projections; each path's loss
 add up (as the official `multipath_batch_processor`). LARS with a per-block linear warm-up and cosine decay
 to 0, rebuilt per block. After each block (and every `rating_interval` epochs) every candidate is rated
 (`strategies.bossnas_rating`), the ranking is written to `<checkpoint_dir>/path_rank_<block>.json`, and
-`block_<block>.pt` keeps the tensors that scoring more of its paths later reads (`BossNAS._snapshot`). The
+`block_<block>.pt` keeps the tensors that scoring more of its paths later reads (`BossNAS._snapshot`; deleted
+once the search over ratings is recorded unless `keep_snapshots`, so a finished run folder stays small). The
 search over complete architectures (`prepare` returns it as a `SupernetPlan`; the session runs it with the
 ordinary search loop, every rating recorded) is the workbench's regularised evolution seeded with the greedy
 best paths and each block's `record_top` candidates (the paper's evolutionary search; deviation: its mutation
@@ -129,6 +130,7 @@ class BossNASConfig:
     centre: str = "block"  # block: one centre over a block's entry states | state: one per state, standardised
     predictor_bn: str = "reset"  # reset: the predictor's BN left at its reset statistics when rating (the code)
     momentum_reference_steps: int = 0  # >0: scale the target momentum to steps per block (module docstring)
+    keep_snapshots: bool = False  # keep the block snapshots after the search (to rate more architectures later)
     device: str = "auto"
 
     def __post_init__(self) -> None:
@@ -285,9 +287,14 @@ class BossNAS(SupernetStrategy):
         return self.dir / "bossnas_state.pt"
 
     def _save(self, optimizer: torch.optim.Optimizer | None = None) -> None:
-        state = {"online": self.online.state_dict(), "target": self.target.state_dict(),
-                 "necks_online": self.necks_online.state_dict(), "necks_target": self.necks_target.state_dict(),
-                 "predictors": self.predictors.state_dict(), "heads": len(self.necks_online),
+        """The training state; once every block is trained and rated its weights are left out (scoring more
+        paths reads the block snapshots), so the run folder holds them once."""
+        trained = self.progress["block"] >= self.online.num_blocks
+        weights = {} if trained else {
+            "online": self.online.state_dict(), "target": self.target.state_dict(),
+            "necks_online": self.necks_online.state_dict(), "necks_target": self.necks_target.state_dict(),
+            "predictors": self.predictors.state_dict()}
+        state = {**weights, "heads": len(self.necks_online),
                  "frontier": [[[key, loss, [to_json(p) for p in paths]] for key, (loss, paths) in states.items()]
                               for states in self.frontier],
                  "raters": [[r.state() for r in raters] for raters in self.raters], "losses": self.losses,
@@ -301,15 +308,17 @@ class BossNAS(SupernetStrategy):
     def _snapshot(self, block: int) -> None:
         """What scoring more paths of block `block` later reads, as it was when the block was rated.
 
-        The prefix runs through the target network along any earlier paths (another entry state takes the
-        architecture's own), and the candidate through both networks' block `block`: so the target's stem and
-        blocks 0..block, the online network's block `block` only, and the block's necks and predictor. The
-        earlier blocks are saved again because training this block moved them (best paths not detached,
-        the target's EMA); the later blocks and the online stem are never read.
+        A candidate of an entry state runs after that state's best prefix (the frontier) through the target
+        network, and through both networks' block `block`: so the target's stem and the layers of those
+        prefix paths, both networks' block `block` (every candidate), and the block's necks and predictor.
+        The prefix layers are saved again because training this block moved them (best paths not detached,
+        the target's EMA); nothing else is ever read.
         """
-        online, target = self.online.state_dict(), self.target.state_dict()
-        target_keys = self.target.stem_state_keys() + [k for b in range(block + 1)
-                                                       for k in self.target.block_state_keys(b)]
+        online, target, paths = self.online.state_dict(), self.target.state_dict(), self.online.paths
+        prefix_keys = [k for prefix in self.prefixes(block)
+                       for j, (entry, path) in enumerate(zip(paths.entries_of(prefix), prefix))
+                       for k in self.target.path_state_keys(j, path, entry)]
+        target_keys = dict.fromkeys(self.target.stem_state_keys() + prefix_keys + self.target.block_state_keys(block))
         torch.save({"online": {k: online[k] for k in self.online.block_state_keys(block)},
                     "target": {k: target[k] for k in target_keys},
                     "neck_online": self.necks_online[block].state_dict(),
@@ -324,11 +333,12 @@ class BossNAS(SupernetStrategy):
                          for states in state["frontier"]]
         for block in range(state["heads"]):
             self._add_block_heads(block)
-        self.online.load_state_dict(state["online"])
-        self.target.load_state_dict(state["target"])
-        self.necks_online.load_state_dict(state["necks_online"])
-        self.necks_target.load_state_dict(state["necks_target"])
-        self.predictors.load_state_dict(state["predictors"])
+        if "online" in state:  # training unfinished (a finished run rates from the block snapshots)
+            self.online.load_state_dict(state["online"])
+            self.target.load_state_dict(state["target"])
+            self.necks_online.load_state_dict(state["necks_online"])
+            self.necks_target.load_state_dict(state["necks_target"])
+            self.predictors.load_state_dict(state["predictors"])
         for block, rstates in enumerate(state["raters"]):
             raters = []
             for rstate in rstates:
@@ -481,6 +491,13 @@ class BossNAS(SupernetStrategy):
             self._save()
         search, budget = self._searcher()
         return SupernetPlan(BossNASRating(self), search, budget, [self._plot_losses()])
+
+    def finish(self, context: SupernetContext) -> None:
+        """Delete the block snapshots once the search over ratings is recorded (a resumed run needs no more
+        ratings), unless `keep_snapshots`; the state, rankings and plots stay."""
+        if not self.config.keep_snapshots:
+            for block in range(self.online.num_blocks):
+                (self.dir / f"block_{block}.pt").unlink(missing_ok=True)
 
     def _searcher(self) -> tuple[Strategy, int]:
         """The search over complete architectures: regularised evolution (the paper) seeded with the greedy

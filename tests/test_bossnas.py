@@ -459,7 +459,8 @@ def test_resume_skips_finished_blocks(tmp_path: Path, monkeypatch: pytest.Monkey
 
 
 def test_snapshot_holds_what_rating_reads_and_nothing_else(tmp_path: Path) -> None:
-    """Block k's snapshot: the online block k, the target's stem and blocks 0..k, block k's heads."""
+    """Block k's snapshot: both networks' block k, the target's stem and the layers of the frontier's prefix
+    paths (what the prefixes of block k's entry states run through), block k's heads."""
     strategy = BossNAS([], seed=0)
     strategy.prepare(context(ToySpace(), tmp_path))
     full = strategy.online.state_dict()
@@ -467,8 +468,14 @@ def test_snapshot_holds_what_rating_reads_and_nothing_else(tmp_path: Path) -> No
         snap = torch.load(tmp_path / f"block_{k}.pt", weights_only=True)
         block = {key for key in full if key.startswith(f"weights.b{k}_")}
         assert block and set(snap["online"]) == block
-        assert set(snap["target"]) == {key for key in full if key.startswith("weights.stem_conv.") or
-                                       any(key.startswith(f"weights.b{j}_") for j in range(k + 1))}
+        prefix_layers = {f"weights.b{j}_l{i}_{part}__{op}." for prefix in strategy.prefixes(k)
+                         for j, path in enumerate(prefix) for i, op in enumerate(path) for part in ("conv", "bn")}
+        assert set(snap["target"]) == {key for key in full if key.startswith("weights.stem_conv.") or key in block
+                                       or any(key.startswith(layer) for layer in prefix_layers)}
+        assert "online" not in torch.load(tmp_path / "bossnas_state.pt", weights_only=True)  # held once, here
+        if k:  # fewer than all the earlier blocks' weights: only the layers the frontier's paths use
+            assert len(snap["target"]) < len({key for key in full if key.startswith("weights.stem_conv.") or
+                                              any(key.startswith(f"weights.b{j}_") for j in range(k + 1))})
         assert set(snap["neck_online"]) == set(strategy.necks_online[k].state_dict())
         assert set(snap["predictor"]) == set(strategy.predictors[k].state_dict())
 
@@ -564,3 +571,14 @@ def test_hytra_every_reachable_entry_state_is_trained_and_rated(tmp_path: Path) 
     archs = [space.sample(random.Random(s)) for s in range(4)]
     assert all(math.isfinite(r) for r in strategy.rate(archs))
     space.validate(best.arch)
+
+
+@pytest.mark.parametrize("keep", [False, True])
+def test_finish_drops_the_block_snapshots_unless_kept(tmp_path: Path, keep: bool) -> None:
+    strategy = BossNAS([], seed=0, keep_snapshots=keep)
+    ctx = context(ToySpace(), tmp_path)
+    search(strategy, ctx)
+    assert all((tmp_path / f"block_{k}.pt").exists() for k in range(3))
+    strategy.finish(ctx)
+    assert all((tmp_path / f"block_{k}.pt").exists() == keep for k in range(3))
+    assert (tmp_path / "bossnas_state.pt").exists() and (tmp_path / "path_rank_2.json").exists()
