@@ -1,2 +1,11 @@
 """Built-in strategies; importing this package registers them."""
-from strategies import bananas, bossnas, evolution, genetic, optuna_sampler, random_search, spos  # noqa: F401
+from strategies import (  # noqa: F401
+    bananas,
+    bossnas,
+    evolution,
+    genetic,
+    local_search,
+    optuna_sampler,
+    random_search,
+    spos,
+)

@@ -10,8 +10,10 @@ ensemble's mean and standard deviation) or an upper confidence bound ("ucb", mea
 Defaults and deviations (the measurements behind them: `benchmarks/bananas.md`):
 - candidates (`candidates="neighbourhood"`, the default): every one-edit neighbour (`space.neighbours`) of
   the `num_parents` (2, as NASLib's defaults; the naszilla code uses 1) best architectures that is not
-  isomorphic to an evaluated one (`space.canonical`; the official code drops isomorphs of evaluated cells
-  too), at most `num_candidates` (100; a random subset when the neighbourhoods are larger); only when
+  isomorphic to an evaluated one (`space.canonical`), at most `num_candidates` (100; a random subset when
+  the neighbourhoods are larger). Dropping isomorphs is ours: on NAS-Bench-201 the official code drops exact
+  duplicates only (its hash of a cell is the cell's string; isomorphic cells, separate entries of the table
+  with their own accuracies, can each be proposed), and on NAS-Bench-101 it hashes path indices. Only when
   fewer than a batch are left, the next best architectures' neighbourhoods, then random ones. The official
   code samples `num_candidates` random mutations of the best ones instead (`candidates="mutation"`, each
   mutated 1 to `max_mutations` (1) times, pool refilled from the next best ones up to `num_candidates`);

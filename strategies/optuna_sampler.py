@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
 @register_strategy("optuna")
 class OptunaStrategy(Strategy):
-    """Optuna TPE (one objective) or NSGA-II (several objectives), through an Optuna study and storage."""
+    """Optuna TPE (one objective) or NSGA-II (several objectives), or its GP sampler, through an Optuna study."""
 
     name = "optuna"
 
@@ -44,8 +44,8 @@ class OptunaStrategy(Strategy):
         warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         self.kind = sampler if sampler != "auto" else ("nsga2" if len(self.objectives) > 1 else "tpe")
-        if self.kind not in ("tpe", "nsga2", "random"):
-            raise ValueError(f"optuna sampler {sampler!r} is not one of 'auto', 'tpe', 'nsga2', 'random'")
+        if self.kind not in ("tpe", "gp", "nsga2", "random"):
+            raise ValueError(f"optuna sampler {sampler!r} is not one of 'auto', 'tpe', 'gp', 'nsga2', 'random'")
         self.n_startup_trials = n_startup_trials
         self.sampler = self._sampler(seed)
         self.study_name = study_name
@@ -60,6 +60,9 @@ class OptunaStrategy(Strategy):
         if self.kind == "tpe":
             return optuna.samplers.TPESampler(seed=seed, n_startup_trials=self.n_startup_trials, multivariate=True,
                                               group=True, constant_liar=True)
+        if self.kind == "gp":  # parameters outside the trials' common ones go to its random sampler, unannounced
+            return optuna.samplers.GPSampler(seed=seed, n_startup_trials=self.n_startup_trials,
+                                             warn_independent_sampling=False)
         if self.kind == "nsga2":
             return optuna.samplers.NSGAIISampler(seed=seed)
         return optuna.samplers.RandomSampler(seed=seed)

@@ -60,7 +60,7 @@ def test_supernet_strategy_contract(name: str, check: str) -> None:
 
 def test_every_registered_plugin_gets_its_checks() -> None:
     assert {"hytra", "mbconv", "nb201", "nats_sss"} <= set(SPACES)
-    assert {"random", "evolution", "genetic", "optuna", "bananas"} <= set(ASK_TELL)
+    assert {"random", "evolution", "genetic", "local_search", "optuna", "bananas"} <= set(ASK_TELL)
     assert {"spos", "bossnas"} <= set(SUPERNET)
     assert checks_for_strategy("spos") is SUPERNET_STRATEGY_CHECKS and checks_for_strategy("random") is STRATEGY_CHECKS
 

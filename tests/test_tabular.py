@@ -108,7 +108,7 @@ def test_unknown_architecture_and_wrong_space(nb201, sss, tmp_path):
     one_line_error(TabularEvaluator, sss, path, "cifar10", match="does not belong to space 'nats_sss'")
 
 
-@pytest.mark.parametrize("name", ["random", "evolution", "optuna"])
+@pytest.mark.parametrize("name", ["random", "evolution", "local_search", "optuna"])
 def test_strategies_run_on_the_table_in_seconds(nb201, name):
     evaluator = TabularEvaluator(nb201, need(NB201), "cifar10")
     strategy = registry.get("strategies", name)(nb201, [Objective("accuracy", "maximize")], seed=0)
@@ -123,3 +123,20 @@ def test_strategies_run_on_the_table_in_seconds(nb201, name):
     assert time.perf_counter() - start < 10
     assert evaluator.queries == 60 and evaluator.unique_queries >= 40
     assert max(found) > 93.0  # 9% of cells score above 93 (the median 90.7): 60 queries find one
+
+
+def test_optuna_gp_sampler_searches_the_table(nb201):
+    """`optuna` with `sampler="gp"` is Optuna's Gaussian-process sampler, fitted after its random startup trials."""
+    import optuna
+
+    evaluator = TabularEvaluator(nb201, need(NB201), "cifar10")
+    strategy = registry.get("strategies", "optuna")(nb201, [Objective("accuracy", "maximize")], seed=0,
+                                                    sampler="gp", n_startup_trials=5)
+    assert isinstance(strategy.sampler, optuna.samplers.GPSampler)
+    for _ in range(20):
+        arch = strategy.ask()
+        strategy.tell(arch, evaluator.evaluate(arch).metrics)
+    strategy.close()
+    assert evaluator.unique_queries >= 15
+    with pytest.raises(ValueError, match="'bo' is not one of 'auto', 'tpe', 'gp', 'nsga2', 'random'"):
+        registry.get("strategies", "optuna")(nb201, [Objective("accuracy", "maximize")], sampler="bo")
