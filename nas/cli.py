@@ -8,7 +8,7 @@ import sys
 import time
 from typing import Any
 
-TRAIN_FLAGS = ("epochs", "batch_size", "lr", "optimizer", "weight_decay", "device", "augment")
+TRAIN_FLAGS = ("epochs", "batch_size", "lr", "optimizer", "weight_decay", "device", "augment", "num_threads")
 
 
 def _add_space_args(p: argparse.ArgumentParser) -> None:
@@ -60,6 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--weight-decay", type=float, default=4e-5)
     s.add_argument("--augment", default="auto", choices=("auto", "none", "shift", "shift+flip"))
     s.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    s.add_argument("--threads", dest="num_threads", type=int, default=0,
+                   help="CPU threads for torch (default 0: the cores idle when a phase starts, or OMP_NUM_THREADS)")
     s.add_argument("--storage", default=None, help="Optuna storage URL (default: the run directory's SQLite file)")
     s.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                    help="strategy option, e.g. population_size=20 (repeatable)")

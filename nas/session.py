@@ -24,6 +24,7 @@ from nas.strategy import (
     SupernetStrategy,
     rating_objectives,
 )
+from nas.threads import set_threads
 
 
 def _space(settings: dict[str, Any]) -> SearchSpace:
@@ -62,6 +63,7 @@ def execute(run: RunDir, settings: dict[str, Any], progress: bool = True, space:
     """Run or resume the search `settings` describe; `space` and `evaluator` override the registry lookups
     (Python API)."""
     start = time.perf_counter()
+    threads = set_threads(settings.get("train", {}).get("num_threads", 0))
     space = space or _space(settings)
     objectives = parse_objectives(settings["objectives"])
     constraints = [Constraint(m, float(v)) for m, v in settings.get("constraints", {}).items()]
@@ -85,7 +87,7 @@ def execute(run: RunDir, settings: dict[str, Any], progress: bool = True, space:
                                   settings.get("train", {}).get("device", "auto"), run.path, run.checkpoint_dir,
                                   settings.get("storage"), progress)
         result = run_search(run, strategy, evaluator, context, constraints, cost_models)
-    return finish(run, space, result, objectives, shape, classes, settings, time.perf_counter() - start)
+    return finish(run, space, result, objectives, shape, classes, settings, start, threads)
 
 
 def _supernet_strategy(cls: type[SupernetStrategy], objectives: list[Objective],
@@ -138,7 +140,9 @@ def _run_supernet(run: RunDir, space: SearchSpace, strategy: SupernetStrategy, e
 
 
 def finish(run: RunDir, space: SearchSpace, result: SearchResult, objectives: list[Objective], shape: tuple,
-           classes: int, settings: dict[str, Any], seconds: float) -> str:
+           classes: int, settings: dict[str, Any], start: float, threads: int = 0) -> str:
+    """best.json, the search plot, the export and summary.txt; the summary's wall time counts from `start`
+    (`time.perf_counter()`) to the end of the export."""
     from nas.plots import plot_search
 
     if result.best is None:
@@ -153,7 +157,9 @@ def finish(run: RunDir, space: SearchSpace, result: SearchResult, objectives: li
                     title=f"{settings['strategy']} on {settings['space']}")
     if settings.get("export", True) and run.weights_file.exists():
         export_run(run.path, space=space)
-    summary = summarize(run, result.records, objectives) + f"\nwall time {seconds:.1f} s"
+    seconds = time.perf_counter() - start
+    summary = summarize(run, result.records, objectives) + f"\nwall time {seconds:.1f} s" + \
+        (f" ({threads} CPU threads at the start)" if threads else "")
     (run.path / "summary.txt").write_text(summary + "\n")
     return summary
 

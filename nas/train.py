@@ -16,8 +16,8 @@ BatchNorm and biases, and batched augmentation suited to the data ("auto": rando
 plus horizontal flips for natural and clothing images, none for arrays and synthetic data). After training,
 BatchNorm running statistics are recalibrated on training batches with the final weights (as Once-for-All
 does for subnets): with the few epochs a search affords, the running averages otherwise lag the weights. Runs
-on CUDA with bfloat16 autocast when a GPU is present, on all CPU threads otherwise. Deterministic for a seed
-on the CPU.
+on CUDA with bfloat16 autocast when a GPU is present, on the idle CPU cores otherwise (`nas.threads`).
+Deterministic for a seed on the CPU.
 """
 from __future__ import annotations
 
@@ -36,6 +36,7 @@ from torch import nn
 from nas.data import TensorData
 from nas.optim import OPTIMIZERS, lr_at, make_optimizer
 from nas.space import NASError, one_of
+from nas.threads import set_threads
 
 AUGMENT_BY_DATASET = {"digits": "shift", "fashion_mnist": "shift+flip", "cifar10": "shift+flip",
                       "image_folder": "shift+flip"}
@@ -56,7 +57,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda
     amp: bool = True  # bfloat16 autocast on CUDA
-    num_threads: int = 0  # 0: all cores
+    num_threads: int = 0  # 0: the cores idle when training starts (nas.threads)
     bn_calibration_batches: int = 10  # 0: keep the running statistics of training
     accumulate: int = 1  # micro-batches per optimizer step
     lars_eta: float = 0.001
@@ -376,20 +377,12 @@ def evaluate_accuracy(model: nn.Module | Callable[[torch.Tensor], torch.Tensor],
     return 100.0 * correct / max(1, len(x))
 
 
-def use_all_threads(num_threads: int = 0) -> None:
-    """`num_threads` torch threads, or every core when 0."""
-    if num_threads:
-        torch.set_num_threads(num_threads)
-    elif torch.get_num_threads() < (os.cpu_count() or 1):
-        torch.set_num_threads(os.cpu_count() or 1)
-
-
 def train_and_evaluate(model: nn.Module, data: TensorData, config: TrainConfig,
                        input_shape: tuple[int, ...] | None = None, loss: Any = None) -> TrainResult:
     """Train `model` on `data.x_train` with `config` (cross-entropy, or the given loss hook), recalibrate its
     BatchNorm statistics, and return its validation top-1."""
     start = time.perf_counter()
-    use_all_threads(config.num_threads)
+    set_threads(config.num_threads)
     trainer = Trainer(config)
     device = trainer.runtime.device
     shape = input_shape or data.sample_shape

@@ -60,7 +60,15 @@ scaled to the steps (`momentum_reference_steps`: the official 1,876 steps per bl
 momentum 0.99 to about exp(-9.4) of its initial weights; a block of T < 1,876 steps starts at 1 - 0.01 x
 1,876 / T instead, so the target is as far trained when the block is rated; at 0.99 the quick preset's
 target kept most of its initial weights). Deviations, named in each preset. Options override any field,
-e.g. `epochs_per_block=2`; `input_size` resizes the data for the supernet (e.g. 16 for a CPU).
+e.g. `epochs_per_block=2`; `input_size` shrinks the data for the supernet (16 in `quick`; 0: the space's
+own size).
+
+The `quick` preset is the default of `nas search` and is sized to take 3 minutes on a 2-core CPU; to get
+there it deviates further (each measured in benchmarks/flagship.md): the supernet sees 16x16 inputs (the
+default data, scikit-learn's digits, are 8x8), 2 paths per step form the ensemble instead of 4, the earlier
+blocks stay fixed while a block trains (`train_prefix=False`; the official code back-propagates into them,
+their best paths keep training), and ratings use 64 held-out images. Its ratings are a demonstration of the
+method at that budget; for ratings that are meant to rank, use `standard` or larger.
 
 Further deviations: the target BN does not shuffle batches across GPUs (one device); mixed precision is
 bfloat16 autocast on CUDA instead of apex fp16; depth is searched in the MBConv space (see its supernet).
@@ -126,11 +134,12 @@ class BossNASConfig:
     sample_size: int = 10
     cycles: int = 1000
     record_top: int = 3  # top candidates per block that seed the evolutionary search
-    input_size: int = 0  # square input side for the supernet (images resized); 0: the space's own
+    input_size: int = 0  # at most this square input side for the supernet (images shrunk); 0: the space's own
     centre: str = "block"  # block: one centre over a block's entry states | state: one per state, standardised
     predictor_bn: str = "reset"  # reset: the predictor's BN left at its reset statistics when rating (the code)
     momentum_reference_steps: int = 0  # >0: scale the target momentum to steps per block (module docstring)
     keep_snapshots: bool = False  # keep the block snapshots after the search (to rate more architectures later)
+    train_prefix: bool = True  # back-propagate into the earlier blocks too (the code); False: they stay fixed
     device: str = "auto"
 
     def __post_init__(self) -> None:
@@ -157,13 +166,14 @@ PRESETS: dict[str, BossNASConfig] = {
                                     warmup_epochs=0.5, proj_hidden=1024, proj_dim=128, rating_interval=0,
                                     entry_states="all", rating_images=512, bn_images=128, max_rated=64, crop_min=0.25,
                                     population=32, sample_size=8, cycles=300, momentum_reference_steps=OFFICIAL_STEPS),
-    # minutes on a 2-core CPU: one epoch of 512 images per block and entry state at batch 32, projector
-    # 256 -> 64, 128 rating images, BN on 64, at most 12 rated candidates per block and state, a short evolution.
+    # 3 minutes on a 2-core CPU (the default of `nas search`): one epoch of 512 images per block and entry
+    # state at batch 32 and 16x16 inputs, 2 paths per step, the earlier blocks fixed, projector 256 -> 64, 64
+    # rating images, BN on 32, at most 12 rated candidates per block and state, a short evolution.
     "quick": dataclasses.replace(PAPER, epochs_per_block=1.0, batch_size=32, accumulate=1, lr=2.0,
                                  warmup_epochs=0.2, proj_hidden=256, proj_dim=64, rating_interval=0,
-                                 entry_states="all", rating_images=128, bn_images=64, max_rated=12, train_images=512,
-                                 crop_min=0.3, population=16, sample_size=4, cycles=48,
-                                 momentum_reference_steps=OFFICIAL_STEPS),
+                                 entry_states="all", rating_images=64, bn_images=32, max_rated=12, train_images=512,
+                                 crop_min=0.3, population=16, sample_size=4, cycles=32, num_paths=2, input_size=16,
+                                 train_prefix=False, momentum_reference_steps=OFFICIAL_STEPS),
 }
 
 
@@ -218,7 +228,7 @@ class BossNAS(SupernetStrategy):
             raise NASError(f"space {context.space.name!r} has no block-wise view; BossNAS needs one (a BlockSpace)")
         torch.manual_seed(self.seed)
         shape = supernet_input(context.space, data.sample_shape)
-        if self.config.input_size:
+        if self.config.input_size and self.config.input_size < max(shape[1:]):
             shape = (shape[0], self.config.input_size, self.config.input_size)
         self.online = BlockSupernet(context.space, shape, data.num_classes, sharing="separate")
         self.target: BlockSupernet = copy.deepcopy(self.online)
@@ -355,11 +365,19 @@ class BossNAS(SupernetStrategy):
     def _step(self, block: int, prefixes: Sequence[tuple[Path, ...]]) -> StepFn:
         """One micro-batch of block `block`: the entry states take turns; `num_paths` candidates are sampled
         without replacement, each with its own pair of views; every path's loss against the ensemble target is
-        back-propagated (the gradients add up, as the official `multipath_batch_processor`)."""
+        back-propagated (the gradients add up, as the official `multipath_batch_processor`), into the earlier
+        blocks too unless `train_prefix` is off."""
         cfg = self.config
         entries = [self.online.paths.state_after(p) for p in prefixes]
         neck_t, neck_o, pred = self.necks_target[block], self.necks_online[block], self.predictors[block]
         rngs: dict[int, random.Random] = {}
+
+        def online(x: torch.Tensor, prefix: list[Path], entry: Hashable, path: Path) -> torch.Tensor:
+            if cfg.train_prefix or not prefix:
+                return self.online.forward_paths(x, prefix + [path])
+            with torch.no_grad():
+                x = self.online.forward_paths(x, prefix)
+            return self.online.forward_block(block, path, x, entry)
 
         def step(batch: Batch, scale: float) -> float:
             rng = rngs.setdefault(batch.epoch, random.Random(f"{self.seed}-{block}-{batch.epoch}"))
@@ -375,8 +393,7 @@ class BossNAS(SupernetStrategy):
                                      for p, (_, v2) in zip(paths, views))
             total = 0.0
             for p, (v1, v2) in zip(paths, views):
-                o1 = pred(neck_o(self.online.forward_paths(v1, prefix + [p]))).float()
-                o2 = pred(neck_o(self.online.forward_paths(v2, prefix + [p]))).float()
+                o1, o2 = (pred(neck_o(online(v, prefix, entries[j], p))).float() for v in (v1, v2))
                 loss = cosine_loss(o1, t2) + cosine_loss(o2, t1)
                 (loss * scale).backward()
                 total += loss.item()
