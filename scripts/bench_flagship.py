@@ -83,7 +83,7 @@ def write_report(out: Path) -> str:
     records = [json.loads(p.read_text()) for p in sorted((out / RUNS).glob("*.json"))]
     head = ("| commit | load | options | wall | " + " | ".join(n for n, _ in PHASES)
             + " | threads | max RSS | run folder | accuracy | load avg before | date |")
-    lines = [head, "|" + " --- |" * (11 + len(PHASES) - 4)]
+    lines = [head, "|" + " --- |" * head.count(" | ") + " --- |"]
     for r in records:
         lines.append(f"| {r['commit']} | {r['load']} | {' '.join(r['extra']) or 'default'} | "
                      f"{int(r['wall'] // 60)} min {r['wall'] % 60:.0f} s | "

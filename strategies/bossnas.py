@@ -166,13 +166,13 @@ PRESETS: dict[str, BossNASConfig] = {
                                     warmup_epochs=0.5, proj_hidden=1024, proj_dim=128, rating_interval=0,
                                     entry_states="all", rating_images=512, bn_images=128, max_rated=64, crop_min=0.25,
                                     population=32, sample_size=8, cycles=300, momentum_reference_steps=OFFICIAL_STEPS),
-    # 3 minutes on a 2-core CPU (the default of `nas search`): one epoch of 512 images per block and entry
-    # state at batch 32 and 16x16 inputs, 2 paths per step, the earlier blocks fixed, projector 256 -> 64, 64
-    # rating images, BN on 32, at most 12 rated candidates per block and state, a short evolution.
-    "quick": dataclasses.replace(PAPER, epochs_per_block=1.0, batch_size=32, accumulate=1, lr=2.0,
+    # 3 minutes on a 2-core CPU (the default of `nas search`): one epoch of 384 images per block and entry
+    # state at batch 64 and 16x16 inputs, 2 paths per step, the earlier blocks fixed, projector 256 -> 64, 64
+    # rating images, BN on 32, at most 8 rated candidates per block and state, a short evolution.
+    "quick": dataclasses.replace(PAPER, epochs_per_block=1.0, batch_size=64, accumulate=1, lr=2.0,
                                  warmup_epochs=0.2, proj_hidden=256, proj_dim=64, rating_interval=0,
-                                 entry_states="all", rating_images=64, bn_images=32, max_rated=12, train_images=512,
-                                 crop_min=0.3, population=16, sample_size=4, cycles=32, num_paths=2, input_size=16,
+                                 entry_states="all", rating_images=64, bn_images=32, max_rated=8, train_images=384,
+                                 crop_min=0.3, population=16, sample_size=4, cycles=24, num_paths=2, input_size=16,
                                  train_prefix=False, momentum_reference_steps=OFFICIAL_STEPS),
 }
 
