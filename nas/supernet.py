@@ -250,8 +250,11 @@ class Supernet(nn.Module):
 
 @cache
 def stateful(op: Op) -> bool:
-    """Whether an op's module holds parameters or buffers (False for functional ops, activations, pools)."""
-    module = construct(op)
+    """Whether an op's module holds parameters or buffers (False for functional ops, activations, pools). The
+    module is built on the meta device, so this (cached) check draws nothing from torch's random generator: a
+    supernet's initial weights do not depend on which ops earlier code happened to check."""
+    with torch.device("meta"):
+        module = construct(op)
     return module is not None and any(True for _ in module.state_dict())
 
 

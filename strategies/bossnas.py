@@ -140,6 +140,7 @@ class BossNASConfig:
     momentum_reference_steps: int = 0  # >0: scale the target momentum to steps per block (module docstring)
     keep_snapshots: bool = False  # keep the block snapshots after the search (to rate more architectures later)
     train_prefix: bool = True  # back-propagate into the earlier blocks too (the code); False: they stay fixed
+    checkpoint_seconds: float = 60.0  # inside a block, save the training state at most this often (0: every epoch)
     device: str = "auto"
 
     def __post_init__(self) -> None:
@@ -267,8 +268,14 @@ class BossNAS(SupernetStrategy):
         return augment_views(x, g, self.flip, blur, (self.config.crop_min, 1.0))
 
     def _add_block_heads(self, block: int) -> None:
-        shapes = {self.online.output_shape(block, p, e) for e in self.entries[block]
-                  for p in self.online.candidates(block, e)}
+        """The block's necks (one input layer per output shape its candidates can have) and predictor. A path's
+        output shape is that of its exit state (the next block is entered in that state whatever the path), so
+        one path per exit state is built."""
+        net, exits = self.online, {}
+        for entry in self.entries[block]:
+            for path in net.candidates(block, entry):
+                exits.setdefault(to_json(net.exit_state(block, path, entry)), (path, entry))
+        shapes = {net.output_shape(block, path, entry) for path, entry in exits.values()}
         torch.manual_seed(self.seed * 1000 + block)
         neck = BlockNeck(shapes, self.config.proj_hidden, self.config.proj_dim).to(self.device)
         target = copy.deepcopy(neck)
@@ -423,13 +430,17 @@ class BossNAS(SupernetStrategy):
         def after_step(step: int, total: int) -> None:
             ema_update(target_pair, online_pair, momentum_at(step, total, base))
 
+        saved = [time.perf_counter()]
+
         def on_epoch_end(progress: TrainProgress, optimizer: torch.optim.Optimizer, last: bool) -> None:
             self.progress.update(epoch=progress.epoch, step=progress.step)
             self.train_seconds[block] += time.perf_counter() - clock[0]
             clock[0] = time.perf_counter()
             if not last and cfg.rating_interval and progress.epoch % cfg.rating_interval == 0:
                 self._rate_block(block, suffix=f"_ep{progress.epoch}")
-            self._save(None if last else optimizer)
+            if not last and time.perf_counter() - saved[0] >= cfg.checkpoint_seconds:  # prepare() saves the last
+                self._save(optimizer)
+                saved[0] = time.perf_counter()
 
         state = TrainProgress(self.progress["step"], self.progress["epoch"], self.losses[block])
         trainer.fit(self._step(block, prefixes), [self.online, self.necks_online[block], self.predictors[block]],
