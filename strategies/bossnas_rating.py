@@ -73,13 +73,23 @@ class BlockRater:
     def __init__(self, nets: Nets, block: int, entry: Hashable, prefix: Sequence[Path],
                  views: tuple[torch.Tensor, torch.Tensor], bn_batch: torch.Tensor, chunk: int = 256,
                  predictor_bn: str = "reset") -> None:
-        self.nets, self.block, self.entry, self.prefix = nets, block, entry, list(prefix)
+        self._nets, self.block, self.entry, self.prefix = nets, block, entry, list(prefix)
         self.views, self.bn_batch, self.chunk = views, bn_batch, chunk
         self.predictor_bn = predictor_bn
         self.scores: dict[Path, float] = {}
         self.centre: tuple[torch.Tensor, torch.Tensor] | None = None
         self.shift, self.scale = 0.0, 1.0  # a score is (loss - shift) / scale: standardised per state, or raw
         self._features: tuple[torch.Tensor, ...] | None = None
+        self._norms: list[nn.Module] | None = None
+
+    @property
+    def nets(self) -> Nets:
+        return self._nets
+
+    @nets.setter
+    def nets(self, nets: Nets) -> None:
+        """Other weights to score with (a block's snapshot); the cached prefix features stay."""
+        self._nets, self._norms = nets, None
 
     # -- inputs --------------------------------------------------------------------------------
     def _prefix(self, x: torch.Tensor) -> torch.Tensor:
@@ -114,14 +124,17 @@ class BlockRater:
         def online(x: torch.Tensor) -> torch.Tensor:
             return n.predictor(n.neck_online(n.online.forward_block(k, path, x, e)))
 
-        recalibrated = n.modules() if self.predictor_bn == "recalibrate" else n.modules()[:-1]
+        if self._norms is None:  # the BatchNorms to recalibrate, found once (the supernets have hundreds)
+            self._norms = batchnorms(*(n.modules() if self.predictor_bn == "recalibrate" else n.modules()[:-1]))
         if self.predictor_bn == "reset":
             for bn in batchnorms(n.predictor):
                 bn.reset_running_stats()
-        with bn_recalibration(*recalibrated):
+        for module in n.modules():
+            if module.training:  # training the next block left it in training mode
+                module.eval()
+        with bn_recalibration(*self._norms):
             target(fb)
             online(fb)
-        n.eval()
         return (self._batched(target, f1), self._batched(target, f2),
                 self._batched(online, f1), self._batched(online, f2))
 
