@@ -27,6 +27,22 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNS = "flagship_runs"
+HISTORY = """## How it got here (2026-12-02)
+
+Earlier figures for the same command: 4 min 11 s on the idle machine and 10 min 47 s beside one busy job
+(the team lead's try, on a clean clone, early in the issue), 8 min 0 s on a clean clone of 7f2b4e3 (the README
+then). Torch then used a thread per core; beside the strategy benchmark (one busy process), a block-1 step of
+the then `quick` preset took 6-7 s with 2 threads and 2.6 s with 1 (tqdm's rate, commit db69792), so
+`nas.threads` now takes the idle cores. The steps to the current preset, each a whole run of the command with
+1 thread beside the strategy benchmark (not clean clones; `--option` runs of commit db69792's code plus the
+listed options): supernet at 16x16 9 min 0 s; and earlier blocks fixed 6 min 48 s (no export); and 2 paths per
+step 6 min 10 s. Then on clean clones, idle, 2 threads (rows above for the last ones): with 64 rating images and 32
+cycles 4 min 39 s (ad59432); batch 64 on 384 images per block and state and 8 rated candidates 3 min 9 s
+(39ccac7); checkpoints at most once a minute inside a block and one neck-shape probe per exit state 3 min 5 s
+(64ca2b4); BatchNorms found once per rater 2 min 46 s (33ea194). The accuracy on digits stayed in 90.3-92.5%
+throughout (90.5% at 7f2b4e3); with one thread the stand-alone training sums in another order, so the loaded
+run's accuracy differs from the idle run's.
+"""
 COMMAND = ["-m", "nas", "search", "--space", "hytra", "--strategy", "bossnas", "--no-progress"]
 PHASES = (("set-up and supernet", "evaluator.json"), ("search over ratings", "searched.json"),
           ("stand-alone training", "best_weights.pt"), ("export", "summary.txt"))
@@ -101,7 +117,8 @@ time. Phases from the run folder's file times (the first includes start-up and d
 the machine shows there); "threads": the torch threads chosen at the start (`nas.threads`: the idle cores).
 
 {chr(10).join(lines)}
-"""
+
+{HISTORY}"""
     (out / "flagship.md").write_text(report)
     return report
 
