@@ -33,13 +33,14 @@ Earlier figures for the same command: 4 min 11 s on the idle machine and 10 min 
 (the team lead's try, on a clean clone, early in the issue), 8 min 0 s on a clean clone of 7f2b4e3 (the README
 then). Torch then used a thread per core; beside the strategy benchmark (one busy process), a block-1 step of
 the then `quick` preset took 6-7 s with 2 threads and 2.6 s with 1 (tqdm's rate, commit db69792), so
-`nas.threads` now takes the idle cores. The steps to the current preset, each a whole run of the command with
-1 thread beside the strategy benchmark (not clean clones; `--option` runs of commit db69792's code plus the
-listed options): supernet at 16x16 9 min 0 s; and earlier blocks fixed 6 min 48 s (no export); and 2 paths per
-step 6 min 10 s. Then on clean clones, idle, 2 threads (rows above for the last ones): with 64 rating images and 32
-cycles 4 min 39 s (ad59432); batch 64 on 384 images per block and state and 8 rated candidates 3 min 9 s
-(39ccac7); checkpoints at most once a minute inside a block and one neck-shape probe per exit state 3 min 5 s
-(64ca2b4); BatchNorms found once per rater 2 min 46 s (33ea194). The accuracy on digits stayed in 90.3-92.5%
+`nas.threads` now takes the idle cores. The steps to the current preset: first whole runs of the command with
+1 thread beside the strategy benchmark, from the working tree while the options were being written (not
+reproducible from a commit; the options now exist under the same names): supernet at 16x16 9 min 0 s; and
+earlier blocks fixed 6 min 48 s (no export); and 2 paths per step 6 min 10 s. Then this script on clean clones,
+idle, 2 threads (records not kept; rerun with the command at the commit): with 64 rating images and 32 cycles
+4 min 39 s (ad59432); batch 64 on 384 images per block and state and 8 rated candidates 3 min 9 s (39ccac7);
+checkpoints at most once a minute inside a block and one neck-shape probe per exit state 3 min 5 s (64ca2b4);
+BatchNorms found once per rater 2 min 46 s (33ea194). The accuracy on digits stayed in 90.3-92.5%
 throughout (90.5% at 7f2b4e3); with one thread the stand-alone training sums in another order, so the loaded
 run's accuracy differs from the idle run's.
 """
