@@ -39,6 +39,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "macs<=2e7 (repeatable)")
     s.add_argument("--max-params", type=float, default=None, help="constraint: at most this many parameters")
     s.add_argument("--max-macs", type=float, default=None, help="constraint: at most this many multiply-adds")
+    s.add_argument("--latency-max", type=float, default=None, metavar="MS",
+                   help="constraint: predicted (with --latency-table) or measured latency at most MS milliseconds")
+    s.add_argument("--latency-table", default=None, metavar="TABLE",
+                   help="latency table (`nas latency build`) the latency metric is predicted from; without one, "
+                        "each proposal is measured end to end on this machine")
+    s.add_argument("--latency-precision", default="fp32", choices=("fp32", "int8"),
+                   help="without a table: measure FP32 or INT8 (ONNX Runtime static quantization) latency")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--dataset", default="digits",
                    help="digits | fashion_mnist | cifar10 | image_folder | npz | synthetic; with --benchmark, "
@@ -90,7 +97,48 @@ def build_parser() -> argparse.ArgumentParser:
 
     w = sub.add_parser("show", help="summarise a run directory")
     w.add_argument("run_dir")
+    _add_latency_parser(sub)
     return parser
+
+
+def _add_latency_parser(sub: Any) -> None:
+    lat = sub.add_parser("latency", help="build, validate and merge latency lookup tables")
+    cmds = lat.add_subparsers(dest="latency_command", metavar="ACTION")
+    cmds.required = True
+    b = cmds.add_parser("build", help="measure every block configuration of a space into a table (resumable)",
+                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    _add_space_args(b)
+    b.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    b.add_argument("--runtime", default=None, choices=("onnxruntime", "torch"),
+                   help="default: onnxruntime on the CPU (what the ONNX export deploys on), torch on cuda")
+    b.add_argument("--precision", default="fp32", choices=("fp32", "int8"))
+    b.add_argument("--threads", type=int, default=1, help="intra-op threads while measuring")
+    b.add_argument("--batch", type=int, default=1)
+    b.add_argument("--resolution", type=int, default=None,
+                   help="input resolution (restricts the space's resolution choice where it has one)")
+    b.add_argument("--dataset", default=None,
+                   help="take the input channels, size and classes from this dataset (as `nas search` would)")
+    b.add_argument("--data-path", default=None)
+    b.add_argument("--patience", type=int, default=200,
+                   help="stop looking for block configurations after this many sampled architectures bring none")
+    b.add_argument("--max-archs", type=int, default=5000, help="sample at most this many architectures")
+    b.add_argument("--calibrate", type=int, default=12,
+                   help="whole random models measured to fit the correction of the sum of blocks")
+    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--out", required=True, metavar="TABLE", help="the table file (resumed or extended when it exists)")
+    b.add_argument("--no-progress", action="store_true")
+    v = cmds.add_parser("validate", help="measure random architectures end to end against the table's predictions",
+                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    v.add_argument("--table", required=True)
+    v.add_argument("--space", default=None, help="default: the space the table was built for (its last build)")
+    v.add_argument("--preset", default=None)
+    v.add_argument("--archs", type=int, default=100, help="random architectures to measure (twice each)")
+    v.add_argument("--seed", type=int, default=1000, help="seed of the random architectures")
+    v.add_argument("--out", default=None, help="folder for validate.json and validate.png (default: beside the table)")
+    v.add_argument("--no-progress", action="store_true")
+    m = cmds.add_parser("merge", help="merge tables measured under the same conditions on the same machine")
+    m.add_argument("tables", nargs="+")
+    m.add_argument("--out", required=True)
 
 
 # -- commands ------------------------------------------------------------------------------------
@@ -142,7 +190,8 @@ def _constraints(args: argparse.Namespace) -> dict[str, float]:
     from nas.objectives import Constraint
 
     given = [Constraint.parse(text) for text in args.constraint]
-    given += [Constraint(m, v) for m, v in (("params", args.max_params), ("macs", args.max_macs)) if v is not None]
+    given += [Constraint(m, v) for m, v in (("params", args.max_params), ("macs", args.max_macs),
+                                            ("latency", args.latency_max)) if v is not None]
     limits: dict[str, float] = {}
     for c in given:
         limits[c.metric] = min(c.limit, limits.get(c.metric, c.limit))
@@ -165,6 +214,7 @@ def _settings_from_args(args: argparse.Namespace) -> dict[str, Any]:
         "evaluator_options": _parse_options(args.evaluator_option, "evaluator"), "predictor_data": args.predictor_data,
         "train": {k: getattr(args, k) for k in TRAIN_FLAGS}, "storage": args.storage,
         "options": _parse_options(args.option), "retrain": not args.no_retrain, "export": not args.no_export,
+        "latency_table": args.latency_table, "latency": {"precision": args.latency_precision},
     }
     settings["evaluator"] = evaluator_name(settings)
     return settings
@@ -252,8 +302,16 @@ def cmd_show(args: argparse.Namespace) -> None:
     print(show_run(args.run_dir))
 
 
+def cmd_latency(args: argparse.Namespace) -> None:
+    from nas import latency_cli
+
+    {"build": latency_cli.build, "validate": latency_cli.validate, "merge": latency_cli.merge}[
+        args.latency_command](args)
+
+
 COMMANDS = {"spaces": cmd_spaces, "strategies": cmd_strategies, "search": cmd_search, "inspect": cmd_inspect,
-            "export": cmd_export, "show": cmd_show}
+            "export": cmd_export, "show": cmd_show,
+            "latency": cmd_latency}
 
 
 def main(argv: list[str] | None = None) -> int:

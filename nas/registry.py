@@ -19,7 +19,7 @@ T = TypeVar("T")
 #: kind -> the modules whose import registers the built-in plug-ins of that kind
 _BUILTIN_MODULES = {"spaces": ("search_spaces",), "strategies": ("strategies",), "predictors": ("predictors",),
                     "evaluators": ("nas.evaluate", "nas.tabular", "nas.predictor_evaluator", "nas.inherited"),
-                    "cost_models": ("nas.costs",)}
+                    "cost_models": ("nas.costs", "nas.latency_model")}
 _SINGULAR = {"spaces": "space", "strategies": "strategy", "predictors": "predictor", "evaluators": "evaluator",
              "cost_models": "cost model"}
 _REGISTRIES: dict[str, dict[str, Any]] = {kind: {} for kind in _BUILTIN_MODULES}
