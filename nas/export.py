@@ -4,6 +4,8 @@
     weights.pt   the state dict, loadable with `torch.load(..., weights_only=True)` (no arbitrary unpickling)
     model.pt2    `torch.export` program with a dynamic batch dimension (any batch size >= 1)
     model.onnx   ONNX (opset 17, dynamic batch), checked against ONNX Runtime when it is installed
+    model.int8.onnx  INT8 ONNX by ONNX Runtime static quantization (`nas.quantize`), calibrated on the batches
+                 given (a run's training images: `nas.int8.export_run_int8`), only when asked for
     model.ts     TorchScript (traced), only when asked for: TorchScript is deprecated in torch and is
                  kept for consumers that still need it
     arch.json    the architecture, its space and input shape
@@ -29,13 +31,15 @@ from nas.build import build_module, render_source
 from nas.graph import ArchGraph
 from nas.space import Architecture, NASError, one_of
 
-FORMATS = ("source", "pt2", "onnx", "torchscript")
+FORMATS = ("source", "pt2", "onnx", "torchscript", "int8")
 DEFAULT_FORMATS = ("source", "pt2", "onnx")
 
 
 def export_model(graph: ArchGraph, arch: Architecture, out_dir: str | Path, state_dict: dict | None = None,
-                 space: str = "", formats: tuple[str, ...] = DEFAULT_FORMATS) -> dict[str, Path]:
-    """Write the formats named in `formats` (plus arch.json) to `out_dir`; return the written paths."""
+                 space: str = "", formats: tuple[str, ...] = DEFAULT_FORMATS,
+                 calibration: list | None = None) -> dict[str, Path]:
+    """Write the formats named in `formats` (plus arch.json) to `out_dir`; return the written paths. "int8"
+    quantizes with `calibration` (input batches as numpy arrays; required for it)."""
     bad = [f for f in formats if f not in FORMATS]
     if bad:
         raise NASError(f"export format {bad[0]!r} is not one of {one_of(list(FORMATS))}")
@@ -59,9 +63,15 @@ def export_model(graph: ArchGraph, arch: Architecture, out_dir: str | Path, stat
     if "pt2" in formats:
         written["pt2"] = out / "model.pt2"
         export_pt2(model, example, written["pt2"])
-    if "onnx" in formats:
+    if "onnx" in formats or "int8" in formats:
         written["onnx"] = out / "model.onnx"
         export_onnx(model, example, written["onnx"])
+    if "int8" in formats:
+        from nas.quantize import quantize_onnx
+
+        if not calibration:
+            raise NASError("the int8 export needs calibration batches (a run's training images)")
+        written["int8"] = quantize_onnx(written["onnx"], out / "model.int8.onnx", calibration)
     if "torchscript" in formats:
         written["torchscript"] = out / "model.ts"
         with torch.no_grad():

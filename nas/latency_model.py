@@ -19,7 +19,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -169,12 +168,15 @@ class LatencyCost(CostModel):
         return {**super().describe(), "unit": "ms", "conditions": self.conditions.as_dict(), **how}
 
 
-def latency_cost(models: Sequence[CostModel]) -> LatencyCost | None:
-    return next((m for m in models if isinstance(m, LatencyCost)), None)
-
-
-def save_missing(model: LatencyCost) -> Path | None:
-    """Write the blocks a search measured into its table file (so the next search need not)."""
-    if model.model is not None and model.model.table.path is not None:
-        return model.model.table.save()
-    return None
+def check_chosen(space: SearchSpace, records: Sequence[Any], settings: Mapping[str, Any],
+                 input_shape: tuple[int, ...], classes: int) -> list[dict[str, Any]]:
+    """The predicted latency (as the search saw it) beside the latency measured end to end now, for each of
+    `records` (the chosen architectures)."""
+    model = LatencyCost.from_settings(space, settings)
+    out = []
+    for record in records:
+        arch = Architecture(record.arch)
+        graph = space.graph(arch, space.input_shape_for(arch, input_shape), classes)
+        predicted = record.feasible_metrics.get("latency", model.cost(graph))
+        out.append({"arch": dict(arch), "predicted_ms": float(predicted), "measured_ms": model.measured(graph)})
+    return out

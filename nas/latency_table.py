@@ -123,10 +123,13 @@ class LatencyTable:
         return [float(self.blocks[key]["ms"]) for key in keys.values()]
 
     def extend(self, graph: ArchGraph, missing: Mapping[str, str], seed: int = 0) -> None:
-        """Measure blocks `missing` (signature -> group of `graph`) under the table's conditions and add them."""
+        """Measure blocks `missing` (signature -> group of `graph`) under the table's conditions and add them
+        (saved to the table's file at once when it has one)."""
         self.check_here()
         entries = measure_blocks([(graph, group) for group in missing.values()], self.conditions, seed)
         self.blocks.update(zip(missing, entries))
+        if self.path is not None:
+            self.save()
 
 
 def measure_block(graph: ArchGraph, group: str, conditions: Conditions, seed: int = 0) -> dict[str, Any]:

@@ -6,6 +6,7 @@ search, then writes best.json, the plot, the exported model and the summary.
 """
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -149,19 +150,36 @@ def finish(run: RunDir, space: SearchSpace, result: SearchResult, objectives: li
         raise NASError("the search evaluated no architecture (all were infeasible)")
     best = result.best
     input_shape = list(space.input_shape_for(best.arch, shape))
+    latency = _check_latency(space, result, objectives, settings, shape, classes)
     run.write_json("best.json", {"arch": dict(best.arch), "metrics": best.metrics, "index": best.index,
                                  "input_shape": input_shape, "num_classes": classes,
-                                 "front": [{"arch": dict(r.arch), "metrics": r.metrics} for r in result.front]})
+                                 "front": [{"arch": dict(r.arch), "metrics": r.metrics} for r in result.front],
+                                 **({"latency_check": latency} if latency else {})})
     if len(evaluated(result.records, objectives)) > 1:
         plot_search(result.records, objectives, run.path / "search.png",
                     title=f"{settings['strategy']} on {settings['space']}")
     if settings.get("export", True) and run.weights_file.exists():
         export_run(run.path, space=space)
     seconds = time.perf_counter() - start
-    summary = summarize(run, result.records, objectives) + f"\nwall time {seconds:.1f} s" + \
-        (f" ({threads} CPU threads at the start)" if threads else "")
+    summary = summarize(run, result.records, objectives) + "".join(
+        f"\nlatency of {'the best' if i == 0 else f'front model {i}'}: predicted {c['predicted_ms']:.4g} ms, "
+        f"measured now {c['measured_ms']:.4g} ms" for i, c in enumerate(latency)) + \
+        f"\nwall time {seconds:.1f} s" + (f" ({threads} CPU threads at the start)" if threads else "")
     (run.path / "summary.txt").write_text(summary + "\n")
     return summary
+
+
+def _check_latency(space: SearchSpace, result: SearchResult, objectives: list[Objective], settings: dict[str, Any],
+                   shape: tuple, classes: int, most: int = 8) -> list[dict[str, Any]]:
+    """When the search used latency (an objective or a constraint): the best and the Pareto front's models'
+    predicted latency beside the latency measured end to end now."""
+    if "latency" not in [o.metric for o in objectives] and "latency" not in settings.get("constraints", {}):
+        return []
+    from nas.latency_model import check_chosen
+
+    assert result.best is not None
+    chosen = [result.best, *(r for r in result.front if r.arch != result.best.arch)][:most]
+    return check_chosen(space, chosen, settings, shape, classes)
 
 
 def summarize(run: RunDir, records: list[Record], objectives: list[Objective], top: int = 5) -> str:
@@ -208,7 +226,9 @@ def show_run(path: str) -> str:
 
 def export_run(path: str | Path, out: str | None = None, formats: tuple[str, ...] | None = None,
                space: SearchSpace | None = None) -> dict[str, Path]:
-    """Export a run's best architecture with its trained weights."""
+    """Export a run's best architecture with its trained weights. The default formats add "int8" when the run
+    measured INT8 latency; an INT8 export is calibrated on the run's training images and its accuracy and
+    latency beside FP32 go to int8.json (`nas.int8`)."""
     import torch
 
     from nas.export import DEFAULT_FORMATS, export_model
@@ -223,7 +243,29 @@ def export_run(path: str | Path, out: str | None = None, formats: tuple[str, ...
     arch = space.resolve(dict(best["arch"]))
     graph = space.graph(arch, tuple(best["input_shape"]), best["num_classes"])
     state = torch.load(run.weights_file, weights_only=True)
-    return export_model(graph, arch, out or run.model_dir, state, space.name, formats or DEFAULT_FORMATS)
+    settings = run.config()["settings"]
+    formats = formats or DEFAULT_FORMATS + (("int8",) if _latency_precision(settings) == "int8" else ())
+    if "int8" not in formats:
+        return export_model(graph, arch, out or run.model_dir, state, space.name, formats)
+    from nas import int8
+
+    data = load_data(settings)
+    shape = tuple(graph.input_shape)
+    written = export_model(graph, arch, out or run.model_dir, state, space.name, formats,
+                           int8.calibration_batches(data, shape))
+    report = int8.compare(written, data, shape)
+    written["int8_report"] = written["int8"].parent / "int8.json"
+    written["int8_report"].write_text(json.dumps(report, indent=2))
+    return written
+
+
+def _latency_precision(settings: dict[str, Any]) -> str:
+    """The precision a run's latency was predicted or measured at ("" when it used no latency)."""
+    if settings.get("latency_table"):
+        from nas.latency_table import LatencyTable
+
+        return LatencyTable.load(settings["latency_table"]).conditions.precision
+    return str((settings.get("latency") or {}).get("precision", ""))
 
 
 def export_architecture(space_name: str, preset: str | None, arch_text: str, classes: int | None, out: str,

@@ -301,7 +301,8 @@ class Dying(Evaluator):
 
 
 def run_ask_tell(name: str, folder: Path, space: SearchSpace, evaluator: Evaluator, budget: int, seed: int = 0,
-                 options: Mapping[str, Any] | None = None) -> list[tuple[Any, ...]]:
+                 options: Mapping[str, Any] | None = None, constraints: Sequence[Any] = (),
+                 cost_models: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
     """A search of strategy `name` in run directory `folder` (resumed when it exists); its history."""
     from nas.runs import RunDir
     from nas.search import run_search
@@ -314,8 +315,42 @@ def run_ask_tell(name: str, folder: Path, space: SearchSpace, evaluator: Evaluat
     strategy = registry.get("strategies", name)(space, objectives, seed=seed, **opts)
     context = StrategyContext(space, objectives, seed, budget, space.default_input, space.default_classes,
                               run_dir=run.path, progress=False)
-    run_search(run, strategy, evaluator, context)
+    run_search(run, strategy, evaluator, context, constraints, cost_models)
     return [(r.arch, r.metrics, r.info.get("cached", False)) for r in run.history()]
+
+
+def made_up_latency(space: SearchSpace) -> tuple[Any, float]:
+    """A `latency` cost model over a hand-made table of `space`'s blocks (made-up times from each block's
+    multiply-adds: nothing is measured) and the median latency of 20 random architectures under it."""
+    from nas.blocks import block_graph
+    from nas.latency_model import LatencyCost, LatencyModel
+    from nas.latency_table import BuildSpec, LatencyTable, find_blocks
+    from nas.timing import Conditions
+
+    found, _ = find_blocks(space, BuildSpec(space.name, patience=30))
+    table = LatencyTable(Conditions.make(), {"cpu": "made up"},
+                         {key: {"ms": 0.01 + block_graph(graph, group).macs() / 1e5} for key, (graph, group) in
+                          found.items()})
+    cost = LatencyCost(space, LatencyModel(table, measure_missing=False))
+    rng = random.Random(0)
+    samples = [cost.cost(space.graph(a, space.default_input, space.default_classes))
+               for a in (space.sample(rng) for _ in range(20))]
+    return cost, sorted(samples)[len(samples) // 2]
+
+
+def check_latency_limit_is_respected(name: str, options: Mapping[str, Any] | None = None) -> None:
+    """With `latency <= the median of random architectures` (a hand-made table), every evaluated architecture
+    meets it, some proposals were rejected before evaluation, and the search still fills its budget."""
+    from nas.objectives import Constraint
+
+    space = ToyBlockSpace()
+    cost, limit = made_up_latency(space)
+    with tempfile.TemporaryDirectory() as tmp:
+        history = run_ask_tell(name, Path(tmp) / "run", space, ToyScore(space), 8, options=options,
+                               constraints=[Constraint("latency", limit)], cost_models=[cost])
+    evaluated = [m for _, m, cached in history if m is not None and not cached]
+    assert len(evaluated) == 8 and all(m["latency"] <= limit for m in evaluated), "an evaluation broke the limit"
+    assert any(m is None for _, m, _ in history), "no proposal was rejected: the check did not test the limit"
 
 
 def check_proposals_are_valid(name: str, options: Mapping[str, Any] | None = None) -> None:
@@ -395,12 +430,14 @@ STRATEGY_CHECKS: dict[str, Callable[..., None]] = {
     "same seed, same history (1 and 2 threads)": check_same_seed_same_history_with_1_and_2_threads,
     "several asks before tells": check_several_asks_before_tells,
     "searches a NAS-Bench-201 table slice": check_searches_a_table_slice,
+    "a latency limit is respected": check_latency_limit_is_respected,
 }
 
 
 # -- supernet strategies ---------------------------------------------------------------------------------------
 def run_supernet_strategy(name: str, folder: Path, seed: int = 0, options: Mapping[str, Any] | None = None,
-                          dying_after: int | None = None) -> tuple[list[tuple[Any, ...]], dict[str, Any]]:
+                          dying_after: int | None = None, constraints: Sequence[Any] = (),
+                          cost_models: Sequence[Any] | None = None) -> tuple[list[tuple[Any, ...]], dict[str, Any]]:
     """Train strategy `name`'s supernet on synthetic data and search its ratings, in `folder` (resumed when it
     exists); the history of ratings and the trained weights (state-dict of the evaluator's supernet, if any)."""
     from nas.runs import RunDir
@@ -418,7 +455,8 @@ def run_supernet_strategy(name: str, folder: Path, seed: int = 0, options: Mappi
     objectives = rating_objectives([Objective("accuracy")])
     evaluator = plan.evaluator if dying_after is None else Dying(plan.evaluator, dying_after)
     run_search(run, plan.search, evaluator, StrategyContext(space, objectives, seed, plan.budget, data.sample_shape,
-                                                            data.num_classes, data, run_dir=run.path, progress=False))
+                                                            data.num_classes, data, run_dir=run.path, progress=False),
+               constraints, cost_models)
     history = [(r.arch, {k: v for k, v in r.metrics.items() if not k.endswith("seconds")} if r.metrics else None)
                for r in run.history()]
     supernet = getattr(plan.evaluator, "supernet", None)
@@ -466,10 +504,23 @@ def check_supernet_same_seed_with_1_and_2_threads(name: str, options: Mapping[st
     assert [a for a, _ in one] == [a for a, _ in two], "2 threads searched other architectures than 1"
 
 
+def check_supernet_search_respects_a_latency_limit(name: str, options: Mapping[str, Any] | None = None) -> None:
+    """The search over supernet ratings rates only architectures within the limit (`made_up_latency`)."""
+    from nas.objectives import Constraint
+
+    cost, limit = made_up_latency(ToyBlockSpace())
+    with tempfile.TemporaryDirectory() as tmp:
+        history, _ = run_supernet_strategy(name, Path(tmp), options=options,
+                                           constraints=[Constraint("latency", limit)], cost_models=[cost])
+    rated = [m for _, m in history if m is not None]
+    assert rated and all(m["latency"] <= limit for m in rated), "a rated architecture broke the latency limit"
+
+
 SUPERNET_STRATEGY_CHECKS: dict[str, Callable[..., None]] = {
     "trains and rates on a toy space": check_trains_and_rates_on_a_toy_space,
     "resume equals an uninterrupted run": check_supernet_resume_equals_an_uninterrupted_run,
     "same seed, same result (1 and 2 threads)": check_supernet_same_seed_with_1_and_2_threads,
+    "the rating search respects a latency limit": check_supernet_search_respects_a_latency_limit,
 }
 
 
