@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -29,7 +30,7 @@ from nas.graph import ArchGraph
 from nas.latency_table import LatencyTable
 from nas.registry import register_cost_model
 from nas.space import Architecture, NASError, SearchSpace
-from nas.timing import Conditions, measure
+from nas.timing import Conditions, measure, measure_rounds, prepare
 
 
 def fit_relative(features: np.ndarray, targets: np.ndarray) -> np.ndarray:
@@ -43,7 +44,7 @@ def models_of(table: LatencyTable, space: SearchSpace) -> list[dict[str, Any]]:
     """The table's whole-model measurements of architectures that belong to `space`."""
     out = []
     for record in table.models:
-        if record["space"] == space.name:
+        if record["space"] == space.name and record.get("ms") is not None:
             try:
                 space.validate(Architecture(record["arch"]))
             except NASError:
@@ -159,10 +160,6 @@ class LatencyCost(CostModel):
                            f"channels, this search's have {graph.input_shape[0]}: build it with the search's --dataset")
         self._checked = True
 
-    def measured(self, graph: ArchGraph) -> float:
-        """The latency of `graph` measured end to end now, under the same conditions."""
-        return measure_graph(graph, self.conditions)
-
     def describe(self) -> dict[str, Any]:
         how = self.model.describe() if self.model else {"measured": "end to end, every proposal"}
         return {**super().describe(), "unit": "ms", "conditions": self.conditions.as_dict(), **how}
@@ -171,12 +168,17 @@ class LatencyCost(CostModel):
 def check_chosen(space: SearchSpace, records: Sequence[Any], settings: Mapping[str, Any],
                  input_shape: tuple[int, ...], classes: int) -> list[dict[str, Any]]:
     """The predicted latency (as the search saw it) beside the latency measured end to end now, for each of
-    `records` (the chosen architectures)."""
+    `records` (the chosen architectures), measured round-robin together (`nas.timing.measure_rounds`)."""
+    import tempfile
+
+    from nas.build import build_module
+
     model = LatencyCost.from_settings(space, settings)
-    out = []
-    for record in records:
-        arch = Architecture(record.arch)
-        graph = space.graph(arch, space.input_shape_for(arch, input_shape), classes)
-        predicted = record.feasible_metrics.get("latency", model.cost(graph))
-        out.append({"arch": dict(arch), "predicted_ms": float(predicted), "measured_ms": model.measured(graph)})
-    return out
+    graphs = [space.graph(r.arch, space.input_shape_for(r.arch, input_shape), classes) for r in records]
+    predicted = [r.feasible_metrics.get("latency", model.cost(g)) for r, g in zip(records, graphs)]
+    with tempfile.TemporaryDirectory() as tmp:
+        runners = [prepare(build_module(g), tuple(g.input_shape), model.conditions, Path(tmp) / str(i))
+                   for i, g in enumerate(graphs)]
+        measured = measure_rounds(runners, model.conditions.rounds)
+    return [{"arch": dict(r.arch), "predicted_ms": float(p), "measured_ms": m}
+            for r, p, m in zip(records, predicted, measured)]

@@ -10,20 +10,22 @@ fits what the sum of blocks misses.
 `build_table` finds the space's block configurations by sampling architectures until `patience` samples in a
 row bring no new block (for the spaces we ship that is every configuration the sampler reaches; the report
 says when the cap `max_archs` stopped it first, i.e. the table is a sample), measures the missing ones in
-chunks (each chunk round-robin, `Conditions.rounds` times, keeping each block's fastest) with a progress bar
-and saves the table atomically after every chunk, so an interrupted build resumes where it stopped. Blocks a
+`Conditions.rounds` round-robin rounds over all of them, keeping each block's fastest (`measure_in_rounds`),
+with a progress bar, and saves the table atomically every few seconds, so an interrupted build resumes
+where it stopped (in the middle of a round). Blocks a
 table lacks are measured when a prediction needs them (`LatencyTable.extend`).
 
 File format (JSON): {"version", "conditions", "machine", "builds": [what was built from], "blocks":
-{signature: {"ms", "group", "input_shape", "macs"}}, "models": [{"space", "preset", "arch", "input_shape",
-"classes", "ms"}]}.
+{signature: {"ms", "rounds", "group", "input_shape", "macs"}}, "models": [{"space", "preset", "arch",
+"input_shape", "classes", "ms", "rounds"}]}; "ms" is null until a block's first round.
 """
 from __future__ import annotations
 
 import json
 import random
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,7 +39,7 @@ from nas.space import Architecture, NASError, SearchSpace
 from nas.timing import Conditions, machine, measure_rounds, prepare
 
 TABLE_VERSION = 1
-CHUNK = 64  # blocks measured round-robin together, then saved
+SAVE_EVERY_SECONDS = 10.0
 
 
 @dataclass
@@ -99,9 +101,8 @@ class LatencyTable:
         why = self.mismatch(other.conditions, other.machine)
         if why:
             raise NASError(f"cannot merge latency table {str(other.path)!r}: {why}")
-        keys = {json.dumps({k: v for k, v in m.items() if k != "ms"}, sort_keys=True) for m in self.models}
-        models = self.models + [m for m in other.models
-                                if json.dumps({k: v for k, v in m.items() if k != "ms"}, sort_keys=True) not in keys]
+        keys = {_identity(m) for m in self.models}
+        models = self.models + [m for m in other.models if _identity(m) not in keys]
         return LatencyTable(self.conditions, self.machine, {**other.blocks, **self.blocks}, models,
                             self.builds + [b for b in other.builds if b not in self.builds])
 
@@ -114,7 +115,7 @@ class LatencyTable:
     def block_ms(self, graph: ArchGraph, measure_missing: bool = True) -> list[float]:
         """The table's latency of each block of `graph`, measuring (and adding) the blocks it lacks."""
         keys = {group: block_signature(graph, group) for group in block_names(graph)}
-        missing = {key: group for group, key in keys.items() if key not in self.blocks}
+        missing = {key: group for group, key in keys.items() if self.blocks.get(key, {}).get("ms") is None}
         if missing:
             if not measure_missing:
                 raise NASError(f"latency table {str(self.path)!r} has no entry for {len(missing)} block(s) of this "
@@ -132,6 +133,11 @@ class LatencyTable:
             self.save()
 
 
+def _identity(model: Mapping[str, Any]) -> str:
+    """What a whole-model measurement measured (its architecture and input), as text."""
+    return json.dumps({k: v for k, v in model.items() if k not in ("ms", "rounds")}, sort_keys=True)
+
+
 def measure_block(graph: ArchGraph, group: str, conditions: Conditions, seed: int = 0) -> dict[str, Any]:
     """One table entry: block `group` of `graph` built alone and measured at its input shape."""
     return measure_blocks([(graph, group)], conditions, seed)[0]
@@ -146,8 +152,8 @@ def measure_blocks(blocks: Sequence[tuple[ArchGraph, str]], conditions: Conditio
         runners = [prepare(build_block(graph, group), tuple(sub.input_shape), conditions, Path(tmp) / str(i), seed)
                    for i, ((graph, group), sub) in enumerate(zip(blocks, subs))]
         times = measure_rounds(runners, conditions.rounds, progress)
-    return [{"ms": round(ms, 6), "group": group, "input_shape": list(sub.input_shape), "macs": sub.macs()}
-            for ms, (_, group), sub in zip(times, blocks, subs)]
+    return [{"ms": round(ms, 6), "rounds": conditions.rounds, "group": group, "input_shape": list(sub.input_shape),
+             "macs": sub.macs()} for ms, (_, group), sub in zip(times, blocks, subs)]
 
 
 def space_for(name: str, preset: str | None, resolution: int | None) -> SearchSpace:
@@ -236,20 +242,47 @@ def build_table(spec: BuildSpec, conditions: Conditions, out: str | Path, progre
         raise NASError(f"latency table {str(path)!r} exists and was {why}: give another --out to build a new one")
     space = space_for(spec.space, spec.preset, spec.resolution)
     found, report = find_blocks(space, spec)
-    todo = [(key, graph, group) for key, (graph, group) in found.items() if key not in table.blocks]
     rounds = table.conditions.rounds
-    with tqdm(total=len(todo) * rounds, desc=f"latency of {spec.space} blocks ({rounds} rounds)", unit="block",
-              disable=not progress) as bar:
-        for start in range(0, len(todo), CHUNK):
-            chunk = todo[start:start + CHUNK]
-            entries = measure_blocks([(graph, group) for _, graph, group in chunk], table.conditions, spec.seed, bar)
-            table.blocks.update((key, entry) for (key, _, _), entry in zip(chunk, entries))
-            table.save()
+    pending = {key: found[key] for key in found if table.blocks.get(key, {}).get("rounds", 0) < rounds}
+    for key, (graph, group) in pending.items():
+        sub = block_graph(graph, group)
+        table.blocks.setdefault(key, {"ms": None, "rounds": 0, "group": group, "input_shape": list(sub.input_shape),
+                                      "macs": sub.macs()})
+    with tempfile.TemporaryDirectory() as tmp:
+        runners = [prepare(build_block(graph, group), tuple(block_graph(graph, group).input_shape), table.conditions,
+                           Path(tmp) / str(i), spec.seed)
+                   for i, (graph, group) in enumerate(tqdm(pending.values(), desc=f"build {spec.space} blocks",
+                                                           unit="block", disable=not progress))]
+        entries = [table.blocks[key] for key in pending]
+        with tqdm(total=sum(rounds - e["rounds"] for e in entries), unit="block", disable=not progress,
+                  desc=f"latency of {spec.space} blocks ({rounds} rounds)") as bar:
+            measure_in_rounds(entries, runners, rounds, table.save, bar)
     measure_models(table, space, spec, progress)
-    build = {**spec.describe(), **report, "blocks_measured_now": len(todo)}
+    build = {**spec.describe(), **report, "blocks_measured_now": len(pending)}
     table.builds = [b for b in table.builds if {k: b.get(k) for k in spec.describe()} != spec.describe()] + [build]
     table.save()
     return table
+
+
+def measure_in_rounds(entries: Sequence[dict[str, Any]], runners: Sequence[Callable[[], float]], rounds: int,
+                      save: Callable[..., Any], bar: Any = None) -> None:
+    """Make each entry's "ms" the fastest of `rounds` measurements by its runner, taken round-robin (every
+    entry once before any twice), so each entry's measurements are spread over the whole build; "rounds" counts
+    those taken. `save` runs every `SAVE_EVERY_SECONDS` and at the end: a killed build keeps its rounds."""
+    last = time.monotonic()
+    for r in range(rounds):
+        for entry, run in zip(entries, runners):
+            if entry["rounds"] > r:
+                continue
+            ms = run()
+            entry["ms"] = round(ms if entry["ms"] is None else min(entry["ms"], ms), 6)
+            entry["rounds"] = r + 1
+            if bar is not None:
+                bar.update(1)
+            if time.monotonic() - last > SAVE_EVERY_SECONDS:
+                save()
+                last = time.monotonic()
+    save()
 
 
 def model_record(space: SearchSpace, spec: BuildSpec, arch: Architecture) -> dict[str, Any]:
@@ -260,21 +293,23 @@ def model_record(space: SearchSpace, spec: BuildSpec, arch: Architecture) -> dic
 
 
 def measure_models(table: LatencyTable, space: SearchSpace, spec: BuildSpec, progress: bool = True) -> None:
-    """Measure `spec.calibrate` whole random architectures (seeded apart from validation's) into `table`."""
+    """Measure `spec.calibrate` whole random architectures (seeded apart from validation's) into `table`, in
+    rounds as the blocks (`measure_in_rounds`)."""
     from nas.build import build_module
 
     archs = sample_archs(space, spec.seed + 1)
     wanted = [model_record(space, spec, next(archs)) for _ in range(spec.calibrate)]
-    have = [{k: m[k] for k in wanted[0]} for m in table.models] if wanted else []
-    todo = [w for w in wanted if w not in have]
-    graphs = [space.graph(Architecture(r["arch"]), tuple(r["input_shape"]), r["classes"]) for r in todo]
+    for record in wanted:
+        if not any(all(m.get(k) == v for k, v in record.items()) for m in table.models):
+            table.models.append({**record, "ms": None, "rounds": 0})
+    rounds = table.conditions.rounds
+    pending = [m for m in table.models if m["space"] == spec.space and m["rounds"] < rounds]
+    graphs = [space.graph(Architecture(m["arch"]), tuple(m["input_shape"]), m["classes"]) for m in pending]
     for graph in graphs:
         table.block_ms(graph)  # blocks of the calibration models are in the table too
     with tempfile.TemporaryDirectory() as tmp, \
-            tqdm(total=len(todo) * table.conditions.rounds, desc="whole models", unit="model",
+            tqdm(total=sum(rounds - m["rounds"] for m in pending), desc="whole models", unit="model",
                  disable=not progress) as bar:
         runners = [prepare(build_module(g), tuple(g.input_shape), table.conditions, Path(tmp) / str(i), spec.seed)
                    for i, g in enumerate(graphs)]
-        times = measure_rounds(runners, table.conditions.rounds, bar)
-    table.models += [{**record, "ms": round(ms, 6)} for record, ms in zip(todo, times)]
-    table.save()
+        measure_in_rounds(pending, runners, rounds, table.save, bar)

@@ -10,9 +10,12 @@ by default, as SpaceEvo and nn-Meter measure on CPUs) and restored afterwards.
 
 Why the minimum, over `rounds` measurements spread in time: on the shared 2-core virtual machine this was
 written on, a model measures up to 1.6-1.9x slower for seconds at a stretch (the host's other tenants), in
-every sample of that stretch, so neither a median of repeats nor one measurement's minimum is reproducible.
-The fastest of measurements taken minutes apart, round-robin over everything being measured
-(`measure_rounds`), is. `benchmarks/latency.md` reports the noise floor this leaves.
+every sample of that stretch, so neither a median of repeats nor one measurement's minimum is reproducible
+(two passes over the same 24 small models agreed within +-10% for 32% of them with a median of 15 samples).
+The fastest of measurements taken round-robin over everything being measured (`measure_rounds`,
+`nas.latency_table.measure_in_rounds`), so that each model's rounds lie seconds to minutes apart, is
+(88-100% with 10 rounds of 3 samples, in most passes). `benchmarks/latency.md` reports the noise floor it
+leaves.
 """
 from __future__ import annotations
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -80,34 +81,43 @@ def test_merge_unions_blocks_and_refuses_other_conditions() -> None:
 
 def test_an_interrupted_build_resumes_without_measuring_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
                                                               ) -> None:
+    """Killed in the middle of its first round, a build keeps what it measured; resumed, it takes exactly the
+    measurements an uninterrupted build takes, less those it kept."""
     spec = BuildSpec("nb201", patience=2, max_archs=3, calibrate=3)
-    out = tmp_path / "table.json"
-    measured: list[int] = []
-    dying = [True]
-    real = latency_table.measure_blocks
+    conditions = replace(FAST, rounds=2)
+    calls = [0]
+    dying = [-1]
+    real = latency_table.prepare
 
-    def counting(blocks, *args, **kwargs):  # noqa: ANN001, ANN202 - killed at the second chunk while dying
-        if dying[0] and measured:
-            raise KeyboardInterrupt
-        measured.append(len(blocks))
-        return real(blocks, *args, **kwargs)
+    def counted(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202 - a runner that dies at call `dying[0]`
+        run = real(*args, **kwargs)
 
-    monkeypatch.setattr(latency_table, "CHUNK", 4)
-    monkeypatch.setattr(latency_table, "measure_blocks", counting)
+        def measure() -> float:
+            calls[0] += 1
+            if calls[0] == dying[0]:
+                raise KeyboardInterrupt
+            return run()
+
+        return measure
+
+    monkeypatch.setattr(latency_table, "prepare", counted)
+    monkeypatch.setattr(latency_table, "SAVE_EVERY_SECONDS", 0.0)
+    build_table(spec, conditions, tmp_path / "whole.json", progress=False)
+    uninterrupted, calls[0], dying[0] = calls[0], 0, 7
     with pytest.raises(KeyboardInterrupt):
-        build_table(spec, FAST, out, progress=False)
-    saved = json.loads(out.read_text())["blocks"]
-    assert len(saved) == 4  # the first chunk was saved before the interruption
-    dying[0] = False
-    measured.clear()
-    table = build_table(spec, FAST, out, progress=False)
-    assert all(table.blocks[k] == v for k, v in saved.items())  # kept, not measured again
-    found, _ = latency_table.find_blocks(latency_table.space_for("nb201", None, None), spec)
-    assert set(table.blocks) >= set(found)  # with the calibration models' blocks
-    assert sum(measured) == len(table.blocks) - 4  # every block measured once, the saved four not again
-    assert len(table.models) == 3 and table.builds[-1]["blocks_found"] == len(found)
-    again = build_table(spec, FAST, out, progress=False)  # complete: nothing left to measure
-    assert again.builds[-1]["blocks_measured_now"] == 0 and len(again.models) == 3
+        build_table(spec, conditions, tmp_path / "split.json", progress=False)
+    saved = json.loads((tmp_path / "split.json").read_text())["blocks"]
+    kept = {k: v for k, v in saved.items() if v["rounds"] == 1}
+    assert len(kept) == 6  # the six measurements before the kill were saved
+    calls[0], dying[0] = 0, -1
+    table = build_table(spec, conditions, tmp_path / "split.json", progress=False)
+    assert calls[0] == uninterrupted - 6
+    assert all(table.blocks[k]["ms"] <= v["ms"] for k, v in kept.items())  # the fastest of both rounds
+    assert all(v["rounds"] == 2 for v in table.blocks.values()) and len(table.models) == 3
+    assert set(table.blocks) == set(json.loads((tmp_path / "whole.json").read_text())["blocks"])
+    calls[0] = 0
+    again = build_table(spec, conditions, tmp_path / "split.json", progress=False)  # complete: nothing to measure
+    assert calls[0] == 0 and again.builds[-1]["blocks_measured_now"] == 0
 
 
 def test_a_table_refuses_measurements_under_other_conditions(tmp_path: Path) -> None:
