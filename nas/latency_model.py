@@ -9,7 +9,7 @@ linear correction for what the sum misses,
 fitted on the table's whole-model measurements by least squares on the relative error (the share within
 +-10% is what users read). Why this model: a block measured alone pays the runtime's per-call cost (session
 or module call, input copy, quantize/dequantize at its edges for INT8) that it does not pay inside a network
-(`per_block`, usually negative); the whole network pays one such cost once (`overhead`); cache effects
+(`per_block`); the whole network pays one such cost once (`overhead`); cache effects
 between blocks and fusions across block edges scale roughly with the work (`scale`). Three numbers need only
 a dozen whole-model measurements and cannot overfit the way a per-kernel regressor (nn-Meter's random
 forests) can on that few; with fewer than three measurements the plain sum is used. `FlopsLinear` (latency =

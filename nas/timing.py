@@ -9,13 +9,15 @@ the fastest sample (`statistic="min"`, the default) or the median. Threads are f
 by default, as SpaceEvo and nn-Meter measure on CPUs) and restored afterwards.
 
 Why the minimum, over `rounds` measurements spread in time: on the shared 2-core virtual machine this was
-written on, a model measures up to 1.6-1.9x slower for seconds at a stretch (the host's other tenants), in
-every sample of that stretch, so neither a median of repeats nor one measurement's minimum is reproducible
-(two passes over the same 24 small models agreed within +-10% for 32% of them with a median of 15 samples).
-The fastest of measurements taken round-robin over everything being measured (`measure_rounds`,
-`nas.latency_table.measure_in_rounds`), so that each model's rounds lie seconds to minutes apart, is
-(88-100% with 10 rounds of 3 samples, in most passes). `benchmarks/latency.md` reports the noise floor it
-leaves.
+written on, everything runs up to 1.45-1.9x slower for seconds to minutes at a stretch (the host's other
+tenants), in every sample of that stretch, so a median of repeats is not reproducible (two passes over the
+same 60 small models agreed within +-10% for 32% of them with a median of 15 samples). The fastest of 3
+rounds of 30 samples, taken round-robin over everything being measured (`measure_rounds`,
+`nas.latency_table.measure_in_rounds`), so that each model's rounds lie seconds to minutes apart, did better
+(68-75% in the same test) but cannot help when a slow stretch covers all rounds; `benchmarks/latency.md`
+reports the noise floor it leaves. Tried and dropped: scaling by a reference network timed beside each
+measurement (it slows by another factor than the models), and measuring only while that reference runs at
+its fastest (the gate rarely opened: 82 blocks in 9 minutes).
 """
 from __future__ import annotations
 

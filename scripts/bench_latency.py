@@ -30,14 +30,12 @@ CASES = {"mbconv-small": ["--space", "mbconv", "--preset", "small"],
          "mbconv-ofa224": ["--space", "mbconv", "--preset", "ofa_mbv3", "--resolution", "224"],
          "hytra-small": ["--space", "hytra", "--preset", "small"]}
 PRECISIONS = ("fp32", "int8")
-NOTES = """Load and reading (2026-12-02, fa72ac4): the rows were measured with other work (tests, a search, one
-thread each) on the second core part of the time. On this machine a model's time jumps 1.5-1.9x for seconds at
-a stretch whatever the load (measured while idle while choosing the protocol: a median of repeats gave a noise
-floor of 32% within +-10%, the fastest of one measurement 50%, the fastest of 3 round-robin rounds 68% on 60
-`mbconv` small models). The noise floor compares two noisy measurements, so a smooth predictor (FLOPs-linear)
-can land above it; none of the rows reaches the issue's 95% goal here, and no figure here says how the
-table model does on a quiet machine. The sub-millisecond `mbconv` small models are where the runtime's
-per-call costs dominate; INT8 is slower than FP32 on them on this AVX2 CPU without VNNI."""
+NOTES = """How to read it (2026-12-02): on this shared VM everything runs up to 1.45-1.9x slower for seconds to
+minutes at a stretch, whatever our load (`nas/timing.py` says what was tried against it). The noise floor
+compares two noisy measurements of the same models, so a smooth predictor can land above it, and a table
+built minutes before the validation carries the machine's state then (its correction was fitted on the
+build's whole models). No row reaches the issue's goal (95% within +-10%) here; none says how the table model
+does on a quiet machine. The rows were measured one case after another with nothing else of ours running."""
 
 
 def git(*args: str, cwd: Path = ROOT) -> str:
