@@ -14,6 +14,7 @@ inputs (the speed of the kernels does not depend on the scales).
 """
 from __future__ import annotations
 
+import logging
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -63,10 +64,16 @@ def quantize_onnx(fp32_path: str | Path, int8_path: str | Path, calibration: Ite
         prepared = Path(tmp) / "prepared.onnx"
         quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
         name = onnx.load(str(prepared), load_external_data=False).graph.input[0].name
-        quantize_static(str(prepared), str(out), _Batches(name, batches), quant_format=QuantFormat.QOperator,
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=per_channel,
-                        reduce_range=(not has_vnni()) if reduce_range is None else reduce_range,
-                        calibrate_method=CalibrationMethod.MinMax)
+        root = logging.getLogger()
+        level = root.level
+        root.setLevel(logging.ERROR)  # the quantizer warns on the root logger for every integer shape tensor
+        try:
+            quantize_static(str(prepared), str(out), _Batches(name, batches), quant_format=QuantFormat.QOperator,
+                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=per_channel,
+                            reduce_range=(not has_vnni()) if reduce_range is None else reduce_range,
+                            calibrate_method=CalibrationMethod.MinMax)
+        finally:
+            root.setLevel(level)
     return out
 
 
