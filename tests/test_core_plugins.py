@@ -75,8 +75,8 @@ def test_builtin_plugins_register_on_first_lookup_without_torch():
     assert {"predictor", "tabular", "train"} <= set(evaluators) and {"macs", "params"} <= set(cost_models)
     assert not torch_imported
     assert registry.get("evaluators", "train") is TrainEvaluator
-    with pytest.raises(NASError, match="unknown cost model 'latency'; accepted: 'macs', 'params'"):
-        registry.get("cost_models", "latency")
+    with pytest.raises(NASError, match="unknown cost model 'energy'; accepted: 'latency', 'macs', 'params'"):
+        registry.get("cost_models", "energy")
 
 
 def test_cost_models_compute_from_the_graph():
@@ -107,8 +107,8 @@ def test_a_registered_cost_model_is_an_objective_and_a_constraint_checked_before
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--constraint", "foo<=3"], "constraint on unknown metric 'foo'; known: 'accuracy', 'macs', 'params'"),
-    (["--objectives", "accuracy,latency"], "objective on unknown metric 'latency'; known: 'accuracy', 'macs'"),
+    (["--constraint", "foo<=3"], "constraint on unknown metric 'foo'; known: 'accuracy', 'latency', 'macs', 'params'"),
+    (["--objectives", "accuracy,energy:minimize"], "objective on unknown metric 'energy'; known: 'accuracy', 'latency'"),
     (["--constraint", "macs<3"], "constraint 'macs<3' is not METRIC<=LIMIT"),
     (["--evaluator", "oracle"], "unknown evaluator 'oracle'; accepted: 'predictor', "),
     (["--evaluator", "predictor"], "evaluator 'predictor' needs --predictor-data"),
