@@ -80,7 +80,11 @@ class LatencyModel:
         return [sum(self.table.block_ms(graph, self.measure_missing)), float(len(block_names(graph))), 1.0]
 
     def predict(self, graph: ArchGraph) -> float:
-        return float(np.dot(self.coef, self.features(graph)))
+        return self.combine(self.features(graph))
+
+    def combine(self, features: Sequence[float]) -> float:
+        """The prediction from `features` (as `features` computes them)."""
+        return float(np.dot(self.coef, features))
 
     def describe(self) -> dict[str, Any]:
         scale, per_block, overhead = self.coef

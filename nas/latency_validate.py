@@ -62,8 +62,9 @@ def validate(table: LatencyTable, space: SearchSpace, archs: int = 100, seed: in
             arch = next(drawn)
             graph = space.graph(arch, input_shape(space, arch, shape, resolution), classes)
             runners.append(prepare(build_module(graph), tuple(graph.input_shape), table.conditions, Path(tmp) / str(i)))
-            rows.append({"arch": dict(arch), "macs": graph.macs(), "sum": model.features(graph)[0],
-                         "table": model.predict(graph), "flops": flops.predict(graph.macs())})
+            features = model.features(graph)
+            rows.append({"arch": dict(arch), "macs": graph.macs(), "sum": features[0],
+                         "table": model.combine(features), "flops": flops.predict(graph.macs())})
         for key in ("measured", "again"):
             with tqdm(total=archs * rounds, desc=f"validate: {key} ({rounds} rounds)", unit="arch",
                       disable=not progress) as bar:

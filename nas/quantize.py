@@ -6,17 +6,18 @@ ONNX Runtime does, with nothing of ours installed. PyTorch's PT2E/X86Inductor pa
 deployment, which a user of the exported model may not have.
 
 Choices (configurable in `quantize_onnx`): QOperator format (QLinearConv etc., as SpaceEvo), unsigned 8-bit
-activations with min-max calibration, signed 8-bit weights per output channel (per-tensor loses several
-points on depthwise convolutions), and `reduce_range` (7-bit weights) on x86 CPUs without VNNI, where
-ONNX Runtime's u8s8 kernels can otherwise saturate (its documented advice). Calibration batches come from the
-run's training data when a trained model is quantized; latency measurement of untrained blocks uses random
-inputs (the speed of the kernels does not depend on the scales).
+activations with min-max calibration, signed 8-bit weights per output channel (deviation: SpaceEvo keeps
+ONNX Runtime's per-tensor default; we take the usual choice for depthwise convolutions, not measured against
+per-tensor here), and `reduce_range` (7-bit weights) on x86 CPUs without VNNI, where ONNX Runtime's u8s8
+kernels can otherwise saturate (its documented advice). Calibration batches come from the run's training data
+(256 images; SpaceEvo calibrates on 30 dummy samples) when a trained model is quantized; latency measurement
+of untrained blocks uses random inputs (the speed of the kernels does not depend on the scales).
 """
 from __future__ import annotations
 
 import logging
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -37,15 +38,19 @@ class _Batches:
     """ONNX Runtime's CalibrationDataReader protocol over a list of input batches."""
 
     def __init__(self, name: str, batches: Iterable[np.ndarray]) -> None:
-        self._items: Iterator[np.ndarray] = iter(list(batches))
+        self._batches = [np.ascontiguousarray(b, dtype=np.float32) for b in batches]
+        self._next = 0
         self.name = name
 
     def get_next(self) -> dict[str, np.ndarray] | None:
-        batch = next(self._items, None)
-        return None if batch is None else {self.name: np.ascontiguousarray(batch, dtype=np.float32)}
+        if self._next >= len(self._batches):
+            return None
+        self._next += 1
+        return {self.name: self._batches[self._next - 1]}
 
-    def rewind(self) -> None:  # called by some ONNX Runtime versions; one pass is all we give
-        pass
+    def rewind(self) -> None:
+        """Start again from the first batch (ONNX Runtime calls it between calibration passes)."""
+        self._next = 0
 
 
 def quantize_onnx(fp32_path: str | Path, int8_path: str | Path, calibration: Iterable[np.ndarray],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 import subprocess
 import sys
 from dataclasses import replace
@@ -55,7 +56,7 @@ def test_prediction_on_a_hand_made_two_block_table_is_what_the_model_defines() -
 def test_the_correction_is_fitted_on_whole_models_and_flops_linear_on_multiply_adds() -> None:
     space = ToyBlockSpace()
     table = LatencyTable.new(FAST)
-    archs = [space.sample(__import__("random").Random(i)) for i in range(6)]
+    archs = [space.sample(random.Random(i)) for i in range(6)]
     for arch in archs:
         graph = space.graph(arch, space.default_input, space.default_classes)
         total = sum(table.block_ms(graph))
