@@ -9,7 +9,7 @@ import numpy as np
 
 from nas.data import TensorData
 from nas.quantize import onnx_session
-from nas.timing import Conditions, time_calls
+from nas.timing import Conditions, measure_rounds, onnx_runner
 
 CALIBRATION_IMAGES = 256
 BATCH = 32
@@ -36,13 +36,13 @@ def onnx_accuracy(path: Path, data: TensorData, input_shape: tuple[int, ...], ba
     return 100.0 * correct / len(x)
 
 
-def onnx_latency_ms(path: Path, input_shape: tuple[int, ...], conditions: Conditions | None = None) -> float:
-    """Batch-1 latency of an ONNX model under `conditions` (default: 1 thread, fastest of 3 rounds)."""
+def onnx_latencies_ms(paths: list[Path], input_shape: tuple[int, ...],
+                      conditions: Conditions | None = None) -> list[float]:
+    """Batch-1 latency of ONNX models under `conditions` (default: 1 thread, fastest of 3 rounds), measured
+    round-robin together (`nas.timing.measure_rounds`), so a slow stretch of the machine spoils them alike."""
     conditions = conditions or Conditions.make()
-    session = onnx_session(path, conditions.threads)
-    feed = {session.get_inputs()[0].name: np.random.default_rng(0).standard_normal(
-        (conditions.batch, *input_shape)).astype(np.float32)}
-    return min(time_calls(lambda: session.run(None, feed), conditions) for _ in range(conditions.rounds))
+    example = np.random.default_rng(0).standard_normal((conditions.batch, *input_shape)).astype(np.float32)
+    return measure_rounds([onnx_runner(path, example, conditions) for path in paths], conditions.rounds)
 
 
 def compare(written: dict[str, Path], data: TensorData, input_shape: tuple[int, ...]) -> dict[str, Any]:
@@ -50,8 +50,7 @@ def compare(written: dict[str, Path], data: TensorData, input_shape: tuple[int, 
     fp32, int8 = written["onnx"], written["int8"]
     report = {"accuracy_fp32": onnx_accuracy(fp32, data, input_shape),
               "accuracy_int8": onnx_accuracy(int8, data, input_shape),
-              "latency_fp32_ms": onnx_latency_ms(fp32, input_shape),
-              "latency_int8_ms": onnx_latency_ms(int8, input_shape),
+              **dict(zip(("latency_fp32_ms", "latency_int8_ms"), onnx_latencies_ms([fp32, int8], input_shape))),
               "validation_images": len(data.x_val), "calibration_images": min(CALIBRATION_IMAGES, len(data.x_train))}
     report["speedup"] = report["latency_fp32_ms"] / report["latency_int8_ms"]
     return report

@@ -266,22 +266,21 @@ def build_table(spec: BuildSpec, conditions: Conditions, out: str | Path, progre
 
 def measure_in_rounds(entries: Sequence[dict[str, Any]], runners: Sequence[Callable[[], float]], rounds: int,
                       save: Callable[..., Any], bar: Any = None) -> None:
-    """Make each entry's "ms" the fastest of `rounds` measurements by its runner, taken round-robin (every
-    entry once before any twice), so each entry's measurements are spread over the whole build; "rounds" counts
-    those taken. `save` runs every `SAVE_EVERY_SECONDS` and at the end: a killed build keeps its rounds."""
+    """Make each entry's "ms" the fastest of `rounds` measurements by its runner, taken round-robin
+    (`nas.timing.measure_rounds`) from the rounds the entry already has; "rounds" counts those taken. `save`
+    runs every `SAVE_EVERY_SECONDS` and at the end: a killed build keeps its rounds."""
     last = time.monotonic()
-    for r in range(rounds):
-        for entry, run in zip(entries, runners):
-            if entry["rounds"] > r:
-                continue
-            ms = run()
-            entry["ms"] = round(ms if entry["ms"] is None else min(entry["ms"], ms), 6)
-            entry["rounds"] = r + 1
-            if bar is not None:
-                bar.update(1)
-            if time.monotonic() - last > SAVE_EVERY_SECONDS:
-                save()
-                last = time.monotonic()
+
+    def record(i: int, ms: float) -> None:
+        nonlocal last
+        entry = entries[i]
+        entry["ms"] = round(ms if entry["ms"] is None else min(entry["ms"], ms), 6)
+        entry["rounds"] += 1
+        if time.monotonic() - last > SAVE_EVERY_SECONDS:
+            save()
+            last = time.monotonic()
+
+    measure_rounds(runners, rounds, bar, taken=[e["rounds"] for e in entries], record=record)
     save()
 
 

@@ -142,16 +142,31 @@ def measure(module: nn.Module, input_shape: tuple[int, ...], conditions: Conditi
         return min(run() for _ in range(conditions.rounds))
 
 
-def measure_rounds(runners: Sequence[Callable[[], float]], rounds: int, progress: Any = None) -> list[float]:
+def measure_rounds(runners: Sequence[Callable[[], float]], rounds: int, progress: Any = None,
+                   taken: Sequence[int] | None = None,
+                   record: Callable[[int, float], None] | None = None) -> list[float]:
     """The fastest of `rounds` measurements of each runner, taken round-robin: every runner once, then every
-    runner again, so that a stretch of time when the machine runs slow spoils at most one round of each."""
+    runner again, so that a stretch of time when the machine runs slow spoils at most one round of each.
+    `taken[i]` rounds of runner i were taken before (a resumed build: those are skipped, and runner i's result
+    is then the fastest of the new ones only); `record(i, ms)` sees each measurement as it is taken."""
+    taken = taken or [0] * len(runners)
     best = [float("inf")] * len(runners)
-    for _ in range(rounds):
+    for r in range(rounds):
         for i, run in enumerate(runners):
-            best[i] = min(best[i], run())
+            if taken[i] > r:
+                continue
+            ms = run()
+            best[i] = min(best[i], ms)
+            if record is not None:
+                record(i, ms)
             if progress is not None:
                 progress.update(1)
     return best
+
+
+def onnx_runner(path: Path, example: np.ndarray, conditions: Conditions) -> Callable[[], float]:
+    """A function that measures the ONNX model at `path` on `example` under `conditions` each time it is called."""
+    return lambda: _measure_onnxruntime(path, example, conditions)
 
 
 def prepare(module: nn.Module, input_shape: tuple[int, ...], conditions: Conditions, folder: Path, seed: int = 0,
@@ -175,7 +190,7 @@ def prepare(module: nn.Module, input_shape: tuple[int, ...], conditions: Conditi
     if conditions.precision == "int8":
         batches = calibration or [torch.randn(example.shape, generator=generator).numpy() for _ in range(4)]
         path = quantize_onnx(path, folder / "model.int8.onnx", batches)
-    return lambda: _measure_onnxruntime(path, example.numpy(), conditions)
+    return onnx_runner(path, example.numpy(), conditions)
 
 
 def _measure_torch(module: nn.Module, example: torch.Tensor, conditions: Conditions) -> float:
