@@ -225,6 +225,24 @@ def check_exported_source_round_trip(space: SearchSpace) -> None:
     torch.testing.assert_close(exported.eval()(x), model.eval()(x))
 
 
+def check_onnx_export_runs_in_onnx_runtime(space: SearchSpace) -> None:
+    import numpy as np
+    import torch
+
+    from nas.export import export_onnx
+    from nas.quantize import onnx_session
+
+    arch = _samples(space, 1)[0]
+    graph, model = _built(space, arch)
+    x = torch.randn(3, *graph.input_shape)
+    with tempfile.TemporaryDirectory() as tmp, torch.no_grad():
+        path = Path(tmp) / "model.onnx"
+        export_onnx(model.eval(), x[:2], path)
+        session = onnx_session(path, threads=1)
+        got = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
+        assert np.abs(got - model(x).numpy()).max() < 1e-4, "ONNX Runtime's output differs from the module's"
+
+
 SPACE_CHECKS: dict[str, Callable[[SearchSpace], None]] = {
     "samples validate": check_samples_validate,
     "mutations stay in the space": check_mutations_stay_in_the_space,
@@ -235,6 +253,7 @@ SPACE_CHECKS: dict[str, Callable[[SearchSpace], None]] = {
     "graph counts equal the module (torch's counter)": check_graph_counts_equal_the_module,
     "forward and backward": check_forward_and_backward,
     "exported source round trip": check_exported_source_round_trip,
+    "ONNX export runs in ONNX Runtime": check_onnx_export_runs_in_onnx_runtime,
 }
 
 
