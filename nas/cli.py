@@ -252,14 +252,22 @@ def cmd_search(args: argparse.Namespace) -> None:
 
 def cmd_inspect(args: argparse.Namespace) -> None:
     from nas import registry
+    from nas.ops import ShapeError
+    from nas.space import NASError
 
+    for flag, value in (("--resolution", args.resolution), ("--classes", args.classes)):
+        if value is not None and value < 1:
+            raise NASError(f"{flag} {value} must be at least 1")
     named = None if args.arch.lstrip().startswith("{") else args.arch
     space = registry.make_space(args.space, args.preset, named)
     arch = space.resolve(args.arch)
     shape = space.input_shape_for(arch, space.default_input)
     if args.resolution:
         shape = (shape[0],) + (args.resolution,) * (len(shape) - 1)
-    graph = space.graph(arch, shape, args.classes or space.default_classes)
+    try:
+        graph = space.graph(arch, shape, args.classes or space.default_classes)
+    except ShapeError as err:
+        raise NASError(f"input {shape} does not fit this architecture: {err}") from None
     report = {"space": space.name, "preset": space.preset, "arch": dict(arch),
               "input_shape": list(graph.input_shape), "num_classes": graph.output_shape[-1],
               "params": graph.params(), "macs": graph.macs(), "layers": sum(1 for _ in graph.layers()),
@@ -284,8 +292,10 @@ def cmd_export(args: argparse.Namespace) -> None:
     from nas.export import FORMATS
 
     bad = [f for f in formats if f not in FORMATS]
-    if bad:
-        raise NASError(f"export format {bad[0]!r} is not one of {', '.join(FORMATS)}")
+    if bad or not formats:
+        raise NASError(f"export format {bad[0] if bad else args.formats!r} is not one of {', '.join(FORMATS)}")
+    if args.classes is not None and args.classes < 1:
+        raise NASError(f"--classes {args.classes} must be at least 1")
     if args.run_dir:
         written = export_run(args.run_dir, args.out, formats)
     elif args.space and args.arch and args.out:

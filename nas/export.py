@@ -43,8 +43,10 @@ def export_model(graph: ArchGraph, arch: Architecture, out_dir: str | Path, stat
     bad = [f for f in formats if f not in FORMATS]
     if bad:
         raise NASError(f"export format {bad[0]!r} is not one of {one_of(list(FORMATS))}")
+    from nas.runs import make_folder
+
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    make_folder(out, "export folder")
     model = build_module(graph)
     if state_dict is not None:
         model.load_state_dict(state_dict)

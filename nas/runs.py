@@ -39,6 +39,16 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
+def make_folder(path: Path, what: str) -> None:
+    """Create folder `path` (and its parents); a one-line error when a file is in the way or it cannot be written."""
+    if path.exists() and not path.is_dir():
+        raise NASError(f"{what} {str(path)!r} is a file, not a folder; pick another path")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise NASError(f"cannot create {what} {str(path)!r}: {err.strerror}") from None
+
+
 class RunDir:
     """A run directory on disk."""
 
@@ -73,7 +83,7 @@ class RunDir:
         if run.config_file.exists():
             raise NASError(f"run directory {str(run.path)!r} already holds a run; resume it with --resume or pick "
                            "another --run-dir")
-        run.path.mkdir(parents=True, exist_ok=True)
+        make_folder(run.path, "run directory")
         full = dict(config, created=time.strftime("%Y-%m-%dT%H:%M:%S%z"), versions=package_versions())
         run.config_file.write_text(json.dumps(full, indent=2, sort_keys=True))
         return run

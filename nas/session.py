@@ -16,7 +16,8 @@ from nas.evaluate import Evaluator, evaluator_name
 from nas.objectives import Constraint, Objective, parse_objectives
 from nas.runs import RunDir
 from nas.search import SearchResult, best_of, evaluated, plan_costs, run_search
-from nas.space import Architecture, NASError, SearchSpace
+from nas.settings import check_settings
+from nas.space import Architecture, NASError, SearchSpace, one_of
 from nas.strategy import (
     Record,
     Strategy,
@@ -55,7 +56,7 @@ def _strategy(cls: type[Strategy], space: SearchSpace, objectives: list[Objectiv
     options = dict(settings.get("options", {}))
     try:
         return cls(space, objectives, seed=settings["seed"], **options)
-    except TypeError as err:
+    except (TypeError, ValueError) as err:
         raise NASError(f"strategy {settings['strategy']!r} rejects its options {sorted(options)}: {err}") from None
 
 
@@ -64,6 +65,13 @@ def execute(run: RunDir, settings: dict[str, Any], progress: bool = True, space:
     """Run or resume the search `settings` describe; `space` and `evaluator` override the registry lookups
     (Python API)."""
     start = time.perf_counter()
+    check_settings(settings)
+    cls = registry.get("strategies", settings["strategy"])
+    if settings.get("storage") and not getattr(cls, "shares_storage", False):
+        sharing = [n for n in registry.names("strategies") if getattr(registry.get("strategies", n), "shares_storage",
+                                                                       False)]
+        raise NASError(f"strategy {settings['strategy']!r} does not share work through --storage; "
+                       f"strategies that do: {one_of(sharing)}")
     threads = set_threads(settings.get("train", {}).get("num_threads", 0))
     space = space or _space(settings)
     objectives = parse_objectives(settings["objectives"])
@@ -73,7 +81,6 @@ def execute(run: RunDir, settings: dict[str, Any], progress: bool = True, space:
     shape = tuple(evaluator.input_shape or space.default_input)
     classes = evaluator.num_classes or space.default_classes
     described = {**evaluator.describe(), "input_shape": list(shape), "num_classes": classes}
-    cls = registry.get("strategies", settings["strategy"])
     if issubclass(cls, SupernetStrategy):
         if data is None:
             raise NASError(f"strategy {settings['strategy']!r} trains a supernet on training data, which evaluator "
@@ -95,7 +102,7 @@ def _supernet_strategy(cls: type[SupernetStrategy], objectives: list[Objective],
                        settings: dict[str, Any]) -> SupernetStrategy:
     try:
         return cls(objectives, seed=settings["seed"], **settings.get("options", {}))
-    except TypeError as err:
+    except (TypeError, ValueError) as err:
         raise NASError(f"strategy {settings['strategy']!r} rejects its options: {err}") from None
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import random
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from math import prod
 from typing import TYPE_CHECKING, Any
@@ -30,6 +30,17 @@ class NASError(ValueError):
 
 class ArchitectureError(NASError):
     """An architecture that does not belong to its space."""
+
+
+def brief(value: Any, limit: int = 60) -> str:
+    """`repr(value)` cut to `limit` characters, for one-line errors about values of any size."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def same_value(declared: Value, given: Value) -> bool:
+    """Equal, and both booleans or neither (Python's True == 1 must not make `true` a depth of 1)."""
+    return bool(declared == given) and isinstance(declared, bool) == isinstance(given, bool)
 
 
 def one_of(values: Sequence[Any]) -> str:
@@ -80,7 +91,12 @@ class Architecture(Mapping[str, Value]):
     def __init__(self, items: Mapping[str, Value] | None = None, **kwargs: Value) -> None:
         merged = dict(items or {}, **kwargs)
         self._items: tuple[tuple[str, Value], ...] = tuple(sorted(merged.items()))
-        self._hash = hash(self._items)
+        try:
+            self._hash = hash(self._items)
+        except TypeError:
+            name, value = next((k, v) for k, v in self._items if not isinstance(v, Hashable))
+            raise ArchitectureError(f"value {brief(value)} of choice {brief(name)} is not a single value (a number, "
+                                    "string or boolean)") from None
 
     def __getitem__(self, key: str) -> Value:
         for k, v in self._items:
@@ -244,9 +260,19 @@ class SearchSpace(ABC):
                 raise ArchitectureError(f"unknown architecture {arch!r} for space {self.name!r}; named ones: {names}; "
                                         "or give a JSON object")
             arch = Architecture.from_json(arch)
-        arch = Architecture(arch)
+        arch = self.declared_values(arch)
         self.validate(arch)
         return arch
+
+    def declared_values(self, arch: Mapping[str, Value]) -> Architecture:
+        """`arch` with each value replaced by the equal one its choice declares (JSON's 1.0 for 1; `true` stays
+        `true`, so validation rejects it where 1 is declared)."""
+        known = self.choice_map()
+        out = {}
+        for name, value in Architecture(arch).items():
+            declared = known[name].values if name in known else ()
+            out[name] = next((v for v in declared if same_value(v, value)), value)
+        return Architecture(out)
 
     def validate(self, arch: Mapping[str, Value]) -> None:
         """Raise a one-line `ArchitectureError` naming the first bad choice or value."""
@@ -254,7 +280,7 @@ class SearchSpace(ABC):
         for name in arch:
             if name not in known:
                 raise ArchitectureError(
-                    f"unknown choice {name!r} in space {self.name!r}; choices are: {one_of(list(known))[:300]}")
+                    f"unknown choice {brief(name)} in space {self.name!r}; choices are: {one_of(list(known))[:300]}")
         seen: dict[str, Value] = {}
         for choice in self.choices():
             active = choice.is_active(seen)
@@ -265,8 +291,8 @@ class SearchSpace(ABC):
                                         "(a choice it depends on rules it out)")
             if active:
                 value = arch[choice.name]
-                if value not in choice.values:
-                    raise ArchitectureError(f"value {value!r} for choice {choice.name!r} is not accepted; "
+                if not any(same_value(v, value) for v in choice.values):
+                    raise ArchitectureError(f"value {brief(value)} for choice {choice.name!r} is not accepted; "
                                             f"accepted: {one_of(choice.values)}")
                 seen[choice.name] = value
         self.check(arch)
@@ -566,7 +592,7 @@ class RestrictedSpace(SearchSpace):
         self.base.validate(arch)
         for name, values in self.restriction.items():
             if name in arch and arch[name] not in values:
-                raise ArchitectureError(f"value {arch[name]!r} for choice {name!r} is outside this restricted "
+                raise ArchitectureError(f"value {brief(arch[name])} for choice {name!r} is outside this restricted "
                                         f"space; accepted: {one_of(values)}")
 
     def resolve(self, arch: str | Mapping[str, Value]) -> Architecture:

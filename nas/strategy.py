@@ -122,6 +122,8 @@ class Strategy(ABC):
     """Base class of sample-based strategies."""
 
     name = "strategy"
+    #: the strategy shares its work with other processes through `StrategyContext.storage` (`--storage`)
+    shares_storage = False
 
     def __init__(self, space: SearchSpace, objectives: Sequence[Objective], seed: int = 0) -> None:
         self.space = space

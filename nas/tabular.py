@@ -21,6 +21,7 @@ benchmark is given). Spaces with tables subclass `TabularSpace`; others get a on
 from __future__ import annotations
 
 import csv
+import math
 from abc import abstractmethod
 from collections.abc import Mapping
 from pathlib import Path
@@ -55,6 +56,14 @@ def read_table(path: str | Path, dataset: str) -> dict[str, float]:
     path = Path(path)
     if not path.is_file():
         raise NASError(f"benchmark table {path} does not exist (give the path of a NAS-Bench-201 or NATS-Bench CSV)")
+    try:
+        return _read_rows(path, dataset)
+    except (UnicodeDecodeError, csv.Error) as err:
+        raise NASError(f"benchmark table {path} is not a CSV text file ({type(err).__name__}: "
+                       f"{str(err)[:80]})") from None
+
+
+def _read_rows(path: Path, dataset: str) -> dict[str, float]:
     with path.open(newline="") as handle:
         reader = csv.reader(handle)
         header = [_column(h) for h in next(reader, [])]
@@ -79,6 +88,9 @@ def read_table(path: str | Path, dataset: str) -> dict[str, float]:
             except ValueError:
                 raise NASError(f"benchmark table {path} is malformed: line {line} has {row[value_at]!r} "
                                f"for {dataset}, not a number") from None
+            if not math.isfinite(value):
+                raise NASError(f"benchmark table {path} is malformed: line {line} has {row[value_at]!r} for "
+                               f"{dataset}, not a finite accuracy")
             if row[key_at] in table:
                 raise NASError(f"benchmark table {path} is malformed: line {line} repeats {row[key_at]!r}")
             table[row[key_at]] = value

@@ -67,9 +67,18 @@ class TrainConfig:
             raise NASError(f"optimizer {self.optimizer!r} is not one of {one_of(OPTIMIZERS)}")
         if self.augment not in AUGMENTS:
             raise NASError(f"augment {self.augment!r} is not one of {one_of(AUGMENTS)}")
-        if self.epochs <= 0 or self.batch_size < 1 or self.accumulate < 1:
+        if not self.epochs > 0 or self.batch_size < 1 or self.accumulate < 1:
             raise NASError(f"epochs ({self.epochs}) must be positive, batch size ({self.batch_size}) and "
                            f"accumulate ({self.accumulate}) at least 1")
+        for name, value, low, high in (("lr", self.lr, 0.0, math.inf), ("momentum", self.momentum, 0.0, 1.0),
+                                       ("weight decay", self.weight_decay, 0.0, math.inf),
+                                       ("label smoothing", self.label_smoothing, 0.0, 1.0)):
+            if not (low <= value < high) or (name == "lr" and value == 0):
+                interval = "a positive finite number" if name == "lr" else f"in [{low:g}, {high:g})"
+                raise NASError(f"{name} {value!r} must be {interval}")
+        if self.num_threads < 0:
+            raise NASError(f"threads {self.num_threads} must be 0 (automatic) or more")
+        check_device(self.device)
 
     def augment_mode(self, dataset: str) -> str:
         """The augmentation for a dataset: "auto" picks by its name."""
@@ -81,6 +90,19 @@ class TrainResult:
     accuracy: float  # top-1 on the validation split, percent
     train_loss: float  # mean loss of the last epoch
     seconds: float
+
+
+def check_device(name: str) -> None:
+    """A one-line error unless `name` is auto, cpu, cuda or cuda:N, and a CUDA device is there when asked for."""
+    kind, _, index = name.partition(":")
+    if kind not in ("auto", "cpu", "cuda") or (index and (kind != "cuda" or not index.isdigit())):
+        raise NASError(f"device {name!r} is not one of 'auto', 'cpu', 'cuda', 'cuda:N'")
+    if kind == "cuda":
+        if not torch.cuda.is_available():
+            raise NASError(f"device {name!r} was asked for, but this torch sees no CUDA device "
+                           f"(torch {torch.__version__}); use --device cpu or auto")
+        if index and int(index) >= torch.cuda.device_count():
+            raise NASError(f"device {name!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
 
 
 def resolve_device(name: str = "auto") -> torch.device:

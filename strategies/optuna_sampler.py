@@ -33,6 +33,7 @@ class OptunaStrategy(Strategy):
     """Optuna TPE (one objective) or NSGA-II (several objectives), or its GP sampler, through an Optuna study."""
 
     name = "optuna"
+    shares_storage = True
 
     def __init__(self, space, objectives, seed: int = 0, study_name: str = "nas", sampler: str = "auto",
                  n_startup_trials: int = 10) -> None:

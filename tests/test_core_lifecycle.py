@@ -96,6 +96,7 @@ class Probe(RandomSearch):
     """Random search that records its lifecycle calls."""
 
     name = "probe"
+    shares_storage = True  # it is handed --storage (a strategy that ignores it is refused one)
     seen_calls: ClassVar[list] = []
 
     def setup(self, context):
