@@ -243,6 +243,21 @@ def check_onnx_export_runs_in_onnx_runtime(space: SearchSpace) -> None:
         assert np.abs(got - model(x).numpy()).max() < 1e-4, "ONNX Runtime's output differs from the module's"
 
 
+def check_blocks_stand_alone_for_latency_tables(space: SearchSpace) -> None:
+    import torch
+
+    from nas.blocks import block_graph, block_names, block_signature, build_block
+
+    arch = _samples(space, 1)[0]
+    graph, _ = _built(space, arch)
+    for group in block_names(graph):
+        sub = block_graph(graph, group)
+        assert len(block_signature(graph, group)) == 16
+        with torch.no_grad():
+            out = build_block(graph, group).eval()(torch.randn(1, *sub.input_shape))
+        assert tuple(out.shape[1:]) == sub.output_shape, f"block {group!r} gives {tuple(out.shape[1:])}"
+
+
 SPACE_CHECKS: dict[str, Callable[[SearchSpace], None]] = {
     "samples validate": check_samples_validate,
     "mutations stay in the space": check_mutations_stay_in_the_space,
@@ -254,6 +269,7 @@ SPACE_CHECKS: dict[str, Callable[[SearchSpace], None]] = {
     "forward and backward": check_forward_and_backward,
     "exported source round trip": check_exported_source_round_trip,
     "ONNX export runs in ONNX Runtime": check_onnx_export_runs_in_onnx_runtime,
+    "blocks stand alone (latency tables)": check_blocks_stand_alone_for_latency_tables,
 }
 
 
