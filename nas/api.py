@@ -52,7 +52,7 @@ def search(space: SearchSpace | str, strategy: str = "evolution", run_dir: str |
     path = Path(run_dir or f"runs/{name}-{strategy}-{time.strftime('%Y%m%d-%H%M%S')}")
     if (path / "config.json").exists():
         run = RunDir.open(path)
-        full = run.config()["settings"]
+        full = run.settings()
     else:
         run = RunDir.create(path, {"space": name, "strategy": strategy, "seed": full["seed"], "settings": full})
     summary = execute(run, full, progress=progress, space=instance, evaluator=prepared)

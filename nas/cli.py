@@ -225,7 +225,7 @@ def cmd_search(args: argparse.Namespace) -> None:
 
     if args.resume:
         run = RunDir.open(args.resume)
-        settings = run.config()["settings"]
+        settings = run.settings()
         print(f"resuming {run.path}")
     else:
         settings = _settings_from_args(args)

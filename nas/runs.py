@@ -108,6 +108,14 @@ class RunDir:
             raise NASError(f"run directory {str(self.path)!r} is corrupt: config.json lacks 'space' or 'strategy'")
         return data
 
+    def settings(self) -> dict[str, Any]:
+        """The search settings config.json holds (what `--resume` runs again)."""
+        settings = self.config().get("settings")
+        if not isinstance(settings, dict) or not {"space", "strategy", "seed", "budget"} <= settings.keys():
+            raise NASError(f"run directory {str(self.path)!r} is corrupt: config.json has no search settings "
+                           "(space, strategy, seed, budget) to resume")
+        return settings
+
     # -- history -----------------------------------------------------------------------------
     def append(self, record: Record) -> None:
         line = json.dumps({"index": record.index, "arch": dict(record.arch), "metrics": record.metrics,
@@ -117,26 +125,45 @@ class RunDir:
             fh.flush()
 
     def history(self) -> list[Record]:
-        """Recorded evaluations; a torn final line from a kill is dropped, any other bad line is an error."""
-        if not self.history_file.exists():
-            return []
-        lines = self.history_file.read_text().splitlines()
-        records = []
-        for number, line in enumerate(lines, start=1):
-            try:
-                row = json.loads(line)
-                records.append(Record(row["index"], Architecture(row["arch"]), row["metrics"], row.get("seconds", 0.0),
-                                      row.get("info", {})))
-            except (json.JSONDecodeError, KeyError, TypeError):
-                if number == len(lines):
-                    self._truncate(lines[:-1])
-                    break
-                raise NASError(f"run directory {str(self.path)!r} is corrupt: history.jsonl line {number} "
-                               "is not a valid record") from None
-        return records
+        """Recorded evaluations, read without touching the file: a torn last line (a kill in the middle of a write,
+        no newline after it) is left out, any other bad line is a one-line error (`repair_history` fixes the
+        former before a resume appends)."""
+        return self._read_history()[0]
 
-    def _truncate(self, lines: list[str]) -> None:
-        self.history_file.write_text("".join(line + "\n" for line in lines))
+    def repair_history(self) -> str | None:
+        """Cut a torn last line off history.jsonl (atomically); what was cut, or None when nothing was."""
+        _, torn = self._read_history()
+        if torn is None:
+            return None
+        data = self.history_file.read_bytes()
+        tmp = self.path / ".history.tmp"
+        tmp.write_bytes(data[:torn])
+        tmp.replace(self.history_file)
+        return f"history.jsonl: cut a torn last line ({len(data) - torn} bytes) a killed run left"
+
+    def _read_history(self) -> tuple[list[Record], int | None]:
+        """The records, and where a torn last line starts (None: there is none)."""
+        if not self.history_file.exists():
+            return [], None
+        data = self.history_file.read_bytes()
+        lines = data.split(b"\n")
+        tail = lines.pop()  # b"" when the file ends with a newline, else a torn last line
+        records = [self._record(line, number) for number, line in enumerate(lines, start=1)]
+        return records, (len(data) - len(tail) if tail else None)
+
+    def _record(self, line: bytes, number: int) -> Record:
+        try:
+            row = json.loads(line)
+            if not (isinstance(row, dict) and isinstance(row["index"], int) and isinstance(row["arch"], dict)
+                    and (row["metrics"] is None or isinstance(row["metrics"], dict))
+                    and isinstance(row.get("info", {}), dict)):
+                raise TypeError("not a record")
+            return Record(row["index"], Architecture(row["arch"]), row["metrics"], float(row.get("seconds", 0.0)),
+                          row.get("info", {}))
+        except (ValueError, KeyError, TypeError):  # JSONDecodeError, UnicodeDecodeError, ArchitectureError
+            raise NASError(f"run directory {str(self.path)!r} is corrupt: history.jsonl line {number} is not a "
+                           "valid record; move the line out of the file (or the file, to start afresh) and "
+                           "resume") from None
 
     # -- results -----------------------------------------------------------------------------
     def write_json(self, name: str, data: Any) -> None:

@@ -75,6 +75,9 @@ def run_search(run: RunDir, strategy: Strategy, evaluator: Evaluator, context: S
     default to `plan_costs` with no settings."""
     space, objectives = context.space, context.objectives
     models = list(cost_models) if cost_models is not None else plan_costs(objectives, constraints, evaluator, space)
+    repaired = run.repair_history()
+    if repaired:
+        tqdm.write(f"resuming {run.path}: {repaired}")
     records = run.history()
     strategy.setup(context)
     _resume(run, strategy, records)

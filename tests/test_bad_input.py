@@ -74,3 +74,11 @@ def test_json_floats_equal_to_a_declared_value_are_that_value() -> None:
 
     arch = MBConvSpace().resolve(MBCONV_SMALL % "1.0")
     assert arch["s1_depth"] == 1 and type(arch["s1_depth"]) is int
+
+
+def test_resuming_a_config_without_settings_is_a_one_line_error(tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "config.json").write_text('{"space": "nb201", "strategy": "random"}')
+    assert main(["search", "--resume", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "config.json has no search settings" in err

@@ -17,6 +17,7 @@ from nas.evaluate import Evaluation, Evaluator
 from nas.objectives import Constraint, parse_objectives
 from nas.runs import RunDir
 from nas.search import run_search
+from nas.session import show_run
 from nas.space import NASError
 from nas.strategy import StrategyContext
 from search_spaces.mbconv import MBConvSpace
@@ -109,11 +110,29 @@ def test_corrupt_run_directories(tmp_path):
         RunDir.open(tmp_path).history()
 
 
-def test_torn_last_history_line_is_dropped(tmp_path):
+def test_torn_last_history_line_is_left_out_by_readers_and_cut_by_a_resume(tmp_path):
     _search(tmp_path, "t", "random", 3)
     history = tmp_path / "t" / "history.jsonl"
-    history.write_text(history.read_text() + '{"index": 3, "arch": {"resol')
+    torn = history.read_text() + '{"index": 3, "arch": {"TORN'
+    history.write_text(torn)
     assert len(RunDir(tmp_path / "t").history()) == 3
+    assert show_run(tmp_path / "t") and history.read_text() == torn  # reading never modifies
+    _search(tmp_path, "t", "random", 4)
+    assert len(RunDir(tmp_path / "t").history()) == 4 and "TORN" not in history.read_text()
+
+
+@pytest.mark.parametrize("line", ['[1, 2]', '{"index": "0", "arch": {}, "metrics": {}}', '\x00\xff binary',
+                                  '{"index": 0, "arch": {"a": [1]}, "metrics": null}', '{"index": 0}'])
+def test_a_complete_line_of_the_wrong_shape_is_a_one_line_error_and_stays(tmp_path, line):
+    _search(tmp_path, "w", "random", 2)
+    history = tmp_path / "w" / "history.jsonl"
+    text = history.read_text() + line + "\n"
+    history.write_text(text)
+    with pytest.raises(NASError, match="history.jsonl line 3 is not a valid record"):
+        RunDir(tmp_path / "w").history()
+    with pytest.raises(NASError, match="line 3"):
+        show_run(tmp_path / "w")
+    assert history.read_text() == text
 
 
 def test_kill_and_resume_from_the_command_line(tmp_path):
