@@ -48,7 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="without a table: measure FP32 or INT8 (ONNX Runtime static quantization) latency")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--dataset", default="digits",
-                   help="digits | fashion_mnist | cifar10 | image_folder | npz | synthetic; with --benchmark, "
+                   help="digits | fashion_mnist | cifar10 | image_folder | npz | synthetic | mnist1d | "
+                        "seq_fashion_mnist (the last two are (C, L) sequences); with --benchmark, "
                         "the table's dataset column (cifar10, cifar100, imagenet16_120)")
     s.add_argument("--data-path", default=None, help="folder or file of a file-based dataset")
     s.add_argument("--train-subset", type=int, default=None, help="use this many training images")

@@ -6,6 +6,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from nas.data import BUILT_IN
 from nas.space import NASError
 
 STORAGE_SCHEMES = ("sqlite", "postgresql", "mysql")
@@ -24,6 +25,9 @@ def check_settings(settings: Mapping[str, Any]) -> None:
     subset = settings.get("train_subset")
     if subset is not None and (isinstance(subset, bool) or not isinstance(subset, int) or subset < 1):
         raise NASError(f"train subset {subset!r} must be a whole number of at least 1 (or left out: all images)")
+    dataset, path = settings.get("dataset"), settings.get("data_path")
+    if path and dataset in BUILT_IN and not settings.get("benchmark"):
+        raise NASError(f"dataset {dataset!r} is built in and reads no files: drop --data-path {str(path)[:200]!r}")
     train = dict(settings.get("train") or {})
     try:
         TrainConfig(seed=settings["seed"], **train)

@@ -1,5 +1,6 @@
 """Datasets held in memory as tensors: built-in digits (default), Fashion-MNIST IDX files, CIFAR-10 python
-batches, an image folder, `.npz` arrays and synthetic tensors. Nothing is ever downloaded.
+batches, an image folder, `.npz` arrays and synthetic tensors, and (N, C, L) sequences (`nas.data.sequences`:
+mnist1d, seq_fashion_mnist). Nothing is ever downloaded.
 
 Every loader returns `TensorData`: float32 images (N, C, H, W) normalised per channel with the training
 split's statistics, int64 labels, and a train / validation split.
@@ -68,13 +69,17 @@ def make(name: str, x_train: torch.Tensor, y_train: torch.Tensor, x_val: torch.T
     return TensorData(name, x_train.contiguous(), y_train.long(), x_val.contiguous(), y_val.long(), classes)
 
 
-LOADERS = ("digits", "fashion_mnist", "cifar10", "image_folder", "npz", "synthetic")
+LOADERS = ("digits", "fashion_mnist", "cifar10", "image_folder", "npz", "synthetic", "mnist1d", "seq_fashion_mnist")
+SEQUENCES = ("mnist1d", "seq_fashion_mnist")  # loaders in `nas.data.sequences`
+BUILT_IN = ("digits", "synthetic", "mnist1d")  # made here: they read no files, so take no path
 
 
 def load_dataset(name: str, path: str | None = None, seed: int = 0, **options: int) -> TensorData:
     """Load a dataset by name (`LOADERS`); file-based ones read `path`."""
-    from nas.data import loaders
+    from nas.data import loaders, sequences
 
     if name not in LOADERS:
         raise NASError(f"unknown dataset {name!r}; accepted: {one_of(LOADERS)}")
-    return getattr(loaders, f"load_{name}")(path=path, seed=seed, **options)
+    if path and name in BUILT_IN:
+        raise NASError(f"dataset {name!r} is built in and reads no files: drop the data path {path!r}")
+    return getattr(sequences if name in SEQUENCES else loaders, f"load_{name}")(path=path, seed=seed, **options)

@@ -175,3 +175,4 @@ def load_synthetic(path: str | None = None, seed: int = 0, n: int = 512, channel
     y = torch.randint(0, classes, (n,), generator=g)
     x = patterns[y] + 1.5 * torch.randn(n, channels, size, size, generator=g)
     return make("synthetic", *split(x, y, 0.25, seed), num_classes=classes)
+
