@@ -94,7 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--classes", type=int, default=None)
     e.add_argument("--out", default=None, help="output folder (default: RUN_DIR/model)")
     e.add_argument("--formats", default="source,pt2,onnx",
-                   help="comma-separated: source, pt2, onnx, torchscript (deprecated in torch; not a default)")
+                   help="comma-separated: source, pt2, onnx, torchscript (deprecated in torch; not a default), "
+                        "int8 (a run's export: ONNX Runtime static quantization), streaming (sequence networks: "
+                        "stream.py runs them token by token)")
 
     w = sub.add_parser("show", help="summarise a run directory")
     w.add_argument("run_dir")

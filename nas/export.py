@@ -31,7 +31,7 @@ from nas.build import build_module, render_source
 from nas.graph import ArchGraph
 from nas.space import Architecture, NASError, one_of
 
-FORMATS = ("source", "pt2", "onnx", "torchscript", "int8")
+FORMATS = ("source", "pt2", "onnx", "torchscript", "int8", "streaming")
 DEFAULT_FORMATS = ("source", "pt2", "onnx")
 
 
@@ -74,6 +74,14 @@ def export_model(graph: ArchGraph, arch: Architecture, out_dir: str | Path, stat
         if not calibration:
             raise NASError("the int8 export needs calibration batches (a run's training images)")
         written["int8"] = quantize_onnx(written["onnx"], out / "model.int8.onnx", calibration)
+    if "streaming" in formats:  # sequence networks: stream.py runs the weights one token at a time
+        from nas.streaming import render_streaming
+
+        written["streaming"] = out / "stream.py"
+        written["streaming"].write_text(render_streaming(graph, doc))
+        if "weights" not in written:
+            written["weights"] = out / "weights.pt"
+            torch.save(model.state_dict(), written["weights"])
     if "torchscript" in formats:
         written["torchscript"] = out / "model.ts"
         with torch.no_grad():

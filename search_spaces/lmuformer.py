@@ -25,14 +25,13 @@ members of the space; `psmnist_lmu` builds them as graphs (166,798 and 166,092 p
 Deviations, named: weights keep PyTorch's default initialisation (the official `_init_weights` draws Linear weights,
 the LMU's W_u and W_h included, from a truncated normal of std 0.02 with zero biases); the official cell hard-codes
 seq_len = theta = 128, ours takes L from the input shape; drop-path is 0 in the official code too.
-`streaming_model` turns a built model into a token-by-token one (see its docstring for what is streamed).
+`nas.streaming` turns a built model into a token-by-token one, and the export's `stream.py` (format "streaming").
 """
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from itertools import product
-from typing import TYPE_CHECKING
 
 from nas.graph import ArchGraph, GraphBuilder
 from nas.ops import Activation, Add, Dropout, Linear
@@ -40,11 +39,6 @@ from nas.ops.lmu import LMU
 from nas.ops.sequence import LIF, BatchNorm1d, Conv1d, LastToken, TokenLinearMean, TokenMean
 from nas.registry import register_space
 from nas.space import Architecture, ArchitectureError, Choice, SearchSpace, Value, one_of
-
-if TYPE_CHECKING:
-    from torch import nn
-
-    from nas.ops.lmu_module import StreamingSequenceNet
 
 MLP_RATIO = 4
 EMBED_CONVS = 4
@@ -213,31 +207,3 @@ class LMUFormerSpace(SearchSpace):
         return lmuformer(tuple(input_shape or self.default_input), num_classes or self.default_classes,
                          int(arch["width"]), int(arch["depth"]), int(arch["memory"]), float(arch["theta"]),
                          bool(arch["spiking"]))
-
-
-def streaming_model(graph: ArchGraph, model: nn.Module) -> StreamingSequenceNet:
-    """The recurrent, token-by-token form of a built LMUFormer `model` of `graph`, sharing its weights
-    (`nas.ops.lmu_module.StreamingSequenceNet`; put in eval mode). Everything is streamed: the LMU cells by their
-    recurrence, LIF neurons by their membrane state, BatchNorm, activations and 1x1 convs per token, and the
-    patch embedding's k3 convs with a one-token look-ahead each (the first prediction comes after as many tokens
-    as there are k3 convs on the longest path: 5 here); the head keeps a running mean of the per-token logits."""
-    from nas.ops.lmu_module import StreamingSequenceNet
-
-    plan: list[tuple[str, str, tuple[str, ...]]] = []
-    layers: dict[str, nn.Module] = {}
-    for node in graph.layers():
-        op = node.layer_op
-        if isinstance(op, Conv1d) and op.kernel > 1:
-            if op.stride != 1 or op.pad != op.kernel // 2 or op.kernel % 2 == 0:
-                raise ArchitectureError(f"layer {node.name!r}: only stride-1 'same' convs of odd kernel stream")
-            kind = "conv"
-        else:
-            kinds = {LIF: "lif", LMU: "lmu", Add: "add", TokenLinearMean: "head", Conv1d: "frame",
-                     BatchNorm1d: "frame", Activation: "frame"}
-            if type(op) not in kinds:
-                raise ArchitectureError(f"layer {node.name!r} ({op.label}) has no streaming form")
-            kind = kinds[type(op)]
-        plan.append((node.name, kind, node.inputs))
-        if op.source() is not None:
-            layers[node.name] = getattr(model, node.name)
-    return StreamingSequenceNet(layers, plan, graph.output).eval()

@@ -3,6 +3,8 @@ data, ONNX export and token-by-token streaming."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -17,7 +19,8 @@ from nas.data.loaders import FASHION_MNIST_DIR
 from nas.data.sequences import mnist1d_arrays
 from nas.ops.lmu_module import LMUCell, MultiStepLIF
 from nas.space import NASError
-from search_spaces.lmuformer import LMUFormerSpace, psmnist_lmu, streaming_model
+from nas.streaming import streaming_model
+from search_spaces.lmuformer import LMUFormerSpace, psmnist_lmu
 
 
 @pytest.fixture(autouse=True)
@@ -201,3 +204,26 @@ def test_inspect_lmuformer_scv2_json() -> None:
     assert out.returncode == 0, out.stderr
     info = json.loads(out.stdout)
     assert info["params"] == 1_621_796 and info["preset"] == "scv2" and info["input_shape"] == [128, 128]
+
+
+def test_the_streaming_export_runs_token_by_token_in_a_bare_interpreter(tmp_path: Path) -> None:
+    from nas.export import export_model
+
+    space = LMUFormerSpace()
+    arch = space.resolve(small_arch(True, depth=1))
+    graph = space.graph(arch, (1, 24), 10)
+    model = calibrated(graph)
+    written = export_model(graph, arch, tmp_path / "out", model.state_dict(), space.name, ("streaming",))
+    x = torch.randn(2, 1, 24)
+    np.save(tmp_path / "x.npy", x.numpy())
+    script = ("import sys\nsys.path.insert(0, '.')\nimport numpy as np, torch\nfrom stream import Net, streaming\n"
+              "net = Net(); net.load_state_dict(torch.load('weights.pt', weights_only=True)); net.eval()\n"
+              "stream = streaming(net); x = torch.from_numpy(np.load({!r}))\n"
+              "with torch.no_grad():\n    outs = [o for t in range(x.shape[-1]) for o in stream.step(x[..., t])]\n"
+              "    outs += stream.finish()\nnp.save({!r}, outs[-1].numpy())\n").format(str(tmp_path / "x.npy"),
+                                                                           str(tmp_path / "y.npy"))
+    done = subprocess.run([sys.executable, "-I", "-c", script], cwd=written["streaming"].parent,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    with torch.no_grad():
+        assert np.abs(np.load(tmp_path / "y.npy") - model.eval()(x).numpy()).max() < 1e-5
