@@ -13,7 +13,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from math import prod
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
     import numpy as np
@@ -452,6 +452,36 @@ def decode_one_hot(layout: Sequence[Choice], allowed: Mapping[str, Sequence[Valu
 def _overrides(space: SearchSpace, method: str) -> bool:
     """Whether `space`'s class replaces the generic `SearchSpace.<method>`."""
     return getattr(type(space), method) is not getattr(SearchSpace, method)
+
+
+
+class PresetSpace(SearchSpace):
+    """A space made from one of its class's named presets: `PRESETS` maps each name to a spec with a `doc` and
+    `references` (that preset's named architectures); the constructor takes one (`default_preset` when None)
+    and keeps its spec as `self.spec`."""
+
+    PRESETS: ClassVar[Mapping[str, Any]] = {}
+    default_preset: ClassVar[str] = ""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.presets = tuple(cls.PRESETS)
+
+    def __init__(self, preset: str | None = None) -> None:
+        preset = preset or self.default_preset
+        if preset not in self.PRESETS:
+            raise ArchitectureError(f"unknown {self.name} preset {brief(preset)}; accepted: "
+                                    f"{one_of(list(self.PRESETS))}")
+        self.preset = preset
+        self.spec = self.PRESETS[preset]
+
+    def describe(self) -> str:
+        return str(self.spec.doc)
+
+    @classmethod
+    def preset_of(cls, arch_name: str) -> str | None:
+        """The preset whose named architectures include `arch_name`."""
+        return next((p for p, spec in cls.PRESETS.items() if arch_name in spec.references), None)
 
 
 class RestrictedSpace(SearchSpace):

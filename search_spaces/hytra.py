@@ -41,7 +41,7 @@ import random
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import cached_property, lru_cache
+from functools import cache, cached_property
 
 from nas.blockwise import BlockPaths, BlockSpace, Path
 from nas.graph import ArchGraph, GraphBuilder
@@ -89,7 +89,7 @@ def block_paths(entry: int, layers: int = BLOCK_LAYERS) -> list[tuple[int, ...]]
     return out
 
 
-@lru_cache(maxsize=None)
+@cache
 def candidates(entry: int) -> tuple[tuple[int, ...], ...]:
     """The candidate paths of a block entered at level `entry` (cached)."""
     if entry not in range(NUM_LEVELS):
@@ -97,7 +97,7 @@ def candidates(entry: int) -> tuple[tuple[int, ...], ...]:
     return tuple(block_paths(entry))
 
 
-@lru_cache(maxsize=None)
+@cache
 def candidate_set(entry: int) -> frozenset[tuple[int, ...]]:
     return frozenset(candidates(entry))
 

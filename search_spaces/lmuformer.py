@@ -38,7 +38,7 @@ from nas.ops import Activation, Add, Dropout, Linear
 from nas.ops.lmu import LMU
 from nas.ops.sequence import LIF, BatchNorm1d, Conv1d, LastToken, TokenLinearMean, TokenMean
 from nas.registry import register_space
-from nas.space import Architecture, ArchitectureError, Choice, SearchSpace, Value, one_of
+from nas.space import Architecture, ArchitectureError, Choice, PresetSpace, Value
 
 MLP_RATIO = 4
 EMBED_CONVS = 4
@@ -157,31 +157,21 @@ def psmnist_lmu(spiking: bool, input_shape: tuple[int, int] = (1, 784), num_clas
 
 
 @register_space("lmuformer")
-class LMUFormerSpace(SearchSpace):
+class LMUFormerSpace(PresetSpace):
     """LMUFormer: LMU memory order, window, depth, width and spiking or not (presets scv2, small)."""
 
     name = "lmuformer"
-    presets = tuple(PRESETS)
+    PRESETS = PRESETS
     default_preset = "small"
+    spec: LMUFormerPreset
 
     def __init__(self, preset: str | None = None) -> None:
-        preset = preset or self.default_preset
-        if preset not in PRESETS:
-            raise ArchitectureError(f"unknown lmuformer preset {preset!r}; accepted: {one_of(list(PRESETS))}")
-        self.preset = preset
-        self.family = PRESETS[preset]
-        self.default_input = self.family.input_shape
-        self.default_classes = self.family.classes
-
-    def describe(self) -> str:
-        return self.family.doc
-
-    @classmethod
-    def preset_of(cls, arch_name: str) -> str | None:
-        return next((p for p, f in PRESETS.items() if arch_name in f.references), None)
+        super().__init__(preset)
+        self.default_input = self.spec.input_shape
+        self.default_classes = self.spec.classes
 
     def choices(self) -> list[Choice]:
-        f = self.family
+        f = self.spec
         return [Choice("memory", f.memories, "ordinal", doc="LMU memory order d"),
                 Choice("theta", f.thetas, "ordinal", doc="LMU window theta as a fraction of the sequence length"),
                 Choice("depth", f.depths, "ordinal", doc="LMU blocks"),
@@ -189,16 +179,16 @@ class LMUFormerSpace(SearchSpace):
                 Choice("spiking", (False, True), doc="spiking LIF variant")]
 
     def reference_archs(self) -> dict[str, Architecture]:
-        return {name: Architecture(values) for name, values in self.family.references.items()}
+        return {name: Architecture(values) for name, values in self.spec.references.items()}
 
     def size(self) -> int:
-        f = self.family
+        f = self.spec
         return len(f.memories) * len(f.thetas) * len(f.depths) * len(f.widths) * 2
 
     def supernet_cover(self) -> list[Architecture]:
         """Every memory x theta x width x spiking combination at the largest depth: each layer's op depends on
         width and spiking, the LMU's on memory and theta as well, and shallower networks are prefixes."""
-        f = self.family
+        f = self.spec
         return [Architecture({"memory": m, "theta": t, "depth": max(f.depths), "width": w, "spiking": s})
                 for m, t, w, s in product(f.memories, f.thetas, f.widths, (False, True))]
 

@@ -11,8 +11,8 @@ FFN (1x1 conv-BN C -> 2C, ReLU, 1x1 conv-BN 2C -> C, last BN scale 0):
 Head: global average pool, BatchNorm1d, Linear. Built with the graph-building functions below, which another
 space can reuse (`add_lsnet_block`, `add_lsnet_downsample`, `add_lsnet_stem`, `add_lsnet_head`).
 
-Choices: each stage's width `s{i}_width` (slot "s{i}": a stage's layers are the candidate "w{width}" of that
-slot, so a supernet shares a stage's weights across depths but not across widths) and depth `s{i}_depth`.
+Choices: each stage's width `s{i}_width` (slot "s{i}": a stage's layers are the candidate "{mixer}_w{width}" of
+that slot, so a supernet shares a stage's weights across depths but not across widths) and depth `s{i}_depth`.
 
 Presets:
 - "paper": 224x224 RGB, 1000 classes, 4 attention heads; widths and depths around the published ones, with
@@ -28,7 +28,7 @@ code ties it to 224 input), so other input sizes build, but their tables do not 
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -37,13 +37,15 @@ from nas.layers import conv_bn_act, squeeze_excite
 from nas.ops import Add, BatchNorm2d, Conv2d, Flatten, GlobalAvgPool, Linear
 from nas.ops.lsnet import BatchNorm1d, GroupNorm, LSNetAttention, SmallKernelAggregation
 from nas.registry import register_space
-from nas.space import Architecture, ArchitectureError, Choice, NASError, SearchSpace, Value, one_of
+from nas.space import Architecture, Choice, NASError, PresetSpace, Value, one_of
 
 NUM_STAGES = 4
 KEY_DIM = 16  # attention key width per head
 LKP_KERNEL = 7  # the large depthwise kernel of LKP
 SKA_GROUPS = 8  # channels sharing one dynamic kernel in SKA
 MIXERS = ("ls", "attention")
+#: adds block `index` of a stage: (g, prefix, x, mixer, index, heads) -> output node
+BlockAdder = Callable[[GraphBuilder, str, str, str, int, int], str]
 
 
 def se_width(channels: int) -> int:
@@ -170,29 +172,18 @@ PRESETS: dict[str, LSNetPreset] = {
 
 
 @register_space("lsnet")
-class LSNetSpace(SearchSpace):
+class LSNetSpace(PresetSpace):
     """LSNet (CVPR 2025): RepVGG-DW / LS-conv blocks, attention in stage 4; per-stage width and depth."""
 
     name = "lsnet"
-    presets = tuple(PRESETS)
+    PRESETS = PRESETS
     default_preset = "small"
+    spec: LSNetPreset
 
     def __init__(self, preset: str | None = None) -> None:
-        preset = preset or self.default_preset
-        if preset not in PRESETS:
-            raise ArchitectureError(f"unknown lsnet preset {preset!r}; accepted: {one_of(list(PRESETS))}")
-        self.preset = preset
-        self.spec = PRESETS[preset]
+        super().__init__(preset)
         self.default_input = (self.spec.channels, self.spec.resolution, self.spec.resolution)
         self.default_classes = self.spec.classes
-
-    def describe(self) -> str:
-        return self.spec.doc
-
-    @classmethod
-    def preset_of(cls, arch_name: str) -> str | None:
-        """The preset whose named architectures include `arch_name`."""
-        return next((p for p, s in PRESETS.items() if arch_name in s.references), None)
 
     @cached_property
     def _choices(self) -> list[Choice]:
@@ -219,18 +210,31 @@ class LSNetSpace(SearchSpace):
 
     def graph(self, arch: Mapping[str, Value], input_shape: tuple[int, ...] | None = None,
               num_classes: int | None = None) -> ArchGraph:
-        g = GraphBuilder(tuple(input_shape or self.default_input))
-        g.group = "stem"
-        x = add_lsnet_stem(g, g.input, arch["s1_width"], self.spec.stem_strides)
-        for i in range(1, NUM_STAGES + 1):
-            width = arch[f"s{i}_width"]
-            with g.candidate(f"s{i}", f"w{width}"):
-                if i > 1:
-                    g.group = f"stage{i}.down"
-                    x = add_lsnet_downsample(g, f"s{i}_down", x, width)
-                for j in range(arch[f"s{i}_depth"]):
-                    g.group = f"stage{i}.block{j}"
-                    x = add_lsnet_block(g, f"s{i}_b{j}", x, j, "attention" if i == NUM_STAGES else "ls",
-                                        self.spec.heads)
-        g.group = "head"
-        return g.finish(add_lsnet_head(g, x, num_classes or self.default_classes))
+        stages = [("attention" if i == NUM_STAGES else "ls", arch[f"s{i}_width"], arch[f"s{i}_depth"])
+                  for i in range(1, NUM_STAGES + 1)]
+        return lsnet_graph(tuple(input_shape or self.default_input), num_classes or self.default_classes,
+                           self.spec.stem_strides, self.spec.heads, stages, _lsnet_block)
+
+
+def _lsnet_block(g: GraphBuilder, prefix: str, x: str, mixer: str, index: int, heads: int) -> str:
+    return add_lsnet_block(g, prefix, x, index, mixer, heads)
+
+
+def lsnet_graph(input_shape: tuple[int, ...], num_classes: int, stem_strides: tuple[int, int, int], heads: int,
+                stages: Sequence[tuple[str, int, int]], add_block: BlockAdder) -> ArchGraph:
+    """LSNet's skeleton: stem, then per stage (mixer, width, depth) a down-sampling (stages 2-4) and `depth` blocks
+    `add_block(g, prefix, x, mixer, index, heads)`, then the head. A stage's layers are candidate
+    "{mixer}_w{width}" of slot "s{i}": a supernet shares them across depths, never across mixers or widths."""
+    g = GraphBuilder(input_shape)
+    g.group = "stem"
+    x = add_lsnet_stem(g, g.input, stages[0][1], stem_strides)
+    for i, (mixer, width, depth) in enumerate(stages, start=1):
+        with g.candidate(f"s{i}", f"{mixer}_w{width}"):
+            if i > 1:
+                g.group = f"stage{i}.down"
+                x = add_lsnet_downsample(g, f"s{i}_down", x, width)
+            for j in range(depth):
+                g.group = f"stage{i}.block{j}"
+                x = add_block(g, f"s{i}_b{j}", x, mixer, j, heads)
+    g.group = "head"
+    return g.finish(add_lsnet_head(g, x, num_classes))

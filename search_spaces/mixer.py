@@ -28,8 +28,8 @@ from functools import cached_property
 
 from nas.graph import ArchGraph, GraphBuilder
 from nas.registry import register_space
-from nas.space import Architecture, ArchitectureError, Choice, SearchSpace, Value, one_of
-from search_spaces.lsnet import NUM_STAGES, add_lsnet_block, add_lsnet_downsample, add_lsnet_head, add_lsnet_stem
+from nas.space import Architecture, ArchitectureError, Choice, PresetSpace, Value, one_of
+from search_spaces.lsnet import NUM_STAGES, add_lsnet_block, lsnet_graph
 from search_spaces.mbconv import FAMILIES, inverted_residual
 from search_spaces.wavemix import add_wavemix_block
 
@@ -86,28 +86,18 @@ PRESETS: dict[str, MixerPreset] = {
 
 
 @register_space("mixer")
-class MixerSpace(SearchSpace):
+class MixerSpace(PresetSpace):
     """Stage-wise token mixers (MBConv, self-attention, WaveMix, LS conv) in LSNet's four-stage skeleton."""
 
     name = "mixer"
-    presets = tuple(PRESETS)
+    PRESETS = PRESETS
     default_preset = "small"
+    spec: MixerPreset
 
     def __init__(self, preset: str | None = None) -> None:
-        preset = preset or self.default_preset
-        if preset not in PRESETS:
-            raise ArchitectureError(f"unknown mixer preset {preset!r}; accepted: {one_of(list(PRESETS))}")
-        self.preset = preset
-        self.spec = PRESETS[preset]
+        super().__init__(preset)
         self.default_input = (self.spec.channels, self.spec.resolution, self.spec.resolution)
         self.default_classes = self.spec.classes
-
-    def describe(self) -> str:
-        return self.spec.doc
-
-    @classmethod
-    def preset_of(cls, arch_name: str) -> str | None:
-        return next((p for p, s in PRESETS.items() if arch_name in s.references), None)
 
     @cached_property
     def _choices(self) -> list[Choice]:
@@ -136,17 +126,6 @@ class MixerSpace(SearchSpace):
 
     def graph(self, arch: Mapping[str, Value], input_shape: tuple[int, ...] | None = None,
               num_classes: int | None = None) -> ArchGraph:
-        g = GraphBuilder(tuple(input_shape or self.default_input))
-        g.group = "stem"
-        x = add_lsnet_stem(g, g.input, arch["s1_width"], self.spec.stem_strides)
-        for i in range(1, NUM_STAGES + 1):
-            mixer, width = arch[f"s{i}_mixer"], arch[f"s{i}_width"]
-            with g.candidate(f"s{i}", f"{mixer}_w{width}"):
-                if i > 1:
-                    g.group = f"stage{i}.down"
-                    x = add_lsnet_downsample(g, f"s{i}_down", x, width)
-                for j in range(arch[f"s{i}_depth"]):
-                    g.group = f"stage{i}.block{j}"
-                    x = add_mixer_block(g, f"s{i}_b{j}", x, mixer, j, self.spec.heads)
-        g.group = "head"
-        return g.finish(add_lsnet_head(g, x, num_classes or self.default_classes))
+        stages = [(arch[f"s{i}_mixer"], arch[f"s{i}_width"], arch[f"s{i}_depth"]) for i in range(1, NUM_STAGES + 1)]
+        return lsnet_graph(tuple(input_shape or self.default_input), num_classes or self.default_classes,
+                           self.spec.stem_strides, self.spec.heads, stages, add_mixer_block)

@@ -48,7 +48,7 @@ from nas.graph import ArchGraph, GraphBuilder
 from nas.ops.core import Activation, Add, BatchNorm2d, Concat, Conv2d, Dropout, Flatten, GlobalAvgPool, Linear
 from nas.ops.wavemix import ChannelSlice, ConvTranspose2d, HaarDWT
 from nas.registry import register_space
-from nas.space import Architecture, ArchitectureError, Choice, NASError, SearchSpace, Value, one_of
+from nas.space import Architecture, ArchitectureError, Choice, NASError, PresetSpace, Value, one_of
 
 STEMS = ("strided", "patchify")  # the official `initial_conv` 'strided' and 'pachify' (sic)
 
@@ -175,30 +175,19 @@ def stem_reduction(arch: Mapping[str, Value]) -> int:
 
 
 @register_space("wavemix")
-class WaveMixSpace(SearchSpace):
+class WaveMixSpace(PresetSpace):
     """WaveMix / WaveMix-Lite: DWT token-mixing blocks (levels, depth, width, mult, stem); published models."""
 
     name = "wavemix"
-    presets = tuple(PRESETS)
+    PRESETS = PRESETS
     default_preset = "small"
+    spec: WaveMixPreset
     default_classes: int | None  # type: ignore[assignment]  # None in "paper": each named model has its own head
 
     def __init__(self, preset: str | None = None) -> None:
-        preset = preset or self.default_preset
-        if preset not in PRESETS:
-            raise ArchitectureError(f"unknown wavemix preset {preset!r}; accepted: {one_of(list(PRESETS))}")
-        self.preset = preset
-        self.spec = PRESETS[preset]
+        super().__init__(preset)
         self.default_input = self.spec.default_input
         self.default_classes = self.spec.default_classes
-
-    def describe(self) -> str:
-        return self.spec.doc
-
-    @classmethod
-    def preset_of(cls, arch_name: str) -> str | None:
-        """The preset whose named architectures include `arch_name`."""
-        return next((p for p, s in PRESETS.items() if arch_name in s.references), None)
 
     @cached_property
     def _choices(self) -> list[Choice]:

@@ -8,7 +8,6 @@ import sys
 import textwrap
 
 import pytest
-import torch
 
 from conftest import REPO
 from nas import registry
@@ -17,12 +16,7 @@ from nas.testing import (SPACE_CHECKS, STRATEGY_CHECKS, SUPERNET_CHECKS, SUPERNE
 from nas.strategy import SupernetStrategy
 
 
-@pytest.fixture(autouse=True)
-def one_thread():  # noqa: ANN201 - small models: one thread is faster on a shared 2-core machine
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def space(name: str):  # noqa: ANN201

@@ -23,12 +23,7 @@ from nas.streaming import streaming_model
 from search_spaces.lmuformer import LMUFormerSpace, psmnist_lmu
 
 
-@pytest.fixture(autouse=True)
-def one_thread():  # noqa: ANN201 - small models: one thread is faster on a shared 2-core machine
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def small_arch(spiking: bool, depth: int = 1) -> dict:

@@ -23,12 +23,7 @@ PUBLISHED = {"lsnet_t": (11_409_832, 11_370_488), "lsnet_s": (16_146_304, 16_098
              "lsnet_b": (23_313_608, 23_249_320)}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():  # noqa: ANN201 - small models: one thread is faster on a shared 2-core machine
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.mark.parametrize("name", list(PUBLISHED))
