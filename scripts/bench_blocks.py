@@ -39,7 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 RUNS = ROOT / "benchmarks" / "blocks_runs"
 #: (space, preset, reference, dataset)
-SEARCHES = (("lsnet", "small", "small_t", "digits"), ("wavemix", "small", "wavemix_lite_small", "digits"),
+SEARCHES = (("lsnet", "small", "small_t", "digits"), ("wavemix", "small", "wavemix_lite_32_2", "digits"),
             ("mixer", "small", "small_lsnet", "digits"), ("lmuformer", "small", None, "mnist1d"))
 
 
@@ -69,9 +69,10 @@ def part_search(args: argparse.Namespace) -> dict[str, Any]:
     from nas import registry
     from nas.api import search
 
-    rows = []
+    partial = RUNS / "search_rows.json"  # rows finished so far: a killed run resumes with the next space
+    rows = json.loads(partial.read_text()) if partial.exists() and not args.redo else []
     for name, preset, reference, dataset in SEARCHES:
-        if name not in registry.names("spaces"):
+        if name not in registry.names("spaces") or any(r["space"] == name for r in rows):
             continue
         space = registry.make_space(name, preset)
         refs = space.reference_archs()
@@ -94,8 +95,11 @@ def part_search(args: argparse.Namespace) -> dict[str, Any]:
                      "found_params": space.graph(found.best.arch, space.input_shape_for(found.best.arch, shape),
                                                  space.default_classes).params(),
                      "search_accuracy": found.best.metrics["accuracy"], "found_accuracy": best_acc,
-                     "reference_accuracy": ref_acc, "search_seconds": round(seconds, 1)})
+                     "reference_accuracy": ref_acc, "search_seconds": round(seconds, 1),
+                     "commit": git("rev-parse", "--short", "HEAD")})
+        partial.write_text(json.dumps(rows, indent=1))
         print(rows[-1], flush=True)
+    partial.unlink()
     return {"budget": args.budget, "epochs": args.epochs, "seeds": args.seeds, "rows": rows}
 
 
@@ -172,13 +176,14 @@ def report() -> str:
                   f"Regularized evolution, {s['budget']} architectures of at most the reference's parameters, "
                   f"{s['epochs']} epochs each (search seed 0); the found model and the reference then trained "
                   f"again with seeds 1..{s['seeds']}: mean (min-max) validation accuracy. {s['meta']}", "",
-                  "| space | data | reference | params | accuracy | found | params | accuracy | search |",
-                  "|---|---|---|---:|---|---|---:|---|---:|"]
+                  "| space | data | reference | params | accuracy | found | params | accuracy | search | commit |",
+                  "|---|---|---|---:|---|---|---:|---|---:|---|"]
         for r in s["rows"]:
             found = ", ".join(f"{k}={v}" for k, v in r["found"].items())
             lines.append(f"| {r['space']} ({r['preset']}) | {r['dataset']} | {r['reference']} | "
                          f"{r['reference_params']:,} | {_acc(r['reference_accuracy'])} | `{found}` | "
-                         f"{r['found_params']:,} | {_acc(r['found_accuracy'])} | {r['search_seconds'] / 60:.1f} min |")
+                         f"{r['found_params']:,} | {_acc(r['found_accuracy'])} | {r['search_seconds'] / 60:.1f} min | "
+                         f"{r['commit']} |")
         lines.append("")
     if "ska" in saved:
         s = saved["ska"]

@@ -12,6 +12,8 @@ Presets:
 - "small" (default): WaveMix-Lite-style for 8x8 `digits` and 28x28 Fashion-MNIST on a CPU: levels 1-2, 1-4 blocks
   of width 16 or 32, mult 1 or 2, the stride-1 'strided' stem or a 2x2 'patchify' stem. The input is the data's
   size rounded up to a multiple of (stem reduction x 2^level) (`input_shape_for`), so every member runs on both.
+  Named: `wavemix_lite_small` (WaveMix-Lite-16/2) and `wavemix_lite_32_2` (WaveMix-Lite-32/2), in the paper's
+  WaveMix-Lite-C/N naming (C channels, N level-1 blocks, stride-1 'strided' stem, mult 2).
 - "paper": the published checkpoints (Saved_weights/*.py) rebuilt to the parameter: levels 1-4, their depths and
   widths, mult 1/2/4 (every release uses 2), both stems with the strides and patches they use. The published
   models differ in input size and label count, so both are choices of this preset: `resolution` (the input side
@@ -147,7 +149,9 @@ PRESETS: dict[str, WaveMixPreset] = {
         levels=(1, 2), depths=(1, 2, 3, 4), widths=(16, 32), mults=(1, 2), stem_strides=(1,), patches=(2,),
         default_input=(1, 8, 8), default_classes=10,
         references={"wavemix_lite_small": {"level": 1, "depth": 2, "width": 16, "mult": 2, "stem": "strided",
-                                           "stem_stride": 1}}),
+                                           "stem_stride": 1},
+                    "wavemix_lite_32_2": {"level": 1, "depth": 2, "width": 32, "mult": 2, "stem": "strided",
+                                          "stem_stride": 1}}),
     "paper": WaveMixPreset(
         doc="WaveMix at paper scale: the published CIFAR/TinyImageNet/ImageNet/Places365/Galaxy10 checkpoints",
         levels=(1, 2, 3, 4), depths=(7, 8, 10, 12, 16), widths=(144, 192, 256, 320), mults=(1, 2, 4),
