@@ -26,8 +26,7 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 import networkx as nx
 
 from nas.graph import ArchGraph, Node
-from nas.ops import Add, BatchNorm2d, Conv2d, Linear, Op
-from nas.ops.lsnet import BatchNorm1d
+from nas.ops import Add, BatchNorm1d, BatchNorm2d, Conv2d, Linear, Op
 
 if TYPE_CHECKING:
     from torch import Tensor

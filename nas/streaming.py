@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING
 
 from nas.build import render_source
 from nas.graph import ArchGraph
-from nas.ops import Activation, Add
+from nas.ops import Activation, Add, BatchNorm1d
 from nas.ops.lmu import LMU
-from nas.ops.sequence import LIF, BatchNorm1d, Conv1d, TokenLinearMean
+from nas.ops.sequence import LIF, Conv1d, TokenLinearMean
 from nas.space import NASError
 
 if TYPE_CHECKING:

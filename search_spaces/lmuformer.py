@@ -34,9 +34,9 @@ from dataclasses import dataclass, field
 from itertools import product
 
 from nas.graph import ArchGraph, GraphBuilder
-from nas.ops import Activation, Add, Dropout, Linear
+from nas.ops import Activation, Add, BatchNorm1d, Dropout, Linear
 from nas.ops.lmu import LMU
-from nas.ops.sequence import LIF, BatchNorm1d, Conv1d, LastToken, TokenLinearMean, TokenMean
+from nas.ops.sequence import LIF, Conv1d, LastToken, TokenLinearMean, TokenMean
 from nas.registry import register_space
 from nas.space import Architecture, ArchitectureError, Choice, PresetSpace, Value
 

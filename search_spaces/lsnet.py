@@ -34,8 +34,8 @@ from functools import cached_property
 
 from nas.graph import ArchGraph, GraphBuilder
 from nas.layers import conv_bn_act, squeeze_excite
-from nas.ops import Add, BatchNorm2d, Conv2d, Flatten, GlobalAvgPool, Linear
-from nas.ops.lsnet import BatchNorm1d, GroupNorm, LSNetAttention, SmallKernelAggregation
+from nas.ops import Add, BatchNorm1d, BatchNorm2d, Conv2d, Flatten, GlobalAvgPool, Linear
+from nas.ops.lsnet import GroupNorm, LSNetAttention, SmallKernelAggregation
 from nas.registry import register_space
 from nas.space import Architecture, Choice, NASError, PresetSpace, Value, one_of
 
@@ -151,7 +151,14 @@ class LSNetPreset:
     widths: tuple[tuple[int, ...], ...]
     depths: tuple[tuple[int, ...], ...]
     heads: int
-    references: Mapping[str, tuple[tuple[int, ...], tuple[int, ...]]] = field(default_factory=dict)
+    references: Mapping[str, Mapping[str, Value]] = field(default_factory=dict)
+
+
+def stage_values(widths: Sequence[int], depths: Sequence[int], mixers: Sequence[str] = ()) -> dict[str, Value]:
+    """A named member's choices: each stage's width and depth (and token mixer, in the mixer space)."""
+    return {**{f"s{i}_width": w for i, w in enumerate(widths, start=1)},
+            **{f"s{i}_depth": d for i, d in enumerate(depths, start=1)},
+            **{f"s{i}_mixer": m for i, m in enumerate(mixers, start=1)}}
 
 
 PRESETS: dict[str, LSNetPreset] = {
@@ -160,14 +167,14 @@ PRESETS: dict[str, LSNetPreset] = {
         resolution=224, fixed=True, channels=3, classes=1000, stem_strides=(2, 2, 2),
         widths=((64, 96, 128), (128, 192, 256), (256, 320, 384), (384, 448, 512)),
         depths=((0, 1, 2, 3, 4), (2, 4, 6), (6, 8, 10), (8, 10, 12)), heads=4,
-        references={"lsnet_t": ((64, 128, 256, 384), (0, 2, 8, 10)),
-                    "lsnet_s": ((96, 192, 320, 448), (1, 2, 8, 10)),
-                    "lsnet_b": ((128, 256, 384, 512), (4, 6, 8, 10))}),
+        references={"lsnet_t": stage_values((64, 128, 256, 384), (0, 2, 8, 10)),
+                    "lsnet_s": stage_values((96, 192, 320, 448), (1, 2, 8, 10)),
+                    "lsnet_b": stage_values((128, 256, 384, 512), (4, 6, 8, 10))}),
     "small": LSNetPreset(
         doc="LSNet for 8x8 digits / 28x28 Fashion-MNIST on a CPU: widths 8-64, stride-1 stem, 2 heads",
         resolution=16, fixed=False, channels=1, classes=10, stem_strides=(1, 1, 1),
         widths=((8, 16), (16, 32), (32, 48), (48, 64)), depths=((0, 1, 2), (1, 2), (1, 2, 3), (1, 2)), heads=2,
-        references={"small_t": ((16, 32, 48, 64), (0, 2, 2, 2))}),
+        references={"small_t": stage_values((16, 32, 48, 64), (0, 2, 2, 2))}),
 }
 
 
@@ -198,9 +205,7 @@ class LSNetSpace(PresetSpace):
         return self._choices
 
     def reference_archs(self) -> dict[str, Architecture]:
-        return {name: Architecture({**{f"s{i + 1}_width": w for i, w in enumerate(widths)},
-                                    **{f"s{i + 1}_depth": d for i, d in enumerate(depths)}})
-                for name, (widths, depths) in self.spec.references.items()}
+        return {name: Architecture(values) for name, values in self.spec.references.items()}
 
     def input_shape_for(self, arch: Mapping[str, Value], data_shape: tuple[int, ...]) -> tuple[int, ...]:
         side = self.spec.resolution

@@ -23,13 +23,12 @@ and `mbconv` spaces. The mixer is part of each stage's supernet candidate (slot 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from functools import cached_property
 
 from nas.graph import ArchGraph, GraphBuilder
 from nas.registry import register_space
-from nas.space import Architecture, ArchitectureError, Choice, PresetSpace, Value, one_of
-from search_spaces.lsnet import NUM_STAGES, add_lsnet_block, lsnet_graph
+from nas.space import ArchitectureError, Choice, Value, one_of
+from search_spaces.lsnet import NUM_STAGES, LSNetPreset, LSNetSpace, add_lsnet_block, lsnet_graph, stage_values
 from search_spaces.mbconv import FAMILIES, inverted_residual
 from search_spaces.wavemix import add_wavemix_block
 
@@ -53,51 +52,31 @@ def add_mixer_block(g: GraphBuilder, prefix: str, x: str, mixer: str, index: int
     raise ArchitectureError(f"token mixer {mixer!r} is not one of {one_of(MIXERS)}")
 
 
-@dataclass(frozen=True)
-class MixerPreset:
-    doc: str
-    resolution: int
-    fixed: bool  # every model at `resolution` (else smaller inputs are resized up to it)
-    channels: int
-    classes: int
-    stem_strides: tuple[int, int, int]
-    widths: tuple[tuple[int, ...], ...]
-    depths: tuple[tuple[int, ...], ...]
-    heads: int
-    references: Mapping[str, tuple[tuple[str, ...], tuple[int, ...], tuple[int, ...]]] = field(default_factory=dict)
-
-
 LSNET_MIXERS = ("lsconv", "lsconv", "lsconv", "attention")
-PRESETS: dict[str, MixerPreset] = {
-    "paper": MixerPreset(
+PRESETS: dict[str, LSNetPreset] = {
+    "paper": LSNetPreset(
         doc="stage-wise token mixers at 224x224 in LSNet's skeleton; LSNet-T/S/B are members",
         resolution=224, fixed=True, channels=3, classes=1000, stem_strides=(2, 2, 2),
         widths=((64, 96, 128), (128, 192, 256), (256, 320, 384), (384, 448, 512)),
         depths=((0, 1, 2, 3, 4), (2, 4, 6), (6, 8, 10), (8, 10, 12)), heads=4,
-        references={"lsnet_t": (LSNET_MIXERS, (64, 128, 256, 384), (0, 2, 8, 10)),
-                    "lsnet_s": (LSNET_MIXERS, (96, 192, 320, 448), (1, 2, 8, 10)),
-                    "lsnet_b": (LSNET_MIXERS, (128, 256, 384, 512), (4, 6, 8, 10))}),
-    "small": MixerPreset(
+        references={"lsnet_t": stage_values((64, 128, 256, 384), (0, 2, 8, 10), LSNET_MIXERS),
+                    "lsnet_s": stage_values((96, 192, 320, 448), (1, 2, 8, 10), LSNET_MIXERS),
+                    "lsnet_b": stage_values((128, 256, 384, 512), (4, 6, 8, 10), LSNET_MIXERS)}),
+    "small": LSNetPreset(
         doc="stage-wise token mixers for 8x8 digits / 28x28 Fashion-MNIST on a CPU: widths 16-64, stride-1 stem",
         resolution=16, fixed=False, channels=1, classes=10, stem_strides=(1, 1, 1),
         widths=((16, 24), (24, 32), (32, 48), (48, 64)), depths=((0, 1, 2), (1, 2), (1, 2, 3), (1, 2)), heads=2,
-        references={"small_lsnet": (LSNET_MIXERS, (16, 32, 48, 64), (0, 2, 2, 2))}),
+        references={"small_lsnet": stage_values((16, 32, 48, 64), (0, 2, 2, 2), LSNET_MIXERS)}),
 }
 
 
 @register_space("mixer")
-class MixerSpace(PresetSpace):
+class MixerSpace(LSNetSpace):
     """Stage-wise token mixers (MBConv, self-attention, WaveMix, LS conv) in LSNet's four-stage skeleton."""
 
     name = "mixer"
     PRESETS = PRESETS
     default_preset = "small"
-    spec: MixerPreset
-
-    def __init__(self, preset: str | None = None) -> None:
-        super().__init__(preset)
-        self.default_input = (self.spec.channels, self.spec.resolution, self.spec.resolution)
-        self.default_classes = self.spec.classes
 
     @cached_property
     def _choices(self) -> list[Choice]:
@@ -108,21 +87,6 @@ class MixerSpace(PresetSpace):
                     Choice(f"s{i}_width", self.spec.widths[i - 1], "ordinal", doc=f"stage {i} width", slot=slot),
                     Choice(f"s{i}_depth", self.spec.depths[i - 1], "ordinal", doc=f"blocks in stage {i}")]
         return out
-
-    def choices(self) -> list[Choice]:
-        return self._choices
-
-    def reference_archs(self) -> dict[str, Architecture]:
-        return {name: Architecture({**{f"s{i + 1}_mixer": m for i, m in enumerate(mixers)},
-                                    **{f"s{i + 1}_width": w for i, w in enumerate(widths)},
-                                    **{f"s{i + 1}_depth": d for i, d in enumerate(depths)}})
-                for name, (mixers, widths, depths) in self.spec.references.items()}
-
-    def input_shape_for(self, arch: Mapping[str, Value], data_shape: tuple[int, ...]) -> tuple[int, ...]:
-        side = self.spec.resolution
-        if self.spec.fixed:
-            return (data_shape[0], side, side)
-        return (data_shape[0], max(data_shape[1], side), max(data_shape[2], side))
 
     def graph(self, arch: Mapping[str, Value], input_shape: tuple[int, ...] | None = None,
               num_classes: int | None = None) -> ArchGraph:

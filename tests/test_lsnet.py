@@ -12,8 +12,8 @@ from nas.build import build_module, count_macs, count_params
 from nas.cli import main as cli_main
 from nas.fusion import fuse, fuse_graph
 from nas.graph import ArchGraph, GraphBuilder
-from nas.ops import BatchNorm2d, Conv2d
-from nas.ops.lsnet import BatchNorm1d, LSNetAttention
+from nas.ops import BatchNorm1d, BatchNorm2d, Conv2d
+from nas.ops.lsnet import LSNetAttention
 from nas.ops.lsnet_module import LSNetAttention as LSNetAttentionModule, SmallKernelAggregation
 from nas.space import NASError
 from search_spaces.lsnet import LSNetSpace, add_lsnet_block

@@ -128,6 +128,30 @@ class BatchNorm2d(Op):
         return "bn"
 
 
+@dataclass(frozen=True)
+class BatchNorm1d(Op):
+    """`nn.BatchNorm1d` on (C,) feature vectors (LSNet's head) or (C, L) sequences (LMUFormer), per channel."""
+
+    channels: int
+    eps: float = 1e-5
+    momentum: float = 0.1
+
+    def out_shape(self, shapes: list[Shape]) -> Shape:
+        if len(shapes[0]) not in (1, 2) or shapes[0][0] != self.channels:
+            raise ShapeError(f"BatchNorm1d expects ({self.channels},) or ({self.channels}, L), got {shapes[0]}")
+        return shapes[0]
+
+    def params(self) -> int:
+        return 2 * self.channels
+
+    def source(self) -> str:
+        return f"nn.BatchNorm1d({self.channels}, eps={self.eps}, momentum={self.momentum})"
+
+    @property
+    def label(self) -> str:
+        return "bn1d"
+
+
 ACTIVATIONS = {
     "relu": "nn.ReLU",
     "relu6": "nn.ReLU6",

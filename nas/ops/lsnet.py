@@ -84,30 +84,6 @@ class GroupNorm(Op):
 
 
 @dataclass(frozen=True)
-class BatchNorm1d(Op):
-    """`nn.BatchNorm1d` on (F,) feature vectors (LSNet's head: pool -> BN1d -> Linear)."""
-
-    features: int
-    eps: float = 1e-5
-    momentum: float = 0.1
-
-    def out_shape(self, shapes: list[Shape]) -> Shape:
-        if shapes[0] != (self.features,):
-            raise ShapeError(f"BatchNorm1d expects ({self.features},) features, got {shapes[0]}")
-        return shapes[0]
-
-    def params(self) -> int:
-        return 2 * self.features
-
-    def source(self) -> str:
-        return f"nn.BatchNorm1d({self.features}, eps={self.eps}, momentum={self.momentum})"
-
-    @property
-    def label(self) -> str:
-        return "bn1d"
-
-
-@dataclass(frozen=True)
 class LSNetAttention(Op):
     """LSNet's stage-4 self-attention on a (C, height, width) map, without its residual (module `LSNetAttention`).
 

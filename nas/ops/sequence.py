@@ -58,29 +58,6 @@ class Conv1d(Op):
 
 
 @dataclass(frozen=True)
-class BatchNorm1d(Op):
-    channels: int
-    eps: float = 1e-5
-    momentum: float = 0.1
-
-    def out_shape(self, shapes: list[Shape]) -> Shape:
-        c, _ = _sequence(self, shapes)
-        if c != self.channels:
-            raise ShapeError(f"BatchNorm1d expects {self.channels} channels, got {c}")
-        return shapes[0]
-
-    def params(self) -> int:
-        return 2 * self.channels
-
-    def source(self) -> str:
-        return f"nn.BatchNorm1d({self.channels}, eps={self.eps}, momentum={self.momentum})"
-
-    @property
-    def label(self) -> str:
-        return "bn1d"
-
-
-@dataclass(frozen=True)
 class LIF(Op):
     """Multi-step leaky integrate-and-fire neurons with the token axis as time (`MultiStepLIF`); no weights."""
 
