@@ -9,6 +9,11 @@ import time
 from typing import Any
 
 TRAIN_FLAGS = ("epochs", "batch_size", "lr", "optimizer", "weight_decay", "device", "augment", "num_threads")
+# the stored setting (dotted key) each `nas search` flag sets, where it is not the flag's own name
+SETTING_OF = {"constraint": "constraints", "max_params": "constraints", "max_macs": "constraints",
+              "latency_max": "constraints", "evaluator_option": "evaluator_options", "option": "options",
+              "no_retrain": "retrain", "no_export": "export", "latency_precision": "latency",
+              **{flag: f"train.{flag}" for flag in TRAIN_FLAGS}}
 
 
 def _add_space_args(p: argparse.ArgumentParser) -> None:
@@ -101,7 +106,21 @@ def build_parser() -> argparse.ArgumentParser:
     w = sub.add_parser("show", help="summarise a run directory")
     w.add_argument("run_dir")
     _add_latency_parser(sub)
+    _add_plugin_args(sub)
     return parser
+
+
+def _add_plugin_args(sub: Any) -> None:
+    """`--plugin MODULE` on every command (the latency actions included)."""
+    for command in sub.choices.values():
+        nested = [a for a in command._actions if isinstance(a, argparse._SubParsersAction)]
+        if nested:
+            _add_plugin_args(nested[0])
+            continue
+        command.add_argument("--plugin", action="append", default=[], metavar="MODULE",
+                             help="import a module of your own first (a dotted name importable from the current "
+                                  "directory, or a .py file), so the spaces and strategies it registers can be named "
+                                  "(repeatable; also NAS_PLUGINS=mod1,mod2)")
 
 
 def _add_latency_parser(sub: Any) -> None:
@@ -223,13 +242,41 @@ def _settings_from_args(args: argparse.Namespace) -> dict[str, Any]:
     return settings
 
 
+def _given_flags(argv: list[str]) -> set[str]:
+    """The `nas search` options `argv` gives explicitly (their dests), whatever their values."""
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    for action in sub.choices["search"]._actions:
+        action.default = argparse.SUPPRESS
+    return set(vars(parser.parse_args(argv))) - {"command"}
+
+
+def _given_settings(args: argparse.Namespace, stored: dict[str, Any]) -> dict[str, Any]:
+    """The settings (dotted keys) the flags given beside --resume set, as a new search would store them."""
+    from nas.space import NASError
+
+    given = _given_flags(args.argv) - {"resume", "no_progress", "plugin"}
+    if "run_dir" in given:
+        raise NASError("--run-dir and --resume both name the run folder; give only --resume RUN_DIR")
+    filled = argparse.Namespace(**{**vars(args), "space": args.space or stored["space"],
+                                   "strategy": args.strategy or stored["strategy"]})
+    fresh = _settings_from_args(filled)
+    values = {}
+    for key in sorted({SETTING_OF.get(dest, dest) for dest in given}):
+        head, _, rest = key.partition(".")
+        values[key] = fresh[head][rest] if rest else fresh[key]
+    return values
+
+
 def cmd_search(args: argparse.Namespace) -> None:
+    """Start a search into a new run folder, or resume one (`RunDir.resume_settings`: given flags that differ are
+    taken or refused), holding the folder's lock throughout."""
     from nas.runs import RunDir
+    from nas.session import execute
+    from nas.space import NASError
 
     if args.resume:
         run = RunDir.open(args.resume)
-        settings = run.settings()
-        print(f"resuming {run.path}")
     else:
         settings = _settings_from_args(args)
         from nas import registry
@@ -237,19 +284,22 @@ def cmd_search(args: argparse.Namespace) -> None:
         registry.get("spaces", settings["space"])  # fail early on unknown names
         registry.get("strategies", settings["strategy"])
         registry.get("evaluators", settings["evaluator"])
-        path = args.run_dir or f"runs/{settings['space']}-{settings['strategy']}-{time.strftime('%Y%m%d-%H%M%S')}"
-        run = RunDir.create(path, {"space": settings["space"], "strategy": settings["strategy"],
-                                   "seed": settings["seed"], "settings": settings,
-                                   "command": " ".join(sys.argv)})
-    from nas.session import execute
-    from nas.space import NASError
-
+        run = RunDir(args.run_dir or f"runs/{settings['space']}-{settings['strategy']}-"
+                                     f"{time.strftime('%Y%m%d-%H%M%S')}")
+    created = False
     try:
-        print(execute(run, settings, progress=not args.no_progress))
+        with run.locked():
+            if args.resume:
+                settings, note = run.resume_settings(_given_settings(args, run.settings()))
+                print(note)
+            else:
+                run.start({"space": settings["space"], "strategy": settings["strategy"], "seed": settings["seed"],
+                           "settings": settings, "command": " ".join(sys.argv)})
+                created = True
+            print(execute(run, settings, progress=not args.no_progress))
     except NASError:
-        if not args.resume and sorted(p.name for p in run.path.iterdir()) == ["config.json"]:
-            run.config_file.unlink()  # a run that failed before evaluating anything leaves no directory behind
-            run.path.rmdir()
+        if created:  # a run that failed before evaluating anything leaves no directory behind
+            run.discard_unstarted()
         raise
 
 
@@ -297,8 +347,10 @@ def cmd_export(args: argparse.Namespace) -> None:
     bad = [f for f in formats if f not in FORMATS]
     if bad or not formats:
         raise NASError(f"export format {bad[0] if bad else args.formats!r} is not one of {', '.join(FORMATS)}")
-    if args.classes is not None and args.classes < 1:
-        raise NASError(f"--classes {args.classes} must be at least 1")
+    from nas.data.loaders import MAX_CLASSES
+
+    if args.classes is not None and not 1 <= args.classes <= MAX_CLASSES:  # the classifier is built in memory
+        raise NASError(f"--classes {args.classes} must be from 1 to {MAX_CLASSES:,}")
     if args.run_dir:
         written = export_run(args.run_dir, args.out, formats)
     elif args.space and args.arch and args.out:
@@ -329,9 +381,13 @@ COMMANDS = {"spaces": cmd_spaces, "strategies": cmd_strategies, "search": cmd_se
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.argv = sys.argv[1:] if argv is None else list(argv)  # what was given, for `nas search --resume`
     from nas.space import NASError
 
     try:
+        from nas.registry import load_plugins, plugins_from_env
+
+        load_plugins(plugins_from_env() + args.plugin)  # before anything is looked up
         COMMANDS[args.command](args)
     except NASError as err:
         print(f"nas: error: {err}", file=sys.stderr)

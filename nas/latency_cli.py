@@ -10,6 +10,7 @@ from nas.space import NASError
 
 def build(args: argparse.Namespace) -> None:
     from nas.latency_table import BuildSpec, build_table
+    from nas.ops import ShapeError
     from nas.timing import Conditions
 
     data_shape, classes = None, None
@@ -23,11 +24,17 @@ def build(args: argparse.Namespace) -> None:
             raise NASError(f"--{name.replace('_', '-')} {getattr(args, name)} must be at least 1")
     if args.calibrate < 0:
         raise NASError(f"--calibrate {args.calibrate} must be 0 or more")
+    if args.resolution is not None and args.resolution < 1:
+        raise NASError(f"--resolution {args.resolution} must be at least 1 (default: the space's)")
     conditions = Conditions.make(args.runtime, args.device, precision=args.precision, threads=args.threads,
                                  batch=args.batch)
     spec = BuildSpec(args.space, args.preset, args.resolution, data_shape, classes, args.patience, args.max_archs,
                      args.calibrate, args.seed)
-    table = build_table(spec, conditions, args.out, progress=not args.no_progress)
+    try:
+        table = build_table(spec, conditions, args.out, progress=not args.no_progress)
+    except ShapeError as err:
+        raise NASError(f"input resolution {args.resolution or 'default'} does not fit space {args.space!r}: {err}") \
+            from None
     report = table.builds[-1]
     print(f"latency table {table.path}: {len(table.blocks)} blocks, {len(table.models)} whole models "
           f"({report['blocks_measured_now']} blocks measured now)")

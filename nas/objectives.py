@@ -32,7 +32,8 @@ class Objective:
         if not direction:
             direction = DIRECTIONS.get(name) or directions().get(name, "")
         if direction not in ("maximize", "minimize"):
-            raise NASError(f"objective {text!r}: give a direction as {name}:maximize or {name}:minimize "
+            metric = repr(name)[1:-1][:80]  # escaped: the message stays one line
+            raise NASError(f"objective {text[:200]!r}: give a direction as {metric}:maximize or {metric}:minimize "
                            f"(known metrics: {one_of(sorted(directions()))})")
         return cls(name, direction)
 
@@ -43,8 +44,12 @@ class Objective:
 
 
 def parse_objectives(text: str | Sequence[str]) -> list[Objective]:
-    items = text.split(",") if isinstance(text, str) else list(text)
-    return [Objective.parse(t.strip()) for t in items if t.strip()]
+    """Objectives from `accuracy,macs` text or a list of names (a one-line error for anything else)."""
+    items = text.split(",") if isinstance(text, str) else list(text) if isinstance(text, (list, tuple)) else [None]
+    names = [t for t in items if isinstance(t, str)]
+    if len(names) != len(items):
+        raise NASError(f"objectives {str(text)[:200]!r} are not metric names, e.g. accuracy or accuracy,macs")
+    return [Objective.parse(t.strip()) for t in names if t.strip()]
 
 
 @dataclass(frozen=True)

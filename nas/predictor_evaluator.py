@@ -85,10 +85,7 @@ class PredictorEvaluator(Evaluator):
                            f"{source or 'its data'} gives {len(archs)}")
         cls = registry.get("predictors", predictor)
         options = dict(predictor_options or {})
-        try:
-            self.predictor = cls(seed=seed, **options)
-        except TypeError as err:
-            raise NASError(f"predictor {predictor!r} rejects its options {sorted(options)}: {err}") from None
+        self.predictor = registry.construct(f"predictor {predictor!r}", cls, options, seed=seed)
         self.predictor.fit(space, archs, accuracies)
         self.space, self.predictor_name, self.seed, self.source = space, predictor, seed, source
         self.samples = len(archs)

@@ -4,16 +4,23 @@ Built-in plug-ins register with the decorators when their module is imported; th
 built-in modules of a kind the first time that kind is asked for (none of them imports torch), then loads
 third-party plug-ins from the entry-point groups `nas.spaces`, `nas.strategies`, `nas.predictors`,
 `nas.evaluators` and `nas.cost_models`. A plug-in is one file: a class with a register decorator, or an
-entry point naming it.
+entry point naming it. A user's own module (not installed) is imported with `load_plugins` (`--plugin MODULE`,
+`NAS_PLUGINS=mod1,mod2`), so what it registers can be named on the command line.
 """
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
+import importlib.util
+import inspect
+import math
+import os
+import sys
+from collections.abc import Callable, Iterable, Mapping
 from importlib.metadata import entry_points
+from pathlib import Path
 from typing import Any, TypeVar
 
-from nas.space import NASError, one_of
+from nas.space import NASError, brief, one_of
 
 T = TypeVar("T")
 #: kind -> the modules whose import registers the built-in plug-ins of that kind
@@ -69,6 +76,54 @@ def _load(kind: str) -> dict[str, Any]:
     return _REGISTRIES[kind]
 
 
+def plugins_from_env() -> list[str]:
+    """The plug-in modules `NAS_PLUGINS` names (comma-separated)."""
+    return [name.strip() for name in os.environ.get("NAS_PLUGINS", "").split(",") if name.strip()]
+
+
+def load_plugins(modules: Iterable[str]) -> None:
+    """Import each of a user's plug-in modules, so the spaces, strategies, ... it registers can be looked up: a
+    path to a .py file, or a dotted module name importable from the current directory. A module that cannot be
+    found or fails to import is a one-line `NASError`."""
+    for module in modules:
+        if module.endswith(".py") or os.sep in module or "/" in module:
+            _import_file(module)
+            continue
+        if "" not in sys.path and os.getcwd() not in sys.path:
+            sys.path.insert(0, os.getcwd())  # as `python -m` does: the user's modules beside them
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as err:
+            if err.name and (module == err.name or module.startswith(err.name + ".")):  # not one it imports
+                raise NASError(f"plug-in {module[:200]!r} is not a module importable from the current directory "
+                               f"{os.getcwd()!r}; give a dotted module name or the path of a .py file") from None
+            raise _import_error(module, err) from None
+        except Exception as err:  # the user's code: whatever it raises is reported in one line
+            raise _import_error(module, err) from None
+
+
+def _import_file(file: str) -> None:
+    path = Path(file)
+    if path.suffix != ".py" or not path.is_file():
+        raise NASError(f"plug-in file {file[:200]!r} does not exist or is not a .py file")
+    name = f"nas_plugin_{path.stem}_{abs(hash(str(path.resolve())))}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise NASError(f"plug-in file {file[:200]!r} cannot be imported as a Python module")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses and pickling look the module up by name
+    try:
+        spec.loader.exec_module(module)
+    except Exception as err:  # the user's code: whatever it raises is reported in one line
+        del sys.modules[name]
+        raise _import_error(file, err) from None
+
+
+def _import_error(module: str, err: Exception) -> NASError:
+    first = str(err).strip().splitlines()[0][:200] if str(err).strip() else ""
+    return NASError(f"plug-in {module[:200]!r} failed to import: {type(err).__name__}: {first}")
+
+
 def names(kind: str) -> list[str]:
     return sorted(_load(kind))
 
@@ -76,7 +131,8 @@ def names(kind: str) -> list[str]:
 def get(kind: str, name: str) -> Any:
     table = _load(kind)
     if name not in table:
-        raise NASError(f"unknown {_SINGULAR[kind]} {name!r}; accepted: {one_of(sorted(table))}")
+        raise NASError(f"unknown {_SINGULAR[kind]} {brief(name)}; accepted: {one_of(sorted(table))} (one of your own: "
+                       "--plugin MODULE)")
     return table[name]
 
 
@@ -93,3 +149,36 @@ def make_space(name: str, preset: str | None = None, arch_name: str | None = Non
     if preset is not None and not presets:
         raise NASError(f"space {name!r} has no presets; drop --preset {preset!r}")
     return cls(preset) if presets else cls()
+
+
+def construct(what: str, cls: type, options: Mapping[str, Any], *args: Any, **fixed: Any) -> Any:
+    """`cls(*args, **fixed, **options)` for a plug-in's user `options` (`--option key=value`); a one-line error
+    naming `what` for an option it does not take (listing those it does), a value whose type differs from its
+    default's (a number for a number, a whole number for a whole number, a finite one), or one it rejects."""
+    params = {n: p for n, p in inspect.signature(cls).parameters.items()
+              if n not in fixed and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    takes_any = any(p.kind == p.VAR_KEYWORD for p in inspect.signature(cls).parameters.values())
+    for key, value in options.items():
+        if key not in params:
+            if takes_any:
+                continue
+            raise NASError(f"{what} has no option {brief(key)}; accepted: "
+                           f"{', '.join(n for n in params if n not in ('space', 'objectives')) or 'none'}")
+        _check_option(what, key, value, params[key].default)
+    try:
+        return cls(*args, **fixed, **options)
+    except (TypeError, ValueError) as err:
+        given = ", ".join(f"{k}={brief(v, 40)}" for k, v in options.items())
+        raise NASError(f"{what} rejects {f'its options {given}' if options else 'its settings'}: "
+                       f"{(str(err).splitlines() or [''])[0][:200]}") from None
+
+
+def _check_option(what: str, key: str, value: Any, default: Any) -> None:
+    """A one-line error when `value` cannot stand where `default` stood (numbers only; others the plug-in checks)."""
+    if isinstance(default, bool) or default is None or default is inspect.Parameter.empty:
+        return
+    if isinstance(default, (int, float)):
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if not number or not math.isfinite(value) or (isinstance(default, int) and not isinstance(value, int)):
+            kind = "a whole number" if isinstance(default, int) else "a finite number"
+            raise NASError(f"{what}: option {key}={brief(value, 40)} must be {kind} (default {default})")

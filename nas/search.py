@@ -10,13 +10,18 @@ the first run saw.
 After each tell the strategy's `state()`, when it has one, is written atomically to `strategy_state.json`
 in the run directory with the number of history records it reflects; resume loads it when it matches the
 history and otherwise replays the history (`Strategy.restore`).
+
+With a shared storage (`context.storage`, `--storage`) the search is one of several workers' (`nas.shared`): each
+ask is claimed there before it is evaluated, other workers' results are told to the strategy, and the budget
+counts the evaluations of all workers.
 """
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from tqdm.auto import tqdm
@@ -26,6 +31,7 @@ from nas.costs import CostModel, cost_metrics, cost_models_for
 from nas.evaluate import Evaluator
 from nas.objectives import Constraint, Objective, pareto_front
 from nas.runs import RunDir
+from nas.shared import SharedSearch
 from nas.space import Architecture, ArchitectureError, NASError, SearchSpace, one_of
 from nas.strategy import Record, Strategy, StrategyContext
 
@@ -75,71 +81,97 @@ def run_search(run: RunDir, strategy: Strategy, evaluator: Evaluator, context: S
     default to `plan_costs` with no settings."""
     space, objectives = context.space, context.objectives
     models = list(cost_models) if cost_models is not None else plan_costs(objectives, constraints, evaluator, space)
-    repaired = run.repair_history()
-    if repaired:
-        tqdm.write(f"resuming {run.path}: {repaired}")
+    for note in run.repair():
+        tqdm.write(f"resuming {run.path}: {note}")
     records = run.history()
     strategy.setup(context)
-    _resume(run, strategy, records)
+    observed = _resume(run, strategy, records)
     done = {r.arch: r for r in records if r.feasible and not r.info.get("cached")}
     best, _ = best_of(records, objectives)
     wasted = 0
+    target = _target(space, context.budget)
+    shared = SharedSearch(context, strategy, records, target, observed) if context.storage else None
     with tqdm(total=context.budget, initial=len(done), desc=f"{strategy.name} on {space.name}", unit="arch",
               disable=not context.progress) as bar:
-        while len(done) < context.budget:
-            arch = strategy.ask()
+        while shared.more() if shared else len(done) < target:
+            arch = shared.ask() if shared else strategy.ask()
             try:
                 space.validate(arch)
             except ArchitectureError as err:  # a strategy's bug: say whose, before anything is built
                 raise NASError(f"strategy {strategy.name!r} proposed an architecture outside space "
                                f"{space.name!r}: {err}") from None
             start = time.perf_counter()
-            record = _evaluate(arch, evaluator, done, constraints, models, context, len(records))
+            evaluate = partial(_evaluate, arch, evaluator, done, constraints, models, context, len(records))
+            record = shared.evaluate(arch, evaluate) if shared else evaluate()
+            if record is None:  # another worker evaluated it (told) or evaluates it now (told when it finishes)
+                continue
             record.seconds = time.perf_counter() - start
             model = record.info.pop("_model", None)
-            run.append(record)
+            fresh = record.feasible and not record.info.get("cached")
+            new_best = fresh and best_of([*records, record], objectives)[0] is record
+            run.append(record, model.state_dict() if new_best and model is not None else None)  # weights first
             records.append(record)
+            if shared:
+                shared.finish(record)
             strategy.tell(arch, record.metrics)
-            _save_state(run, strategy, records)
+            _save_state(run, strategy, records, shared.observed if shared else ())
             if not record.feasible or record.info.get("cached"):
                 wasted += 1
                 if wasted > MAX_WASTED_PROPOSALS:
-                    raise NASError(f"{MAX_WASTED_PROPOSALS} proposals in a row were infeasible or repeated: the "
-                                   "constraints are too tight or the space is exhausted")
+                    if not done:
+                        raise NASError(f"{MAX_WASTED_PROPOSALS} proposals in a row were infeasible or repeated: "
+                                       "the constraints are too tight or the space is exhausted")
+                    tqdm.write(f"stopping after {len(done)} of {context.budget} evaluations: {MAX_WASTED_PROPOSALS} "
+                               "proposals in a row were infeasible or repeated (the space, or the part of it the "
+                               "constraints allow, looks exhausted)")
+                    break
                 continue
             wasted = 0
             done[arch] = record
-            new_best, _ = best_of(records, objectives)
-            if new_best is record:
+            if new_best:
                 best = record
-                if model is not None:
-                    run.save_weights(model.state_dict())
             bar.update(1)
             bar.set_postfix({o.metric: f"{best.feasible_metrics[o.metric]:.4g}" for o in objectives[:2]}
                             if best else {})
+    if shared:
+        shared.close(len(done))
     strategy.close()
     best, front = best_of(records, objectives)
     return SearchResult(records, best, front)
 
 
-def _save_state(run: RunDir, strategy: Strategy, records: Sequence[Record]) -> None:
-    """Write the strategy's state atomically, compact (it is rewritten after every tell)."""
+def _target(space: SearchSpace, budget: int) -> int:
+    """The evaluations to run: the budget, or every architecture of a space that counts fewer (said once)."""
+    size = space.size()
+    if size is None or size >= budget:
+        return budget
+    tqdm.write(f"space {space.name!r} has only {size} architectures, fewer than the budget {budget}: the search "
+               "stops when it has evaluated them all")
+    return size
+
+
+def _save_state(run: RunDir, strategy: Strategy, records: Sequence[Record], observed: Iterable[int] = ()) -> None:
+    """Write the strategy's state atomically, compact (it is rewritten after every tell), with the claims
+    whose results it was told in a shared search (`observed`)."""
     state = strategy.state()
     if state is not None:
         tmp = run.path / f".{STATE_FILE}.tmp"
+        shared = {"observed": sorted(observed)} if observed else {}
         tmp.write_text(json.dumps({"strategy": strategy.name, "records": len(records), "last": dict(records[-1].arch),
-                                   "state": state}, separators=(",", ":")))
+                                   "state": state, **shared}, separators=(",", ":")))
         tmp.replace(run.path / STATE_FILE)
 
 
-def _resume(run: RunDir, strategy: Strategy, records: Sequence[Record]) -> None:
-    """Load the saved strategy state when it reflects exactly `records`, else replay them."""
+def _resume(run: RunDir, strategy: Strategy, records: Sequence[Record]) -> list[int]:
+    """Load the saved strategy state when it reflects exactly `records`, else replay them; the claims of a
+    shared search whose results the strategy holds (none after a replay)."""
     saved = run.read_json(STATE_FILE) if records else None
     if (isinstance(saved, dict) and saved.get("strategy") == strategy.name and saved.get("records") == len(records)
             and saved.get("last") == dict(records[-1].arch)):
         strategy.load_state(saved["state"])
-    else:
-        strategy.restore(records)
+        return list(saved.get("observed", []))
+    strategy.restore(records)
+    return []
 
 
 def _evaluate(arch: Architecture, evaluator: Evaluator, done: dict[Architecture, Record],

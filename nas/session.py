@@ -14,9 +14,10 @@ from typing import Any
 from nas import registry
 from nas.evaluate import Evaluator, evaluator_name
 from nas.objectives import Constraint, Objective, parse_objectives
-from nas.runs import RunDir
+from nas.runs import RunDir, write_atomic
 from nas.search import SearchResult, best_of, evaluated, plan_costs, run_search
 from nas.settings import check_settings
+from nas.shared import study_name
 from nas.space import Architecture, NASError, SearchSpace, one_of
 from nas.strategy import (
     Record,
@@ -53,17 +54,20 @@ def make_evaluator(space: SearchSpace, settings: dict[str, Any]) -> Evaluator:
 def _strategy(cls: type[Strategy], space: SearchSpace, objectives: list[Objective],
               settings: dict[str, Any]) -> Strategy:
     """The ask/tell strategy the settings name, with its options; a one-line error for options it rejects."""
-    options = dict(settings.get("options", {}))
-    try:
-        return cls(space, objectives, seed=settings["seed"], **options)
-    except (TypeError, ValueError) as err:
-        raise NASError(f"strategy {settings['strategy']!r} rejects its options {sorted(options)}: {err}") from None
+    return registry.construct(f"strategy {settings['strategy']!r}", cls, dict(settings.get("options", {})), space,
+                              objectives, seed=settings["seed"])
 
 
 def execute(run: RunDir, settings: dict[str, Any], progress: bool = True, space: SearchSpace | None = None,
             evaluator: Evaluator | None = None) -> str:
-    """Run or resume the search `settings` describe; `space` and `evaluator` override the registry lookups
-    (Python API)."""
+    """Run or resume the search `settings` describe, holding the run folder's lock (`RunDir.locked`); `space` and
+    `evaluator` override the registry lookups (Python API)."""
+    with run.locked():
+        return _execute(run, settings, progress, space, evaluator)
+
+
+def _execute(run: RunDir, settings: dict[str, Any], progress: bool, space: SearchSpace | None,
+             evaluator: Evaluator | None) -> str:
     start = time.perf_counter()
     check_settings(settings)
     cls = registry.get("strategies", settings["strategy"])
@@ -80,7 +84,8 @@ def execute(run: RunDir, settings: dict[str, Any], progress: bool = True, space:
     data = evaluator.data
     shape = tuple(evaluator.input_shape or space.default_input)
     classes = evaluator.num_classes or space.default_classes
-    described = {**evaluator.describe(), "input_shape": list(shape), "num_classes": classes}
+    described = {**evaluator.describe(), "input_shape": list(shape), "num_classes": classes,
+                 "preprocessing": _preprocessing_json(data)}
     if issubclass(cls, SupernetStrategy):
         if data is None:
             raise NASError(f"strategy {settings['strategy']!r} trains a supernet on training data, which evaluator "
@@ -93,17 +98,38 @@ def execute(run: RunDir, settings: dict[str, Any], progress: bool = True, space:
         run.write_json("evaluator.json", {**described, "cost_models": [m.describe() for m in cost_models]})
         context = StrategyContext(space, objectives, settings["seed"], settings["budget"], shape, classes, data,
                                   settings.get("train", {}).get("device", "auto"), run.path, run.checkpoint_dir,
-                                  settings.get("storage"), progress)
+                                  settings.get("storage"), progress, study_name(settings))
         result = run_search(run, strategy, evaluator, context, constraints, cost_models)
     return finish(run, space, result, objectives, shape, classes, settings, start, threads)
 
 
+def _preprocessing_json(data: Any) -> dict[str, Any] | None:
+    """The standardisation of the training data (`nas.preprocess.Preprocessing`) for evaluator.json, which the
+    export puts in front of the network; None without data or when the data do not know their statistics."""
+    from nas.preprocess import Preprocessing
+
+    prep = Preprocessing.of(data) if data is not None else None
+    return prep.to_json() if prep is not None else None
+
+
+def run_preprocessing(run: RunDir, settings: dict[str, Any]) -> Any:
+    """The preprocessing a run's models were trained with (`nas.preprocess.Preprocessing`, or None): from its
+    evaluator.json, or, for a run recorded before it was kept there, from its training data."""
+    from nas.preprocess import Preprocessing
+
+    described = run.read_json("evaluator.json")
+    if isinstance(described, dict) and "preprocessing" in described:
+        value = described["preprocessing"]
+        return None if value is None else Preprocessing.from_json(value, f"{run.path / 'evaluator.json'}")
+    if settings.get("dataset") and getattr(registry.get("evaluators", evaluator_name(settings)), "needs_data", False):
+        return Preprocessing.of(load_data(settings))
+    return None
+
+
 def _supernet_strategy(cls: type[SupernetStrategy], objectives: list[Objective],
                        settings: dict[str, Any]) -> SupernetStrategy:
-    try:
-        return cls(objectives, seed=settings["seed"], **settings.get("options", {}))
-    except (TypeError, ValueError) as err:
-        raise NASError(f"strategy {settings['strategy']!r} rejects its options: {err}") from None
+    return registry.construct(f"strategy {settings['strategy']!r}", cls, dict(settings.get("options", {})),
+                              objectives, seed=settings["seed"])
 
 
 def _run_supernet(run: RunDir, space: SearchSpace, strategy: SupernetStrategy, evaluator: Evaluator,
@@ -121,6 +147,7 @@ def _run_supernet(run: RunDir, space: SearchSpace, strategy: SupernetStrategy, e
     cost_models = plan_costs(rating, constraints, plan.evaluator, space, settings)
     run.write_json("evaluator.json", {**evaluator.describe(), "rating": plan.evaluator.describe(),
                                       "input_shape": list(data.sample_shape), "num_classes": data.num_classes,
+                                      "preprocessing": _preprocessing_json(data),
                                       "cost_models": [m.describe() for m in cost_models]})
     context = StrategyContext(space, rating, settings["seed"], plan.budget, data.sample_shape, data.num_classes, data,
                               settings.get("train", {}).get("device", "auto"), run.path, run.checkpoint_dir, None,
@@ -139,10 +166,9 @@ def _run_supernet(run: RunDir, space: SearchSpace, strategy: SupernetStrategy, e
         evaluation = evaluator.evaluate(searched.best.arch)
         record = Record(len(records), searched.best.arch, {**searched.best.feasible_metrics, **evaluation.metrics},
                         info={"retrained": True})
-        run.append(record)
+        # an evaluator that trains no model (e.g. 'supernet') leaves no weights to save
+        run.append(record, evaluation.model.state_dict() if evaluation.model is not None else None)
         records.append(record)
-        if evaluation.model is not None:  # an evaluator that trains no model (e.g. 'supernet') leaves none to save
-            run.save_weights(evaluation.model.state_dict())
         retrained = [record]
     return SearchResult(records, retrained[-1], [retrained[-1]])
 
@@ -163,8 +189,9 @@ def finish(run: RunDir, space: SearchSpace, result: SearchResult, objectives: li
                                  "front": [{"arch": dict(r.arch), "metrics": r.metrics} for r in result.front],
                                  **({"latency_check": latency} if latency else {})})
     if len(evaluated(result.records, objectives)) > 1:
-        plot_search(result.records, objectives, run.path / "search.png",
+        plot_search(result.records, objectives, run.path / ".search.tmp.png",
                     title=f"{settings['strategy']} on {settings['space']}")
+        (run.path / ".search.tmp.png").replace(run.path / "search.png")
     if settings.get("export", True) and run.weights_file.exists():
         export_run(run.path, space=space)
     seconds = time.perf_counter() - start
@@ -172,7 +199,7 @@ def finish(run: RunDir, space: SearchSpace, result: SearchResult, objectives: li
         f"\nlatency of {'the best' if i == 0 else f'front model {i}'}: predicted {c['predicted_ms']:.4g} ms, "
         f"measured now {c['measured_ms']:.4g} ms" for i, c in enumerate(latency)) + \
         f"\nwall time {seconds:.1f} s" + (f" ({threads} CPU threads at the start)" if threads else "")
-    (run.path / "summary.txt").write_text(summary + "\n")
+    write_atomic(run.path / "summary.txt", (summary + "\n").encode())
     return summary
 
 
@@ -197,7 +224,7 @@ def summarize(run: RunDir, records: list[Record], objectives: list[Objective], t
              + (f" (preset {config['settings'].get('preset')})" if config.get("settings", {}).get("preset") else ""),
              f"evaluated {len(done)} architectures ({len(records) - len(done)} infeasible, repeated or rating records)"]
     if best is None:
-        chosen = run.read_json("best.json")  # a supernet search without stand-alone training
+        chosen = run.best()  # a supernet search without stand-alone training
         if chosen is None:
             return "\n".join(lines + ["no architecture finished yet"])
         metrics = ", ".join(f"{k} {v:.6g}" for k, v in chosen["metrics"].items())
@@ -227,40 +254,48 @@ def show_run(path: str) -> str:
     records = run.history()
     budget = settings.get("budget")
     done = sum(1 for r in records if r.feasible and not r.info.get("cached"))
-    status = "finished" if (run.path / "best.json").exists() and (budget is None or done >= budget) else "unfinished"
+    status = "finished" if run.best() is not None and (budget is None or done >= budget) else "unfinished"
     return summarize(run, records, objectives) + f"\nstatus: {status}"
 
 
 def export_run(path: str | Path, out: str | None = None, formats: tuple[str, ...] | None = None,
                space: SearchSpace | None = None) -> dict[str, Path]:
-    """Export a run's best architecture with its trained weights. The default formats add "int8" when the run
-    measured INT8 latency; an INT8 export is calibrated on the run's training images and its accuracy and
-    latency beside FP32 go to int8.json (`nas.int8`)."""
-    import torch
-
+    """Export a run's best architecture with its trained weights and the preprocessing it was trained with
+    (`run_preprocessing`), so the exported model takes the dataset's raw samples. The default formats add "int8"
+    when the run measured INT8 latency; an INT8 export is calibrated on the run's training images and its accuracy
+    and latency beside FP32 go to int8.json (`nas.int8`)."""
     from nas.export import DEFAULT_FORMATS, export_model
 
     run = RunDir.open(path)
-    best = run.read_json("best.json")
+    best = run.best()
     if best is None:
         raise NASError(f"run directory {str(run.path)!r} has no best.json yet: the search has not finished")
     if not run.weights_file.exists():
         raise NASError(f"run directory {str(run.path)!r} has no trained weights (best_weights.pt) to export")
+    owner = run.weights_index()
+    if owner is not None and owner != best.get("index"):
+        raise NASError(f"run directory {str(run.path)!r} is unfinished: best_weights.pt holds record {owner}'s "
+                       f"weights but best.json names record {best.get('index')}; finish it with nas search --resume")
     space = space or _space(run.config()["settings"])
     arch = space.resolve(dict(best["arch"]))
+    if "input_shape" not in best or "num_classes" not in best:
+        raise NASError(f"run directory {str(run.path)!r}: best.json holds no input shape and class count to export")
     graph = space.graph(arch, tuple(best["input_shape"]), best["num_classes"])
-    state = torch.load(run.weights_file, weights_only=True)
+    state = run.weights()
+    weights_name = f"the weights in {str(run.weights_file)!r}"
     settings = run.config()["settings"]
     formats = formats or DEFAULT_FORMATS + (("int8",) if _latency_precision(settings) == "int8" else ())
+    preprocessing = run_preprocessing(run, settings)
     if "int8" not in formats:
-        return export_model(graph, arch, out or run.model_dir, state, space.name, formats)
+        return export_model(graph, arch, out or run.model_dir, state, space.name, formats,
+                            preprocessing=preprocessing, weights_name=weights_name)
     from nas import int8
 
     data = load_data(settings)
     shape = tuple(graph.input_shape)
     written = export_model(graph, arch, out or run.model_dir, state, space.name, formats,
-                           int8.calibration_batches(data, shape))
-    report = int8.compare(written, data, shape)
+                           int8.calibration_batches(data, shape, preprocessing), preprocessing, weights_name)
+    report = int8.compare(written, data, shape, preprocessing)
     written["int8_report"] = written["int8"].parent / "int8.json"
     written["int8_report"].write_text(json.dumps(report, indent=2))
     return written

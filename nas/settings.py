@@ -57,3 +57,9 @@ def check_storage(url: str | None) -> None:
     if scheme not in STORAGE_SCHEMES:
         raise NASError(f"storage {url[:200]!r} is not a database URL; accepted: "
                        + ", ".join(f"{s}://..." for s in STORAGE_SCHEMES))
+    try:
+        make_url(url).get_dialect().import_dbapi()
+    except ImportError as err:
+        raise NASError(f"storage {url[:200]!r} needs the database driver {err.name or str(err)[:80]!r}, which is not "
+                       "installed (PostgreSQL: pip install -e '.[postgres]')") from None
+

@@ -43,9 +43,10 @@ def same_value(declared: Value, given: Value) -> bool:
     return bool(declared == given) and isinstance(declared, bool) == isinstance(given, bool)
 
 
-def one_of(values: Sequence[Any]) -> str:
-    """Format accepted values for an error message."""
-    return ", ".join(repr(v) if isinstance(v, str) else str(v) for v in values)
+def one_of(values: Sequence[Any], limit: int | None = None) -> str:
+    """Format accepted values for an error message, cut to `limit` characters (with "...") when given."""
+    text = ", ".join(repr(v) if isinstance(v, str) else str(v) for v in values)
+    return text if limit is None or len(text) <= limit else text[:limit - 3] + "..."
 
 
 @dataclass(frozen=True)
@@ -280,7 +281,7 @@ class SearchSpace(ABC):
         for name in arch:
             if name not in known:
                 raise ArchitectureError(
-                    f"unknown choice {brief(name)} in space {self.name!r}; choices are: {one_of(list(known))[:300]}")
+                    f"unknown choice {brief(name)} in space {self.name!r}; choices are: {one_of(list(known), 160)}")
         seen: dict[str, Value] = {}
         for choice in self.choices():
             active = choice.is_active(seen)
@@ -518,7 +519,7 @@ class RestrictedSpace(SearchSpace):
         for name, values in allowed.items():
             if name not in known:
                 raise NASError(f"cannot restrict unknown choice {name!r} of space {base.name!r}; "
-                               f"choices are: {one_of(list(known))[:300]}")
+                               f"choices are: {one_of(list(known), 160)}")
             choice = known[name]
             wanted = [values] if isinstance(values, str) or not isinstance(values, Iterable) else list(values)
             foreign = [v for v in wanted if v not in choice.values]

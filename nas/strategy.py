@@ -4,7 +4,9 @@ Sample-based strategies implement `ask`/`tell`. The search loop (`nas.search`) c
 before the first ask (data, device, run and checkpoint folders, Optuna storage: `StrategyContext`), then
 asks, evaluates and tells, recording every evaluation in the run directory. `ask` may be called several
 times before the matching `tell`s (several workers, a batch): a strategy keeps its asked-but-not-told
-architectures pending and does not propose them again.
+architectures pending and does not propose them again. In a search shared with other workers (`--storage`,
+`nas.shared`) the loop also tells a strategy the others' results (`observe`), and an ask that another worker
+holds stays pending until its result arrives.
 
 Resume: after each tell the search loop saves `state()` (a JSON-able dict; None, the default, means
 "replay me") to the run directory; on resume it calls `load_state` with it when it reflects the recorded
@@ -57,7 +59,8 @@ class StrategyContext:
     evaluator needs none (tables, predictors); `device` the `--device` setting ("auto", "cpu", "cuda");
     `run_dir` and `checkpoint_dir` the run directory and the folder for the strategy's own checkpoints
     (None outside a run; the folder is not created until a strategy writes there); `storage` an Optuna
-    storage URL to share (None: the strategy's default).
+    storage URL to share (None: the strategy's default); with a storage the search loop shares the search with
+    every worker on `study`, the claims study in it (`nas.shared`; None: named after the space).
     """
 
     space: SearchSpace
@@ -72,6 +75,14 @@ class StrategyContext:
     checkpoint_dir: Path | None = None
     storage: str | None = None
     progress: bool = True
+    study: str | None = None
+
+
+def check_count(name: str, value: Any, least: int = 1) -> int:
+    """`value` when it is a whole number of at least `least` (not a bool); else a one-line ValueError."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        raise ValueError(f"{name} {value!r} must be a whole number of at least {least}")
+    return value
 
 
 def rng_state(rng: random.Random) -> list:
@@ -122,8 +133,9 @@ class Strategy(ABC):
     """Base class of sample-based strategies."""
 
     name = "strategy"
-    #: the strategy shares its work with other processes through `StrategyContext.storage` (`--storage`)
-    shares_storage = False
+    #: the strategy shares its work with other processes through `StrategyContext.storage` (`--storage`): the
+    #: search loop claims its asks there and tells it other workers' results (`observe`)
+    shares_storage = True
 
     def __init__(self, space: SearchSpace, objectives: Sequence[Objective], seed: int = 0) -> None:
         self.space = space
@@ -138,6 +150,11 @@ class Strategy(ABC):
     @abstractmethod
     def tell(self, arch: Architecture, metrics: Mapping[str, float] | None) -> None:
         """Report the metrics of an asked architecture (None when it was infeasible or failed)."""
+
+    def observe(self, arch: Architecture, metrics: Mapping[str, float] | None) -> None:
+        """Another worker's result in a shared search (an architecture this strategy did not ask); by default
+        told like one it asked."""
+        self.tell(arch, metrics)
 
     def setup(self, context: StrategyContext) -> None:
         """Prepare for a search (open storages, read data, find checkpoints); called once, before resuming

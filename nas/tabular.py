@@ -55,7 +55,8 @@ def read_table(path: str | Path, dataset: str) -> dict[str, float]:
     """Key -> accuracy for `dataset` from a benchmark CSV; one-line `NASError`s for every bad input."""
     path = Path(path)
     if not path.is_file():
-        raise NASError(f"benchmark table {path} does not exist (give the path of a NAS-Bench-201 or NATS-Bench CSV)")
+        raise NASError(f"benchmark table {str(path)[:200]} {'is a folder' if path.is_dir() else 'does not exist'} "
+                       "(give the path of a NAS-Bench-201 or NATS-Bench CSV)")
     try:
         return _read_rows(path, dataset)
     except (UnicodeDecodeError, csv.Error) as err:

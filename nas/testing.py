@@ -573,7 +573,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m nas.testing", description=main.__doc__)
     parser.add_argument("--space", action="append", default=[], help="a registered space (repeatable)")
     parser.add_argument("--strategy", action="append", default=[], help="a registered strategy (repeatable)")
+    parser.add_argument("--plugin", action="append", default=[], metavar="MODULE",
+                        help="import your module first, as `nas --plugin` does (repeatable; also NAS_PLUGINS)")
     args = parser.parse_args(argv)
+    registry.load_plugins(registry.plugins_from_env() + args.plugin)
     failed = passed = 0
     jobs: list[tuple[str, str, Callable[[], None]]] = []
     for name in args.space:

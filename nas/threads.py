@@ -17,6 +17,7 @@ import torch
 from nas.space import NASError
 
 STAT = Path("/proc/stat")
+MAX_THREADS_PER_CORE = 8  # more threads than this per core only slows torch down
 
 
 def usable_cores() -> int:
@@ -46,12 +47,13 @@ def idle_cores(window: float = 0.25) -> float | None:
 
 def choose_threads(requested: int = 0) -> int:
     """`requested` when > 0, else `OMP_NUM_THREADS` when set, else the idle cores (rounded, 1 .. usable)."""
-    if requested < 0:
-        raise NASError(f"threads {requested} is not accepted: give 0 (the idle cores) or a positive count")
+    most = MAX_THREADS_PER_CORE * (os.cpu_count() or 1)
+    if requested < 0 or requested > most:  # torch crashes (segfault) when asked for a million threads
+        raise NASError(f"threads {requested} is not accepted: give 0 (the idle cores) or a count from 1 to {most}")
     if requested:
         return requested
     env = os.environ.get("OMP_NUM_THREADS", "")
-    if env.isdigit() and int(env) > 0:
+    if env.isdigit() and 0 < int(env) <= most:
         return int(env)
     cores = usable_cores()
     idle = idle_cores()

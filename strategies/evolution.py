@@ -34,7 +34,7 @@ from typing import Any
 from nas.objectives import pareto_ranks
 from nas.registry import register_strategy
 from nas.space import Architecture
-from nas.strategy import Proposals, Strategy, rng_state, set_rng_state
+from nas.strategy import Proposals, Strategy, check_count, rng_state, set_rng_state
 
 
 @register_strategy("evolution")
@@ -46,6 +46,7 @@ class RegularizedEvolution(Strategy):
     def __init__(self, space, objectives, seed: int = 0, population_size: int = 10, sample_size: int = 3,
                  max_retries: int = 100) -> None:
         super().__init__(space, objectives, seed)
+        check_count("max_retries", max_retries)
         if not 1 <= sample_size <= population_size:
             raise ValueError(f"sample_size {sample_size} must be between 1 and population_size {population_size}")
         self.population_size = population_size

@@ -33,7 +33,7 @@ from typing import Any
 
 from nas.registry import register_strategy
 from nas.space import Architecture, NASError
-from nas.strategy import Proposals, Strategy, rng_state, set_rng_state
+from nas.strategy import Proposals, Strategy, check_count, rng_state, set_rng_state
 
 
 @register_strategy("local_search")
@@ -45,6 +45,7 @@ class LocalSearch(Strategy):
     def __init__(self, space, objectives, seed: int = 0, num_init: int = 10, num_restart: int | None = None,
                  max_retries: int = 100) -> None:
         super().__init__(space, objectives, seed)
+        check_count("max_retries", max_retries)
         num_restart = num_init if num_restart is None else num_restart
         if num_init < 1 or num_restart < 1:
             raise NASError(f"local search needs num_init >= 1 and num_restart >= 1, got {num_init} and {num_restart}")

@@ -6,7 +6,8 @@ order, so dependent choices (a layer that exists only at a given depth) become c
 their value sets being small and not always evenly spaced.
 The study is opened in `setup(context)`: in the Optuna storage `context.storage` (`--storage`; PostgreSQL to
 spread one search over machines), by default the run directory's `study.db`, so a resumed or parallel
-search continues the same study; its trials carry the run directory as `run_id`. Used without `setup`
+search continues the same study; its trials carry the run directory as `run_id`. Other workers' results
+(`observe`) are added unless their trials are in the study already. Used without `setup`
 (benchmark scripts), the study lives in memory. Several asks before their tells are trials running side by
 side; TPE runs with `constant_liar=True` so that it does not propose what running trials already try.
 Constraints are enforced by the search loop before evaluation: an infeasible proposal is told as a
@@ -33,7 +34,6 @@ class OptunaStrategy(Strategy):
     """Optuna TPE (one objective) or NSGA-II (several objectives), or its GP sampler, through an Optuna study."""
 
     name = "optuna"
-    shares_storage = True
 
     def __init__(self, space, objectives, seed: int = 0, study_name: str = "nas", sampler: str = "auto",
                  n_startup_trials: int = 10) -> None:
@@ -92,7 +92,10 @@ class OptunaStrategy(Strategy):
             try:
                 return optuna.create_study(storage=storage, study_name=self.study_name, load_if_exists=True,
                                            sampler=self.sampler, directions=[o.direction for o in self.objectives])
-            except (IntegrityError, OperationalError):
+            except (IntegrityError, OperationalError) as err:
+                if attempt == attempts - 1 and isinstance(err, OperationalError):  # e.g. no database server there
+                    reason = (str(err.orig or err).strip().splitlines() or [""])[0][:200]
+                    raise NASError(f"storage {str(storage)[:200]!r} cannot be opened: {reason}") from None
                 if attempt == attempts - 1:
                     raise
                 time.sleep(0.2 * (attempt + 1))
@@ -140,6 +143,17 @@ class OptunaStrategy(Strategy):
                  for c in self.space.choices() if c.name in arch}
         self.study.add_trial(optuna.trial.create_trial(params=dict(arch), distributions=dists, values=values,
                                                        state=state, user_attrs={"run_id": self.run_id}))
+
+    def observe(self, arch: Architecture, metrics: Mapping[str, float] | None) -> None:
+        """Another worker's result: added to the study unless a trial of it is there already (a worker of the
+        same shared study)."""
+        import optuna
+
+        arch = Architecture(arch)
+        finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL)
+        if self.pending.get(arch) or all(Architecture(t.params) != arch
+                                       for t in self.study.get_trials(deepcopy=False, states=finished)):
+            self.tell(arch, metrics)
 
     def restore(self, records: Sequence[Record]) -> None:
         """The study already holds the finished trials; this run's trials a kill left running are asked again

@@ -6,7 +6,7 @@ from typing import Any
 
 from nas.registry import register_strategy
 from nas.space import Architecture
-from nas.strategy import Proposals, Strategy, rng_state, set_rng_state
+from nas.strategy import Proposals, Strategy, check_count, rng_state, set_rng_state
 
 
 @register_strategy("random")
@@ -17,6 +17,7 @@ class RandomSearch(Strategy):
 
     def __init__(self, space, objectives, seed: int = 0, max_retries: int = 100) -> None:
         super().__init__(space, objectives, seed)
+        check_count("max_retries", max_retries)
         self.proposals = Proposals()
         self.max_retries = max_retries
 

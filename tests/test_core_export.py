@@ -130,7 +130,8 @@ def test_pt2_export_has_a_dynamic_batch(tmp_path, space_name):
 
 
 def test_formats():
-    assert DEFAULT_FORMATS == ("source", "pt2", "onnx") and set(FORMATS) == {*DEFAULT_FORMATS, "torchscript", "int8", "streaming"}
+    assert DEFAULT_FORMATS == ("source", "pt2", "onnx") and set(FORMATS) == {*DEFAULT_FORMATS, "torchscript", "int8",
+                                                                          "streaming"}
 
 
 def test_unknown_format_is_a_one_line_error(tmp_path):

@@ -96,7 +96,6 @@ class Probe(RandomSearch):
     """Random search that records its lifecycle calls."""
 
     name = "probe"
-    shares_storage = True  # it is handed --storage (a strategy that ignores it is refused one)
     seen_calls: ClassVar[list] = []
 
     def setup(self, context):
@@ -121,12 +120,13 @@ def test_setup_gets_the_context_before_resume_and_the_first_ask(tmp_path, table,
     registry.names("strategies")
     monkeypatch.setitem(registry._REGISTRIES["strategies"], "probe", Probe)
     monkeypatch.setattr(Probe, "seen_calls", [])
-    settings = {"benchmark": str(TABLE), "dataset": "cifar100", "storage": "sqlite:///elsewhere.db", "device": "cpu"}
+    storage = f"sqlite:///{tmp_path / 'elsewhere.db'}"
+    settings = {"benchmark": str(TABLE), "dataset": "cifar100", "storage": storage, "device": "cpu"}
     api_search("nb201", strategy="probe", budget=3, run_dir=tmp_path / "p", progress=False, **settings)
     (_, context), *rest = Probe.seen_calls
     assert rest == [("restore", 0), "ask", "ask", "ask"]
     assert (context.budget, context.input_shape, context.num_classes) == (3, (3, 32, 32), 100)
-    assert context.data is None and context.device == "cpu" and context.storage == "sqlite:///elsewhere.db"
+    assert context.data is None and context.device == "cpu" and context.storage == storage
     assert context.run_dir == tmp_path / "p" and context.checkpoint_dir == tmp_path / "p" / "checkpoints"
     Probe.seen_calls.clear()
     config = RunDir(tmp_path / "p").config()

@@ -3,7 +3,8 @@ batches, an image folder, `.npz` arrays and synthetic tensors, and (N, C, L) seq
 mnist1d, seq_fashion_mnist). Nothing is ever downloaded.
 
 Every loader returns `TensorData`: float32 images (N, C, H, W) normalised per channel with the training
-split's statistics, int64 labels, and a train / validation split.
+split's statistics (kept as `mean` and `std`, with `values` saying what the raw values were, so an export can
+take raw input: `nas.preprocess`), int64 labels, and a train / validation split.
 """
 from __future__ import annotations
 
@@ -22,6 +23,9 @@ class TensorData:
     x_val: torch.Tensor
     y_val: torch.Tensor
     num_classes: int
+    mean: tuple[float, ...] | None = None  # per channel, of the raw training split (None: not known)
+    std: tuple[float, ...] | None = None
+    values: str = ""  # what the raw values are, e.g. "pixel / 16, in [0, 1]"
 
     @property
     def sample_shape(self) -> tuple[int, ...]:
@@ -43,15 +47,13 @@ class TensorData:
 
         xt, yt = pick(self.x_train, self.y_train, train)
         xv, yv = pick(self.x_val, self.y_val, val)
-        return TensorData(self.name, xt, yt, xv, yv, self.num_classes)
+        return TensorData(self.name, xt, yt, xv, yv, self.num_classes, self.mean, self.std, self.values)
 
 
-def normalise(x_train: torch.Tensor, *others: torch.Tensor) -> list[torch.Tensor]:
-    """Per-channel standardisation with the training split's mean and std."""
+def channel_stats(x_train: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel mean and std (at least 1e-6) of the training split, shaped to broadcast over a batch."""
     dims = [0] + list(range(2, x_train.dim()))
-    mean = x_train.mean(dim=dims, keepdim=True)
-    std = x_train.std(dim=dims, keepdim=True).clamp_min(1e-6)
-    return [(t - mean) / std for t in (x_train, *others)]
+    return x_train.mean(dim=dims, keepdim=True), x_train.std(dim=dims, keepdim=True).clamp_min(1e-6)
 
 
 def split(x: torch.Tensor, y: torch.Tensor, val_fraction: float,
@@ -63,10 +65,14 @@ def split(x: torch.Tensor, y: torch.Tensor, val_fraction: float,
 
 
 def make(name: str, x_train: torch.Tensor, y_train: torch.Tensor, x_val: torch.Tensor, y_val: torch.Tensor,
-         num_classes: int | None = None) -> TensorData:
-    x_train, x_val = normalise(x_train.float(), x_val.float())
+         num_classes: int | None = None, values: str = "") -> TensorData:
+    """`TensorData` from raw splits: both standardised per channel with the training split's statistics, which
+    it keeps (`values` says what the raw values are)."""
+    mean, std = channel_stats(x_train.float())
+    x_train, x_val = ((x.float() - mean) / std for x in (x_train, x_val))
     classes = num_classes or int(max(y_train.max(), y_val.max())) + 1
-    return TensorData(name, x_train.contiguous(), y_train.long(), x_val.contiguous(), y_val.long(), classes)
+    return TensorData(name, x_train.contiguous(), y_train.long(), x_val.contiguous(), y_val.long(), classes,
+                      tuple(mean.flatten().tolist()), tuple(std.flatten().tolist()), values)
 
 
 LOADERS = ("digits", "fashion_mnist", "cifar10", "image_folder", "npz", "synthetic", "mnist1d", "seq_fashion_mnist")

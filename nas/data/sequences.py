@@ -58,7 +58,8 @@ def load_mnist1d(path: str | None = None, seed: int = 0, n: int = 4000, length: 
                  val_fraction: float = 0.2) -> TensorData:
     """Our MNIST-1D-style sequences (1, `length`), 10 classes, generated from `seed` (module docstring)."""
     x, y = mnist1d_arrays(n, length, seed)
-    return make("mnist1d", *split(torch.from_numpy(x), torch.from_numpy(y), val_fraction, seed), num_classes=10)
+    return make("mnist1d", *split(torch.from_numpy(x), torch.from_numpy(y), val_fraction, seed), num_classes=10,
+                values="generated signals, unscaled (mostly within [-1.5, 1.5])")
 
 
 def load_seq_fashion_mnist(path: str | None = None, seed: int = 0) -> TensorData:
@@ -67,4 +68,4 @@ def load_seq_fashion_mnist(path: str | None = None, seed: int = 0) -> TensorData
 
     images = load_fashion_mnist(path, seed)
     return TensorData("seq_fashion_mnist", images.x_train.flatten(2), images.y_train, images.x_val.flatten(2),
-                      images.y_val, images.num_classes)
+                      images.y_val, images.num_classes, images.mean, images.std, images.values)
