@@ -190,7 +190,7 @@ def load_npz(path: str | None = None, seed: int = 0, val_fraction: float = 0.2) 
     if not path:
         raise NASError("dataset 'npz' reads an .npz file: give --data-path FILE.npz")
     if not file.is_file():
-        raise NASError(f"dataset 'npz': {str(path)[:200]!r} "
+        raise NASError(f"dataset 'npz': file {str(path)[:200]!r} "
                        f"{'is a folder, not an .npz file' if file.is_dir() else 'does not exist'}")
     try:
         arrays = np.load(file, allow_pickle=False)
