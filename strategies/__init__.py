@@ -2,6 +2,7 @@
 from strategies import (  # noqa: F401
     bananas,
     bossnas,
+    diffusionnag,
     evolution,
     genetic,
     local_search,
