@@ -27,7 +27,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from tqdm.auto import tqdm
 
@@ -45,6 +45,26 @@ MAX_SKIPPED = 1000  # proposals in a row that other workers hold before the sear
 #: settings that do not change what an evaluation gives, so workers that differ in them share one study
 PRIVATE_SETTINGS = ("seed", "strategy", "options", "budget", "budget_preset", "storage", "retrain", "export")
 PRIVATE_TRAIN = ("device", "num_threads")
+T = TypeVar("T")
+
+
+def open_retrying(make: Callable[[], T], url: str, attempts: int = 8) -> T:
+    """`make()` (open an Optuna storage or study), retried while workers starting together race to create the
+    storage's tables and the study; a one-line `NASError` when the database cannot be reached."""
+    import optuna
+    from sqlalchemy.exc import IntegrityError, OperationalError
+
+    for attempt in range(attempts):
+        try:
+            return make()
+        except (IntegrityError, OperationalError, optuna.exceptions.DuplicatedStudyError) as err:
+            if attempt == attempts - 1 and isinstance(err, OperationalError):  # e.g. no database server there
+                reason = (str(err.orig or err).strip().splitlines() or [""])[0][:200]
+                raise NASError(f"storage {url[:200]!r} cannot be opened: {reason}") from None
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.2 * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 def study_name(settings: Mapping[str, Any]) -> str:
@@ -97,24 +117,14 @@ class SharedClaims:
         self._beat = threading.Thread(target=self._heartbeats, name="nas-claims-heartbeat", daemon=True)
         self._beat.start()
 
-    def _open(self, optuna: Any, url: str, attempts: int = 8) -> tuple[optuna.storages.RDBStorage, optuna.Study]:
-        """Open the storage (heartbeats on) and create or load the study; workers starting together may race to
-        create the storage's tables and the study."""
-        from sqlalchemy.exc import IntegrityError, OperationalError
+    def _open(self, optuna: Any, url: str) -> tuple[optuna.storages.RDBStorage, optuna.Study]:
+        """Open the storage (heartbeats on) and create or load the study."""
+        def make() -> tuple[optuna.storages.RDBStorage, optuna.Study]:
+            storage = optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S)
+            return storage, optuna.create_study(storage=storage, study_name=self.name, load_if_exists=True,
+                                                directions=[o.direction for o in self.objectives])
 
-        for attempt in range(attempts):
-            try:
-                storage = optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S)
-                return storage, optuna.create_study(storage=storage, study_name=self.name, load_if_exists=True,
-                                                    directions=[o.direction for o in self.objectives])
-            except (IntegrityError, OperationalError, optuna.exceptions.DuplicatedStudyError) as err:
-                if attempt == attempts - 1 and isinstance(err, OperationalError):  # e.g. no database server there
-                    reason = (str(err.orig or err).strip().splitlines() or [""])[0][:200]
-                    raise NASError(f"storage {url[:200]!r} cannot be opened: {reason}") from None
-                if attempt == attempts - 1:
-                    raise
-                time.sleep(0.2 * (attempt + 1))
-        raise AssertionError("unreachable")
+        return open_retrying(make, url)
 
     # -- reading -----------------------------------------------------------------------------------------------
     def sync(self) -> list[Claim]:

@@ -15,11 +15,11 @@ failed trial, which the samplers leave out of their models.
 """
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from nas.registry import register_strategy
+from nas.shared import open_retrying
 from nas.space import Architecture, ArchitectureError, NASError
 from nas.strategy import Record, Strategy, StrategyContext
 
@@ -83,22 +83,13 @@ class OptunaStrategy(Strategy):
             self._study = self._open_study(None)
         return self._study
 
-    def _open_study(self, storage: str | None, attempts: int = 5) -> optuna.Study:
-        """Create or load the study; workers starting together may race to create the storage's tables."""
+    def _open_study(self, storage: str | None) -> optuna.Study:
+        """Create or load the study (retried while workers starting together race to create it: `open_retrying`)."""
         import optuna
-        from sqlalchemy.exc import IntegrityError, OperationalError
 
-        for attempt in range(attempts):
-            try:
-                return optuna.create_study(storage=storage, study_name=self.study_name, load_if_exists=True,
-                                           sampler=self.sampler, directions=[o.direction for o in self.objectives])
-            except (IntegrityError, OperationalError) as err:
-                if attempt == attempts - 1 and isinstance(err, OperationalError):  # e.g. no database server there
-                    reason = (str(err.orig or err).strip().splitlines() or [""])[0][:200]
-                    raise NASError(f"storage {str(storage)[:200]!r} cannot be opened: {reason}") from None
-                if attempt == attempts - 1:
-                    raise
-                time.sleep(0.2 * (attempt + 1))
+        return open_retrying(lambda: optuna.create_study(
+            storage=storage, study_name=self.study_name, load_if_exists=True, sampler=self.sampler,
+            directions=[o.direction for o in self.objectives]), str(storage))
 
     def ask(self) -> Architecture:
         """A trial's architecture; one that breaks a rule the choices cannot express (`space.check`, e.g. HyTra
