@@ -17,13 +17,16 @@ is the noise-aware predictor read at sigma_min, not a separate MetaD2A predictor
 `guidance_scale` each round. The prior's seed is `prior_seed` (0), not the search seed, so searches with different
 seeds share one cached prior.
 
-Budget presets (`preset`): "paper" (the published prior schedule, 256 samples a round, the predictor's published
-10k steps: a GPU job), "quick" (ours: the prior in minutes on a CPU, 128 samples a round), "tiny" (ours: seconds, for
-checks); "auto" (default) is "tiny" for budgets of at most 20 evaluations and "quick" above. Cache (`cache_dir`):
-default the folder `.diffusionnag-cache` beside the run directory (runs in one folder share priors; a resumed run
-finds its prior there), or the user's cache folder (`$XDG_CACHE_HOME/nas/diffusionnag`) outside a run.
+Budget presets (`preset`): "paper" (the published prior schedule, 256 samples a round, the predictor's published 10k
+steps: a GPU job), "quick" (ours: the NB201 prior in about 25 min on 2 CPU cores, 128 samples a round), "tiny"
+(ours: seconds, for checks; its prior yields almost no valid samples, so such a search is random search with
+`fallbacks` counting it); "auto" (default) is "tiny" for budgets of at most 20 evaluations and "quick" above. Cache
+(`cache_dir`): default the folder `.diffusionnag-cache` beside the run directory (runs in one folder share priors; a
+resumed run finds its prior there), or the user's cache folder (`$XDG_CACHE_HOME/nas/diffusionnag`) outside a run.
 
-Spaces: NAS-Bench-201 and MBConv spaces use the published layouts (`encoding="native"`, which raises a one-line
+Spaces: NAS-Bench-201 and MBConv spaces use the published layouts (MBConv's has no resolution or width rows: every
+proposal takes the largest resolution and width 1.0, `representable`; its prior uses the published sigma range
+0.1-1.0; `encoding="native"`, which raises a one-line
 `NASError` for other spaces); `encoding="choices"` uses a generic one-hot-per-choice matrix
 (`nas.diffusion.choice_matrix`, ours); "auto" (default) picks the published layout when there is one, else the
 generic one.
@@ -34,14 +37,14 @@ import itertools
 import os
 import random
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from nas.diffusion.choice_matrix import ChoiceMatrix
-from nas.diffusion.encoding import NB201Matrix, OperationMatrix, operation_matrix
+from nas.diffusion.encoding import MBConvMatrix, NB201Matrix, OperationMatrix, operation_matrix
 from nas.registry import register_strategy
 from nas.space import Architecture, NASError, SearchSpace
 from nas.strategy import Proposals, Strategy, StrategyContext, check_count, rng_state, set_rng_state
@@ -50,6 +53,9 @@ from predictors.base import single_thread
 if TYPE_CHECKING:  # torch is imported when a search starts, not when the registry loads the strategies
     from nas.diffusion.prior import DiffusionPrior, PriorPreset
     from predictors.noise_aware import NoiseAwarePredictor
+
+
+MBCONV_SIGMA_MAX = 1.0  # the official MobileNetV3 score network's sigma range is 0.1-1.0 (NB201's 0.1-5.0)
 
 
 @dataclass(frozen=True)
@@ -67,8 +73,6 @@ class Budget:
     net_overrides: dict[str, Any] = field(default_factory=dict)
 
     def prior_preset(self) -> PriorPreset:
-        from dataclasses import replace
-
         from nas.diffusion.prior import resolve_preset, with_overrides
 
         base = resolve_preset(self.prior)
@@ -165,9 +169,12 @@ class DiffusionNAG(Strategy):
             archs = nb201_cells()
         else:
             rng = random.Random(self.prior_seed)
-            archs = [self.space.sample(rng) for _ in range(self.budget.train_archs)]
+            archs = [self.representable(self.space.sample(rng)) for _ in range(self.budget.train_archs)]
+        preset = self.budget.prior_preset()
+        if isinstance(self.matrix, MBConvMatrix):  # the published MobileNetV3 range (nas.diffusion.sde)
+            preset = replace(preset, sigma_max=MBCONV_SIGMA_MAX)
         with single_thread():
-            self.prior = DiffusionPrior(self.matrix, self.budget.prior_preset(), device=self.device,
+            self.prior = DiffusionPrior(self.matrix, preset, device=self.device,
                                         seed=self.prior_seed).fit(archs, cache_dir=self.cache, progress=self.progress)
         return self.prior
 
@@ -205,12 +212,18 @@ class DiffusionNAG(Strategy):
 
     # -- internals -------------------------------------------------------------------------------------------
     def _random_unseen(self) -> Architecture:
-        arch = self.space.sample(self.rng)
+        arch = self.representable(self.space.sample(self.rng))
         for _ in range(100):
             if arch not in self.proposals and arch not in self.queue:
                 break
-            arch = self.space.sample(self.rng)
+            arch = self.representable(self.space.sample(self.rng))
         return arch
+
+    def representable(self, arch: Architecture) -> Architecture:
+        """`arch` as the matrix holds it: the MBConv matrix has no rows for resolution and width, which decoding
+        sets to the largest resolution and width 1.0, so random and generated proposals (and the prior's training
+        architectures) live in the same sub-space and repeats are seen as repeats."""
+        return self.matrix.decode(self.matrix.encode(arch)) or arch
 
     def fit_predictor(self, seed: int) -> NoiseAwarePredictor:
         """The noise-aware predictor fitted on every evaluation so far."""
