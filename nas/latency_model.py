@@ -12,8 +12,12 @@ or module call, input copy, quantize/dequantize at its edges for INT8) that it d
 (`per_block`); the whole network pays one such cost once (`overhead`); cache effects
 between blocks and fusions across block edges scale roughly with the work (`scale`). Three numbers need only
 a dozen whole-model measurements and cannot overfit the way a per-kernel regressor (nn-Meter's random
-forests) can on that few; with fewer than three measurements the plain sum is used. `FlopsLinear` (latency =
-a * multiply-adds + b, fitted the same way) is the baseline reported beside it.
+forests) can on that few. With fewer than `FULL_FIT_MIN` measurements three numbers would interpolate them and
+extrapolate anywhere (three calibration models once gave a negative latency), so only `scale` is fitted
+(`per_block` and `overhead` stay 0); with none the plain sum is used. A prediction the linear correction drives
+to zero or below (far outside the calibration models) falls back to `ratio * sum`, `ratio` being the scale-only
+fit, which is positive whenever the measurements are. `FlopsLinear` (latency = a * multiply-adds + b, fitted
+the same way) is the baseline reported beside it.
 """
 from __future__ import annotations
 
@@ -38,6 +42,9 @@ def fit_relative(features: np.ndarray, targets: np.ndarray) -> np.ndarray:
     weights = 1.0 / np.maximum(targets, 1e-9)
     coef, *_ = np.linalg.lstsq(features * weights[:, None], targets * weights, rcond=None)
     return coef
+
+
+FULL_FIT_MIN = 6  # whole-model measurements needed to fit all three numbers (twice their count)
 
 
 def models_of(table: LatencyTable, space: SearchSpace) -> list[dict[str, Any]]:
@@ -65,15 +72,20 @@ class LatencyModel:
     table: LatencyTable
     coef: tuple[float, float, float] = (1.0, 0.0, 0.0)  # scale, per_block, overhead
     measure_missing: bool = True
+    ratio: float = 1.0  # the scale-only fit, the fallback for non-positive predictions
 
     @classmethod
     def fit(cls, table: LatencyTable, space: SearchSpace, measure_missing: bool = True) -> LatencyModel:
         """Fit the correction on the table's whole-model measurements of architectures of `space`."""
         model = cls(table, measure_missing=measure_missing)
         rows = [(model.features(model_graph(m, space)), m["ms"]) for m in models_of(table, space)]
-        if len(rows) >= 3:
-            coef = fit_relative(np.array([f for f, _ in rows]), np.array([y for _, y in rows]))
-            model.coef = (float(coef[0]), float(coef[1]), float(coef[2]))
+        if not rows:
+            return model
+        features, targets = np.array([f for f, _ in rows]), np.array([y for _, y in rows])
+        model.ratio = float(fit_relative(features[:, :1], targets)[0])
+        model.coef = (model.ratio, 0.0, 0.0)
+        if len(rows) >= FULL_FIT_MIN:
+            model.coef = tuple(float(c) for c in fit_relative(features, targets))  # type: ignore[assignment]
         return model
 
     def features(self, graph: ArchGraph) -> list[float]:
@@ -83,13 +95,15 @@ class LatencyModel:
         return self.combine(self.features(graph))
 
     def combine(self, features: Sequence[float]) -> float:
-        """The prediction from `features` (as `features` computes them)."""
-        return float(np.dot(self.coef, features))
+        """The prediction from `features` (as `features` computes them); the scale-only fallback where the
+        correction gives zero or less."""
+        corrected = float(np.dot(self.coef, features))
+        return corrected if corrected > 0 else self.ratio * float(features[0])
 
     def describe(self) -> dict[str, Any]:
         scale, per_block, overhead = self.coef
         return {"table": str(self.table.path), "scale": scale, "per_block_ms": per_block, "overhead_ms": overhead,
-                "fitted_on": len(self.table.models)}
+                "fallback_scale": self.ratio, "fitted_on": len(self.table.models)}
 
 
 @dataclass

@@ -64,8 +64,18 @@ def test_the_correction_is_fitted_on_whole_models_and_flops_linear_on_multiply_a
                              "classes": space.default_classes, "ms": 0.5 * total + 0.2})
     model = LatencyModel.fit(table, space)
     assert model.coef[0] == pytest.approx(0.5, rel=1e-3) and model.coef[2] + 5 * model.coef[1] == pytest.approx(0.2)
+    few = LatencyTable(FAST, {}, table.blocks, table.models[:3])
+    assert LatencyModel.fit(few, space).coef[1:] == (0.0, 0.0)  # three measurements: the scale alone
     line = FlopsLinear.fit([1e6, 2e6, 3e6], [1.0, 2.0, 3.0])
     assert line.predict(4e6) == pytest.approx(4.0)
+
+
+def test_a_correction_driven_below_zero_falls_back_to_the_scale_alone() -> None:
+    """Found by CI: a correction fitted on three models predicted -0.42 ms, which met a 1e-9 ms limit."""
+    graph = toy_graph({"b0": "a", "b1": "c", "b2": "a"})
+    table = LatencyTable(FAST, {}, {block_signature(graph, g): {"ms": 1.0} for g in block_names(graph)})
+    model = LatencyModel(table, (0.5, -1.0, 0.0), measure_missing=False, ratio=0.8)
+    assert model.predict(graph) == pytest.approx(0.8 * len(block_names(graph)))
 
 
 def test_merge_unions_blocks_and_refuses_other_conditions() -> None:
