@@ -179,7 +179,7 @@ def _fixed(graph: ArchGraph, node: Node) -> str | None:
     return f"a {type(node.op).__name__} layer"
 
 
-def _fit(node: Node, shape: Shape, out: int | None) -> Op:
+def refit_op(node: Node, shape: Shape, out: int | None = None) -> Op:
     """`node.op` refitted to an input of `shape` and, when `out` is given, to `out` output channels."""
     op, c = node.layer_op, shape[0]
     if _depthwise(op):
@@ -222,7 +222,7 @@ def shrink_channels(graph: ArchGraph, node: str, out_channels: int) -> ArchGraph
     for n in graph.nodes():
         if n.op is not None:
             shapes = [nodes[i].shape for i in n.inputs]
-            op = _fit(n, shapes[0], out.get(n.name))
+            op = refit_op(n, shapes[0], out.get(n.name))
             try:
                 n = replace(n, op=op, shape=op.out_shape(shapes))
             except ShapeError as err:
