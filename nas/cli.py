@@ -103,6 +103,27 @@ def build_parser() -> argparse.ArgumentParser:
                         "int8 (a run's export: ONNX Runtime static quantization), streaming (sequence networks: "
                         "stream.py runs them token by token)")
 
+    c = sub.add_parser("compress", help="compress a teacher network into a smaller student (N2N; resumable)",
+                       description="N2N (Ashok et al., ICLR 2018): two stages of policy-gradient RL remove, then "
+                                   "shrink the teacher's layers; students are trained by distillation and scored on "
+                                   "images held out of the training split; the best one is exported.")
+    c.add_argument("--teacher", help="a run directory of nas search, or a built-in teacher: vgg, resnet18")
+    c.add_argument("--strategy", default="n2n", help="n2n (policy gradient) or random (the same actions at random)")
+    c.add_argument("--preset", default="quick", help="paper, quick (minutes on a CPU) or tiny")
+    c.add_argument("--dataset", default=None, help="for a built-in teacher (default fashion_mnist)")
+    c.add_argument("--data-path", default=None)
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--size-limit", type=int, default=None, help="parameters a student may have (annealed penalty)")
+    c.add_argument("--acc-limit", type=float, default=None, help="held-out accuracy (%%) a student must reach")
+    c.add_argument("--distill", default="mse", help="mse (on logits, as N2N's code) or kl (temperature 4)")
+    c.add_argument("--advantage", default="rollout", help="rollout (the paper's) or batch (the code's)")
+    c.add_argument("--controller", default=None, help="policies.pt of an earlier compress run to start from")
+    c.add_argument("--device", default="auto")
+    c.add_argument("--threads", type=int, default=0, help="CPU threads (default: the idle cores)")
+    c.add_argument("--run-dir", required=True)
+    c.add_argument("--resume", action="store_true", help="continue the compression in --run-dir")
+    c.add_argument("--no-progress", action="store_true")
+
     w = sub.add_parser("show", help="summarise a run directory")
     w.add_argument("run_dir")
     _add_latency_parser(sub)
@@ -361,6 +382,22 @@ def cmd_export(args: argparse.Namespace) -> None:
         print(f"{kind:12s} {path}")
 
 
+def cmd_compress(args: argparse.Namespace) -> None:
+    from strategies.n2n import Settings, compress
+
+    if args.resume:
+        settings = None
+    elif not args.teacher:
+        from nas.space import NASError
+
+        raise NASError("nas compress needs --teacher (a run directory of nas search, vgg or resnet18), or --resume")
+    else:
+        settings = Settings(args.teacher, args.strategy, args.preset, args.dataset, args.data_path, args.seed,
+                            args.size_limit, args.acc_limit, args.distill, args.advantage, args.controller,
+                            args.device, args.threads)
+    print(compress(settings, args.run_dir, args.resume, not args.no_progress))
+
+
 def cmd_show(args: argparse.Namespace) -> None:
     from nas.session import show_run
 
@@ -375,7 +412,7 @@ def cmd_latency(args: argparse.Namespace) -> None:
 
 
 COMMANDS = {"spaces": cmd_spaces, "strategies": cmd_strategies, "search": cmd_search, "inspect": cmd_inspect,
-            "export": cmd_export, "show": cmd_show,
+            "export": cmd_export, "compress": cmd_compress, "show": cmd_show,
             "latency": cmd_latency}
 
 

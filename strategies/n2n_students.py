@@ -9,12 +9,14 @@ graph order. Descriptors, as the official code's: `[type, kernel, stride, output
 residual block (a group holding an `Add`) its 1-based position from the block's first layer and from its last,
 0 0 elsewhere (the paper's 7-number descriptor; the code ships with it off, and so do we by default).
 
-Stage 1 (`remove_layers`): the kept layers in order; a removed layer's readers read its input, and every later
-layer is refitted to its new input (a conv's input channels, a batch norm's channels, a linear's input features)
-keeping its own outputs, as the code's `resizeToFit`. Never removed (`removal_fixed`, the code's `fixLayers`): the
-first and the last layer, strided convs, linears and average pooling. Stage 2 (`shrink_layers`): four scales per
-layer multiply kernel, stride, outputs and padding (new kernel = max(int(k * s), 1), stride = max(int(s' * s), 1),
-outputs = max(int(o * s), 10), padding = int(p * s), as the code's `applyActionsShrinkage`). Fixed in stage 2
+Stage 1 (`remove_layers`): the kept layers in order; a removed layer's readers read its input, and every later layer
+is refitted to its new input (a conv's input channels, a batch norm's channels, a linear's input features) keeping
+its own outputs, as the code's `resizeToFit`. Never removed (`removal_fixed`, the code's `fixLayers`): the first and
+the last layer, strided convs, linears and average pooling; and (ours, for blocks the code has no rule for, e.g.
+inverted bottlenecks with squeeze-excite) convs that change the width inside a block whose branches meet. An
+activation that comes to read another one runs out of place. Stage 2 (`shrink_layers`): four scales per layer
+multiply kernel, stride, outputs and padding (new kernel = max(int(k * s), 1), stride = max(int(s' * s), 1), outputs
+= max(int(o * s), 10), padding = int(p * s), as the code's `applyActionsShrinkage`). Fixed in stage 2
 (`shrink_fixed`, the code's `fixParams`): strided convs, linears, average pooling, and the last layer; inside a
 residual block only the outputs change (the code's `fixBlockLayers`). Channels tied through an `Add` move together:
 a coupled group takes the outputs chosen for its first shrinkable producer, the shortcut resized to follow (the code
@@ -132,11 +134,21 @@ def _strided_conv(op: Op | None) -> bool:
     return isinstance(op, Conv2d) and op.stride > 1
 
 
+def _changes_width(node: Node) -> bool:
+    op = node.op
+    return (isinstance(op, Conv2d) and op.in_ch != op.out_ch) or (isinstance(op, Linear)
+                                                                   and op.in_features != op.out_features)
+
+
 def removal_fixed(graph: ArchGraph) -> list[bool]:
-    """Per policy layer, whether stage 1 must keep it: the first and last, strided convs, linears, average pools."""
+    """Per policy layer, whether stage 1 must keep it: the first and last, strided convs, linears, average pools
+    (the code's rule), and, ours, a conv that changes the width inside a block whose branches meet in an `Add`,
+    `Mul` or `Concat` (an inverted bottleneck's expand and project convs, a squeeze-excite's): without it the
+    branches could no longer meet."""
     layers = policy_layers(graph)
+    joined = {n.group for n in graph.layers() if isinstance(n.op, (Add, Mul, Concat))}
     return [i in (0, len(layers) - 1) or _strided_conv(n.op) or isinstance(n.op, (Linear, AvgPool2d, GlobalAvgPool))
-            for i, n in enumerate(layers)]
+            or (n.group in joined and _changes_width(n)) for i, n in enumerate(layers)]
 
 
 def shrink_fixed(graph: ArchGraph) -> np.ndarray:
@@ -182,6 +194,8 @@ def rebuild(graph: ArchGraph, removed: Set[str] = frozenset(), ops: dict[str, Op
         inputs = tuple(alias.get(i, i) for i in n.inputs)
         shapes = [nodes[i].shape for i in inputs]
         node = replace(n, op=ops.get(n.name, n.op), inputs=inputs)
+        if isinstance(node.op, Activation) and isinstance(nodes[inputs[0]].op, Activation):
+            node = replace(node, op=replace(node.op, inplace=False))  # its input's backward needs that input
         try:
             op = refit_op(node, shapes[0]) if len(inputs) == 1 else node.layer_op
             if isinstance(op, Linear) and op.in_features > LINEAR_LIMIT:
@@ -258,16 +272,18 @@ def _conv_bn_relu(g: GraphBuilder, name: str, x: str, out: int, stride: int = 1,
     return g.add(f"{name}_relu", Activation("relu"), x) if relu else x
 
 
-def vgg_teacher(input_shape: tuple[int, int, int] = (1, 28, 28), classes: int = 10,
+def vgg_teacher(input_shape: tuple[int, ...] = (1, 28, 28), classes: int = 10,
                 layout: Sequence[int | str] = (32, "M", 64, "M", 128, 128, "M", 256, 256, "M")) -> ArchGraph:
     """A VGG-style teacher as the N2N code's CIFAR VGG: 3x3 conv + batch norm + ReLU per number of `layout`,
-    2x2 max pooling per "M", a 1x1 average pooling, one linear."""
+    2x2 max pooling per "M" (skipped once the feature map is 1x1, e.g. on 8x8 digits), a 1x1 average pooling,
+    one linear."""
     g = GraphBuilder(input_shape)
     x = g.input
     for i, item in enumerate(layout):
         g.group = f"f{i}"
         if item == "M":
-            x = g.add(f"pool{i}", MaxPool2d(2, 2), x)
+            if min(g.shape(x)[1:]) >= 2:
+                x = g.add(f"pool{i}", MaxPool2d(2, 2), x)
         elif isinstance(item, int) and item > 0:
             x = _conv_bn_relu(g, f"c{i}", x, item)
         else:
@@ -278,7 +294,7 @@ def vgg_teacher(input_shape: tuple[int, int, int] = (1, 28, 28), classes: int = 
     return g.finish(g.add("fc", Linear(int(np.prod(g.shape(x))), classes), x))
 
 
-def resnet_teacher(input_shape: tuple[int, int, int] = (1, 28, 28), classes: int = 10, width: int = 16,
+def resnet_teacher(input_shape: tuple[int, ...] = (1, 28, 28), classes: int = 10, width: int = 16,
                    blocks: Sequence[int] = (2, 2, 2, 2)) -> ArchGraph:
     """A ResNet-18-style teacher (the CIFAR ResNet of the N2N code, `width` channels in the first stage): a 3x3
     stem, four stages of basic blocks at widths `width` x (1, 2, 4, 8), strides (1, 2, 2, 2), projection
