@@ -107,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="N2N (Ashok et al., ICLR 2018): two stages of policy-gradient RL remove, then "
                                    "shrink the teacher's layers; students are trained by distillation and scored on "
                                    "images held out of the training split; the best one is exported.")
-    c.add_argument("--teacher", help="a run directory of nas search, or a built-in teacher: vgg, resnet18")
+    c.add_argument("--teacher", help="a run directory of nas search, or a built-in teacher: vgg, resnet18, resnet10")
     c.add_argument("--strategy", default="n2n", help="n2n (policy gradient) or random (the same actions at random)")
     c.add_argument("--preset", default="quick", help="paper, quick (minutes on a CPU) or tiny")
     c.add_argument("--dataset", default=None, help="for a built-in teacher (default fashion_mnist)")
@@ -390,7 +390,8 @@ def cmd_compress(args: argparse.Namespace) -> None:
     elif not args.teacher:
         from nas.space import NASError
 
-        raise NASError("nas compress needs --teacher (a run directory of nas search, vgg or resnet18), or --resume")
+        raise NASError("nas compress needs --teacher (a run directory of nas search, vgg, resnet18 or resnet10), "
+                       "or --resume")
     else:
         settings = Settings(args.teacher, args.strategy, args.preset, args.dataset, args.data_path, args.seed,
                             args.size_limit, args.acc_limit, args.distill, args.advantage, args.controller,

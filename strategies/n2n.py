@@ -15,9 +15,10 @@ and exported like any architecture (`model/`: net.py, weights, model.pt2, model.
 uniform draw from the 11 scale entries) and no policy update: the baseline at the same number of students.
 
 Teachers: a run directory of `nas search` (its best architecture and weights, on the run's dataset), or a built-in
-"vgg" / "resnet18" (`strategies.n2n_students`), trained first with cross-entropy for `teacher_epochs` on the
-training images (saved in the run folder). `controller`: a `policies.pt` of an earlier compress run whose policies
-initialise these (the paper's policy transfer, e.g. from a smaller teacher; the LSTMs take any number of layers).
+"vgg" / "resnet18" (`strategies.n2n_students`; "resnet10" has one block per stage), trained first with cross-entropy
+for `teacher_epochs` on the training images (saved in the run folder). `controller`: a `policies.pt` of an earlier
+compress run whose policies initialise these (the paper's policy transfer, e.g. from a smaller teacher; the LSTMs
+take any number of layers).
 
 The run folder (`--run-dir`) holds config.json, teacher weights, `policies.pt` (policies, optimisers, baselines,
 RNG, cache; rewritten after every update, so a killed run resumes from its last update with `--resume`),
@@ -33,7 +34,7 @@ import copy
 import hashlib
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -64,7 +65,10 @@ from strategies.n2n_students import (
 )
 
 STRATEGIES = ("n2n", "random")
-TEACHERS = ("vgg", "resnet18")
+#: built-in teachers: a graph for (input shape, classes); resnet10 is the small teacher of the transfer experiment
+TEACHERS: dict[str, Callable[[tuple[int, ...], int], ArchGraph]] = {
+    "vgg": vgg_teacher, "resnet18": resnet_teacher,
+    "resnet10": lambda shape, classes: resnet_teacher(shape, classes, blocks=(1, 1, 1, 1))}
 STAGES = ("removal", "shrinkage")
 
 
@@ -115,7 +119,7 @@ class Settings:
             raise NASError(f"compression preset {self.preset!r} is not one of {one_of(list(PRESETS))}")
         if self.teacher not in TEACHERS and not Path(self.teacher).is_dir():
             raise NASError(f"teacher {self.teacher!r} is neither a run directory of nas search nor one of "
-                           f"{one_of(TEACHERS)}")
+                           f"{one_of(list(TEACHERS))}")
         if self.threads < 0:
             raise NASError(f"threads {self.threads} must be 0 (automatic) or more")
         if self.size_limit is not None and self.size_limit < 1:
@@ -176,8 +180,7 @@ def load_problem(settings: Settings, run: RunDir) -> Problem:
     if settings.teacher in TEACHERS:
         data = load_dataset(settings.dataset or "fashion_mnist", settings.data_path, seed=settings.seed)
         shape, classes = data.sample_shape, data.num_classes
-        build = vgg_teacher if settings.teacher == "vgg" else resnet_teacher
-        graph = build(shape, classes)
+        graph = TEACHERS[settings.teacher](shape, classes)
         description = f"built-in {settings.teacher} ({graph.params():,} parameters)"
     else:
         from nas import registry, session
@@ -196,6 +199,7 @@ def load_problem(settings: Settings, run: RunDir) -> Problem:
         shape = tuple(graph.input_shape)
         description = f"{stored['space']} run {settings.teacher} ({graph.params():,} parameters)"
     view, test = _split(data, preset, settings.seed, tuple(graph.input_shape))
+    torch.manual_seed(settings.seed)  # one teacher per seed, whichever strategy compresses it
     module = build_module(graph)
     weights = run.path / "teacher_weights.pt"
     if settings.teacher not in TEACHERS:

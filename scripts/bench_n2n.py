@@ -1,0 +1,214 @@
+"""N2N compression (issue 16) on this machine: teacher against student, N2N against random actions at the same
+number of students, and policy transfer.
+
+1. Compression (`--part compress`): for each built-in teacher of `--teachers` (vgg, resnet18) on each of
+   `--datasets` (fashion_mnist, digits), `nas compress` with `--strategies` (n2n, random: the same removal and
+   shrink actions drawn uniformly, as many students trained) on seeds `--seeds`, preset `--preset`: the teacher's
+   and the final student's test accuracy (the dataset's test split; rewards use images held out of the training
+   split), the compression (teacher / student parameters), the students trained and the seconds.
+2. Transfer (`--part transfer`): the removal and shrink policies trained on the small teacher (resnet10, one block
+   per stage; its n2n unit of part 1 is run when missing) initialise N2N on resnet18 (`--controller`), against N2N
+   from scratch on resnet18 (part 1's units): mean reward per policy update, plotted.
+
+Every unit is a compress run folder under `--runs` (default `n2n_runs/` beside `--out`), skipped when finished and
+resumed when not, so a killed benchmark continues; `--out` is rebuilt from every finished unit. Writing inside the
+repository from a tree with uncommitted source changes is refused unless `--allow-dirty`.
+
+    python scripts/bench_n2n.py --preset quick --seeds 0,1,2
+    python scripts/bench_n2n.py --part transfer --datasets fashion_mnist --seeds 0
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
+
+import bench_strategies as bs  # noqa: E402
+
+SOURCE = "Ashok et al., N2N Learning, ICLR 2018 (arXiv 1709.06030)"
+#: the paper's Table 1 as recalled in ../shared/reference/gm_nas_and_n2n.md, marked unverified there
+PUBLISHED = [("CIFAR-10", "VGG-19", "91.97%", "91.6%", "20x"), ("CIFAR-10", "ResNet-18", "92.0%", "91.8%", "11x"),
+             ("CIFAR-10", "ResNet-34", "92.05%", "92.4%", "10x"), ("MNIST", "VGG-13", "99.5%", "about 99.5%", "large")]
+
+
+def unit_dir(runs: Path, teacher: str, dataset: str, strategy: str, seed: int, preset: str,
+             controller: str | None = None) -> Path:
+    tag = f"__from_{Path(controller).name}" if controller else ""
+    return runs / f"{teacher}__{dataset}__{strategy}__{preset}__s{seed}{tag}"
+
+
+def run_unit(path: Path, teacher: str, dataset: str, strategy: str, seed: int, args: argparse.Namespace,
+             controller: str | None = None) -> dict[str, Any]:
+    """The unit's best.json, running or resuming its compression first when it is not finished (then its
+    bench.json records the commit, machine and command)."""
+    from strategies.n2n import Settings, compress
+
+    best = path / "best.json"
+    if not best.exists():
+        resume = (path / "config.json").exists()
+        settings = None if resume else Settings(teacher, strategy, args.preset, dataset, seed=seed,
+                                                controller=controller, threads=args.threads)
+        start = time.perf_counter()
+        compress(settings, path, resume=resume, progress=not args.no_progress)
+        (path / "bench.json").write_text(json.dumps(args.meta, indent=1))
+        print(f"{path.name}: {time.perf_counter() - start:.0f} s", file=sys.stderr)
+    return json.loads(best.read_text())
+
+
+def mean_se(values: list[float], fmt: str = ".2f") -> str:
+    v = np.array(values, dtype=float)
+    se = v.std(ddof=1) / np.sqrt(len(v)) if len(v) > 1 else 0.0
+    return f"{v.mean():{fmt}} ± {se:{fmt}}" if len(v) > 1 else f"{v.mean():{fmt}}"
+
+
+def reward_curve(path: Path) -> list[float]:
+    """Mean reward per policy update, removal then shrinkage."""
+    rollouts = json.loads((path / "rollouts.json").read_text())
+    out = []
+    for stage in ("removal", "shrinkage"):
+        updates = sorted({r["update"] for r in rollouts if r["stage"] == stage})
+        out += [float(np.mean([r["reward"] for r in rollouts if r["stage"] == stage and r["update"] == u]))
+                for u in updates]
+    return out
+
+
+def plot_transfer(png: Path, curves: dict[str, list[list[float]]]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for label, runs in curves.items():
+        length = min(map(len, runs))
+        ys = np.array([r[:length] for r in runs])
+        ax.plot(np.arange(1, length + 1), ys.mean(0), marker=".", label=f"{label} ({len(runs)} seeds)")
+    ax.set_xlabel("policy update (removal, then shrinkage)")
+    ax.set_ylabel("mean reward of the update's students")
+    ax.set_title("N2N on resnet18: transferred from resnet10 vs from scratch")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(png, dpi=120)
+    plt.close(fig)
+
+
+def report(args: argparse.Namespace, meta: dict[str, Any]) -> str:
+    out = ["# N2N compression on this machine", "", f"- Machine: {meta['machine']}", f"- Commit: {meta['commit']}",
+           f"- Date: {meta['date']}", f"- Command: `{meta['command']}`", f"- Units: `{args.runs}`", ""]
+    units = []
+    for best in sorted(args.runs.glob("*/best.json")):
+        teacher, dataset, strategy, preset, seed = best.parent.name.split("__")[:5]
+        units.append({**json.loads(best.read_text()), "dir": best.parent, "teacher": teacher, "dataset": dataset,
+                      "strategy": strategy, "preset": preset, "seed": int(seed[1:]),
+                      "transfer": "__from_" in best.parent.name})
+    plain = [u for u in units if not u["transfer"]]
+    if plain:
+        out += ["## Teacher against student", "",
+                "Test accuracy on the dataset's test split (mean ± standard error over seeds); students were rewarded "
+                "on images held out of the training split. Compression = teacher / student parameters.", "",
+                "| teacher | dataset | strategy | preset | seeds | teacher params | teacher test % | student params | "
+                "student test % | compression | students trained | s | commit |", "|" + " --- |" * 13]
+        groups: dict[tuple, list[dict[str, Any]]] = {}
+        for u in plain:
+            groups.setdefault((u["teacher"], u["dataset"], u["strategy"], u["preset"]), []).append(u)
+        for (teacher, dataset, strategy, preset), us in sorted(groups.items()):
+            commits = ", ".join(sorted({json.loads((u["dir"] / "bench.json").read_text())["commit"]
+                                        if (u["dir"] / "bench.json").exists() else "?" for u in us}))
+            cells = [bs.seed_text([u["seed"] for u in us]), f"{us[0]['teacher_params']:,}",
+                     mean_se([u["test"]["teacher"] for u in us]), mean_se([u["student_params"] for u in us], ",.0f"),
+                     mean_se([u["test"]["student"] for u in us]), mean_se([u["compression"] for u in us]) + "x",
+                     mean_se([u["students_trained"] for u in us], ".1f"), mean_se([u["seconds"] for u in us], ".0f")]
+            out.append(f"| {teacher} | {dataset} | {strategy} | {preset} | " + " | ".join(cells) + f" | {commits} |")
+        out += ["", f"Published ({SOURCE}; Table 1 values recalled in the reference notes, unverified there): "
+                + "; ".join(f"{d} {t}: teacher {a}, student {b}, {c}" for d, t, a, b, c in PUBLISHED) + ".", ""]
+    moved = [u for u in units if u["transfer"]]
+    if moved:
+        curves: dict[str, list[list[float]]] = {"transferred from resnet10": [reward_curve(u["dir"]) for u in moved]}
+        scratch = [u for u in plain if u["teacher"] == "resnet18" and u["strategy"] == "n2n"
+                   and u["dataset"] in {m["dataset"] for m in moved}]
+        if scratch:
+            curves["from scratch"] = [reward_curve(u["dir"]) for u in scratch]
+        png = args.out.parent / f"{args.out.stem}_transfer.png"
+        plot_transfer(png, curves)
+        out += ["## Policy transfer (resnet10 to resnet18)", "", "| start | seeds | mean reward, first 3 updates | "
+                "mean reward, all updates | student test % | compression |", "| --- | --- | --- | --- | --- | --- |"]
+        for label, us in (("transferred from resnet10", moved), ("from scratch", scratch)):
+            if us:
+                cs = [reward_curve(u["dir"]) for u in us]
+                cells = [bs.seed_text([u["seed"] for u in us]), mean_se([float(np.mean(c[:3])) for c in cs]),
+                         mean_se([float(np.mean(c)) for c in cs]), mean_se([u["test"]["student"] for u in us]),
+                         mean_se([u["compression"] for u in us]) + "x"]
+                out.append(f"| {label} | " + " | ".join(cells) + " |")
+        out += ["", f"Plot: `{png.name}`. The paper reports the transferred policy reaching high reward faster, "
+                "without numbers at hand.", ""]
+    text = "\n".join(out)
+    args.out.write_text(text)
+    return text
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--part", choices=("compress", "transfer", "all"), default="all")
+    parser.add_argument("--teachers", default="vgg,resnet18")
+    parser.add_argument("--datasets", default="fashion_mnist,digits")
+    parser.add_argument("--strategies", default="n2n,random")
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--preset", default="quick")
+    parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "n2n.md")
+    parser.add_argument("--runs", type=Path)
+    parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--allow-dirty", action="store_true")
+    parser.add_argument("--report-only", action="store_true")
+    args = parser.parse_args(argv)
+    args.out = args.out.resolve()
+    args.runs = (args.runs or args.out.parent / "n2n_runs").resolve()
+    seeds = [int(s) for s in args.seeds.split(",")]
+    datasets = [d for d in args.datasets.split(",") if d]
+    commit, changed = bs.tree_state()
+    if changed and bs.inside_repository(args.out) and not args.allow_dirty:
+        raise SystemExit(f"refusing to write {args.out} from a tree with uncommitted source changes at {commit} "
+                         f"({', '.join(changed[:5])}); commit them, or pass --allow-dirty")
+    import torch
+
+    from nas.timing import cpu_model
+
+    meta = {"commit": commit + ("+dirty" if changed else ""), "date": time.strftime("%Y-%m-%d %H:%M %Z"),
+            "machine": f"{cpu_model()}, torch {torch.__version__}, Python {platform.python_version()}",
+            "command": "python scripts/bench_n2n.py " + " ".join(map(shlex.quote, argv if argv is not None
+                                                                      else sys.argv[1:]))}
+    args.meta = meta
+    if not args.report_only:
+        if args.part in ("compress", "all"):
+            for teacher in args.teachers.split(","):
+                for dataset in datasets:
+                    for strategy in args.strategies.split(","):
+                        for seed in seeds:
+                            path = unit_dir(args.runs, teacher, dataset, strategy, seed, args.preset)
+                            run_unit(path, teacher, dataset, strategy, seed, args)
+        if args.part in ("transfer", "all"):
+            for dataset in datasets:
+                for seed in seeds:
+                    small = unit_dir(args.runs, "resnet10", dataset, "n2n", seed, args.preset)
+                    run_unit(small, "resnet10", dataset, "n2n", seed, args)
+                    run_unit(unit_dir(args.runs, "resnet18", dataset, "n2n", seed, args.preset), "resnet18", dataset,
+                             "n2n", seed, args)
+                    run_unit(unit_dir(args.runs, "resnet18", dataset, "n2n", seed, args.preset, str(small)),
+                             "resnet18", dataset, "n2n", seed, args, controller=str(small))
+    print(report(args, meta))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
