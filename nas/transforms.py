@@ -69,7 +69,8 @@ def _produces(op: Op | None) -> bool:
     return isinstance(op, Linear) or isinstance(op, Conv2d) and op.groups == 1
 
 
-def _graph(nodes: Sequence[Node], output: str) -> ArchGraph:
+def graph_of(nodes: Sequence[Node], output: str) -> ArchGraph:
+    """An `ArchGraph` of `nodes` (the input node included) with `output` as its output."""
     dag = nx.DiGraph()
     for node in nodes:
         dag.add_node(node.name, node=node)
@@ -125,7 +126,7 @@ def remove_group(graph: ArchGraph, group: str) -> ArchGraph:
     source, exit_ = _group_ends(graph, group)
     nodes = [replace(n, inputs=tuple(source if i == exit_ else i for i in n.inputs))
              for n in graph.nodes() if n.op is None or n.group != group]
-    return _graph(nodes, source if exit_ == graph.output else graph.output)
+    return graph_of(nodes, source if exit_ == graph.output else graph.output)
 
 
 # -- stage 2: shrinking channels ----------------------------------------------------------------------------
@@ -228,7 +229,7 @@ def shrink_channels(graph: ArchGraph, node: str, out_channels: int) -> ArchGraph
             except ShapeError as err:
                 raise NASError(f"cannot shrink {node!r} to {out_channels} channels: at {n.name!r}, {err}") from None
         nodes[n.name] = n
-    return _graph(list(nodes.values()), graph.output)
+    return graph_of(list(nodes.values()), graph.output)
 
 
 # -- weight inheritance --------------------------------------------------------------------------------------

@@ -34,7 +34,6 @@ from __future__ import annotations
 from collections.abc import Sequence, Set
 from dataclasses import replace
 
-import networkx as nx
 import numpy as np
 
 from nas.graph import ArchGraph, GraphBuilder, Node
@@ -56,7 +55,7 @@ from nas.ops import (
     ShapeError,
 )
 from nas.space import NASError
-from nas.transforms import channel_group, refit_op, shrink_channels
+from nas.transforms import channel_group, graph_of, refit_op, shrink_channels
 
 #: the official code's layer types, in its order (a descriptor's first field is an index into this)
 LAYER_TYPES = ("unknown", "conv", "maxpool", "relu", "batchnorm", "linear", "dropout", "logsoftmax", "avgpool",
@@ -170,14 +169,6 @@ def shrink_fixed(graph: ArchGraph) -> np.ndarray:
 
 
 # -- building a student ------------------------------------------------------------------------------------------
-def _as_graph(nodes: Sequence[Node], output: str) -> ArchGraph:
-    dag = nx.DiGraph()
-    for node in nodes:
-        dag.add_node(node.name, node=node)
-        dag.add_edges_from((i, node.name) for i in node.inputs)
-    return ArchGraph(dag, output, [n.name for n in nodes])
-
-
 def rebuild(graph: ArchGraph, removed: Set[str] = frozenset(), ops: dict[str, Op] | None = None) -> ArchGraph:
     """`graph` without the `removed` layers and with `ops` replacing layers' ops, every layer refitted to its
     input; a one-line `NASError` where the result is no valid network (module docstring)."""
@@ -205,7 +196,7 @@ def rebuild(graph: ArchGraph, removed: Set[str] = frozenset(), ops: dict[str, Op
             nodes[n.name] = replace(node, op=op, shape=op.out_shape(shapes))
         except (ShapeError, NASError, ValueError) as err:
             raise NASError(f"invalid student at layer {n.name!r}: {err}") from None
-    return _as_graph(list(nodes.values()), alias.get(graph.output, graph.output))
+    return graph_of(list(nodes.values()), alias.get(graph.output, graph.output))
 
 
 def remove_layers(graph: ArchGraph, keep: Sequence[bool]) -> ArchGraph:
