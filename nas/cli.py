@@ -120,6 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--controller", default=None, help="policies.pt of an earlier compress run to start from")
     c.add_argument("--device", default="auto")
     c.add_argument("--threads", type=int, default=0, help="CPU threads (default: the idle cores)")
+    c.add_argument("--removal-lr", type=float, default=0.003, help="Adam learning rate of the removal policy")
+    c.add_argument("--shrink-lr", type=float, default=0.1, help="Adam learning rate of the shrink policy (the "
+                   "code's 0.1 made it deterministic after one update in our quick runs)")
     c.add_argument("--run-dir", required=True)
     c.add_argument("--resume", action="store_true", help="continue the compression in --run-dir")
     c.add_argument("--no-progress", action="store_true")
@@ -395,7 +398,7 @@ def cmd_compress(args: argparse.Namespace) -> None:
     else:
         settings = Settings(args.teacher, args.strategy, args.preset, args.dataset, args.data_path, args.seed,
                             args.size_limit, args.acc_limit, args.distill, args.advantage, args.controller,
-                            args.device, args.threads)
+                            args.device, args.threads, args.removal_lr, args.shrink_lr)
     print(compress(settings, args.run_dir, args.resume, not args.no_progress))
 
 

@@ -26,7 +26,8 @@ RNG, cache; rewritten after every update, so a killed run resumes from its last 
 
 Presets: "paper" (the code's 100 updates of 5 rollouts per stage, 5 distillation epochs per student), "quick"
 (ours: minutes on a CPU: 6 + 6 updates of 4 rollouts, 1 epoch on 2,000 images, 500 held out), "tiny" (checks).
-Deviations: AdamW (decoupled weight decay 5e-4, lr 5e-4) where the code uses Adam with L2; the held-out split above.
+The policies' Adam learning rates are the code's (removal 0.003, shrinkage 0.1; `removal_lr`, `shrink_lr`): in
+our quick runs 0.1 made the shrink policy deterministic after one update. Deviations: AdamW (decoupled weight decay 5e-4, lr 5e-4) where the code uses Adam with L2; the held-out split above.
 """
 from __future__ import annotations
 
@@ -91,7 +92,6 @@ PRESETS: dict[str, Preset] = {
     "quick": Preset(6, 4, 1, 5, 2000, 500, 5),
     "tiny": Preset(2, 2, 0.2, 0.2, 200, 100, 0.5, batch_size=32),
 }
-LR = {"removal": 0.003, "shrinkage": 0.1}  # the code's policy learning rates
 
 
 @dataclass(frozen=True)
@@ -111,6 +111,8 @@ class Settings:
     controller: str | None = None
     device: str = "auto"
     threads: int = 0  # 0: the cores idle when training starts (nas.threads)
+    removal_lr: float = 0.003  # the code's Adam learning rates of the two policies
+    shrink_lr: float = 0.1
 
     def check(self) -> None:
         if self.strategy not in STRATEGIES:
@@ -120,6 +122,9 @@ class Settings:
         if self.teacher not in TEACHERS and not Path(self.teacher).is_dir():
             raise NASError(f"teacher {self.teacher!r} is neither a run directory of nas search nor one of "
                            f"{one_of(list(TEACHERS))}")
+        for name, lr in (("removal", self.removal_lr), ("shrink", self.shrink_lr)):
+            if not 0 < lr < 10:
+                raise NASError(f"{name} learning rate {lr} must be positive and below 10")
         if self.threads < 0:
             raise NASError(f"threads {self.threads} must be 0 (automatic) or more")
         if self.size_limit is not None and self.size_limit < 1:
@@ -259,8 +264,8 @@ class Compression:
         self.stage, self.update = 0, 0
         self.generator = torch.Generator().manual_seed(settings.seed)
         self.rng = np.random.default_rng(settings.seed)
-        self.learners = {"removal": Reinforce(RemovalPolicy(), LR["removal"], settings.advantage),
-                         "shrinkage": Reinforce(ShrinkPolicy(), LR["shrinkage"], settings.advantage)}
+        self.learners = {"removal": Reinforce(RemovalPolicy(), settings.removal_lr, settings.advantage),
+                         "shrinkage": Reinforce(ShrinkPolicy(), settings.shrink_lr, settings.advantage)}
         self.stage1: dict[str, Any] | None = None  # the best stage-1 rollout
 
     # -- state --------------------------------------------------------------------------------------------------

@@ -92,6 +92,7 @@ def test_policy_transfer_starts_from_the_earlier_policies(tmp_path: Path) -> Non
     (["--teacher", "vgg", "--acc-limit", "120"], "accuracy limit 120.0 must be a percentage"),
     (["--teacher", "vgg", "--distill", "l1"], "distillation 'l1' is not one of"),
     (["--teacher", "vgg", "--controller", "nowhere"], "controller 'nowhere' does not exist"),
+    (["--teacher", "vgg", "--shrink-lr", "0"], "shrink learning rate 0.0 must be positive"),
     ([], "nas compress needs --teacher"),
 ])
 def test_bad_compress_arguments_are_one_line_errors(tmp_path: Path, capsys: pytest.CaptureFixture, args: list[str],
