@@ -26,8 +26,9 @@ RNG, cache; rewritten after every update, so a killed run resumes from its last 
 
 Presets: "paper" (the code's 100 updates of 5 rollouts per stage, 5 distillation epochs per student), "quick"
 (ours: minutes on a CPU: 6 + 6 updates of 4 rollouts, 1 epoch on 2,000 images, 500 held out), "tiny" (checks).
-The policies' Adam learning rates are the code's (removal 0.003, shrinkage 0.1; `removal_lr`, `shrink_lr`): in
-our quick runs 0.1 made the shrink policy deterministic after one update. Deviations: AdamW (decoupled weight decay 5e-4, lr 5e-4) where the code uses Adam with L2; the held-out split above.
+The policies' Adam learning rates are the code's (removal 0.003, shrinkage 0.1; `removal_lr`, `shrink_lr`): in our
+quick runs 0.1 made the shrink policy deterministic after one update. Deviations: AdamW (decoupled weight decay
+5e-4, lr 5e-4) where the code uses Adam with L2; the held-out split above.
 """
 from __future__ import annotations
 
