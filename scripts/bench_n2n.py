@@ -6,7 +6,12 @@ number of students, and policy transfer.
    shrink actions drawn uniformly, as many students trained) on seeds `--seeds`, preset `--preset`: the teacher's
    and the final student's test accuracy (the dataset's test split; rewards use images held out of the training
    split), the compression (teacher / student parameters), the students trained and the seconds.
-2. Transfer (`--part transfer`): the removal and shrink policies trained on the small teacher (resnet10, one block
+2. Search at the same size (`--part search`): for each finished n2n unit of part 1, `nas search --space mbconv
+   --strategy evolution` with the student's parameter count as a limit, as many architectures as the unit trained
+   students, each trained with cross-entropy for the preset's final epochs on the same number of training images;
+   its best architecture's accuracy is on the dataset's test split, which the search also selects on (an
+   advantage N2N's students do not have: they are chosen on held-out training images).
+3. Transfer (`--part transfer`): the removal and shrink policies trained on the small teacher (resnet10, one block
    per stage; its n2n unit of part 1 is run when missing) initialise N2N on resnet18 (`--controller`), against N2N
    from scratch on resnet18 (part 1's units): mean reward per policy update, plotted.
 
@@ -35,6 +40,8 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
 import bench_strategies as bs  # noqa: E402
+
+from nas.space import NASError  # noqa: E402
 
 SOURCE = "Ashok et al., N2N Learning, ICLR 2018 (arXiv 1709.06030)"
 #: the paper's Table 1 as recalled in ../shared/reference/gm_nas_and_n2n.md, marked unverified there
@@ -108,6 +115,8 @@ def report(args: argparse.Namespace, meta: dict[str, Any]) -> str:
            f"- Date: {meta['date']}", f"- Command: `{meta['command']}`", f"- Units: `{args.runs}`", ""]
     units = []
     for best in sorted(args.runs.glob("*/best.json")):
+        if best.parent.name.startswith("search__"):
+            continue
         teacher, dataset, strategy, preset, seed = best.parent.name.split("__")[:5]
         units.append({**json.loads(best.read_text()), "dir": best.parent, "teacher": teacher, "dataset": dataset,
                       "strategy": strategy, "preset": preset, "seed": int(seed[1:]),
@@ -132,6 +141,22 @@ def report(args: argparse.Namespace, meta: dict[str, Any]) -> str:
             out.append(f"| {teacher} | {dataset} | {strategy} | {preset} | " + " | ".join(cells) + f" | {commits} |")
         out += ["", f"Published ({SOURCE}; Table 1 values recalled in the reference notes, unverified there): "
                 + "; ".join(f"{d} {t}: teacher {a}, student {b}, {c}" for d, t, a, b, c in PUBLISHED) + ".", ""]
+    searched = [u for u in plain if any((args.runs / f"search__{u['dir'].name}" / f).exists()
+                                        for f in ("best.json", "infeasible.txt"))]
+    if searched:
+        out += ["## N2N's student beside nas search at the same size", "",
+                "| teacher | dataset | seed | N2N student params | N2N student test % | search budget | search best "
+                "params | search best test % |", "|" + " --- |" * 8]
+        for u in searched:
+            folder = args.runs / f"search__{u['dir'].name}"
+            if (folder / "best.json").exists():
+                found = json.loads((folder / "best.json").read_text())["metrics"]
+                cells = f"{int(found['params']):,} | {found['accuracy']:.2f}"
+            else:
+                cells = "none within the limit | "
+            out.append(f"| {u['teacher']} | {u['dataset']} | {u['seed']} | {u['student_params']:,} | "
+                       f"{u['test']['student']:.2f} | {u['students_trained']} | {cells} |")
+        out.append("")
     moved = [u for u in units if u["transfer"]]
     if moved:
         curves: dict[str, list[list[float]]] = {"transferred from resnet10": [reward_curve(u["dir"]) for u in moved]}
@@ -159,7 +184,7 @@ def report(args: argparse.Namespace, meta: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--part", choices=("compress", "transfer", "all"), default="all")
+    parser.add_argument("--part", choices=("compress", "search", "transfer", "all"), default="all")
     parser.add_argument("--teachers", default="vgg,resnet18")
     parser.add_argument("--datasets", default="fashion_mnist,digits")
     parser.add_argument("--strategies", default="n2n,random")
@@ -197,6 +222,27 @@ def main(argv: list[str] | None = None) -> int:
                         for seed in seeds:
                             path = unit_dir(args.runs, teacher, dataset, strategy, seed, args.preset)
                             run_unit(path, teacher, dataset, strategy, seed, args)
+        if args.part in ("search", "all"):
+            from nas.api import search
+            from strategies.n2n import PRESETS
+
+            preset = PRESETS[args.preset]
+            for best in sorted(args.runs.glob("*__n2n__*/best.json")):
+                if "__from_" in best.parent.name or best.parent.name.startswith("search__"):
+                    continue
+                folder = args.runs / f"search__{best.parent.name}"
+                if (folder / "best.json").exists() or (folder / "infeasible.txt").exists():
+                    continue
+                unit = json.loads(best.read_text())
+                teacher, dataset, _, _, seed = best.parent.name.split("__")[:5]
+                try:
+                    search("mbconv", "evolution", folder, progress=not args.no_progress,
+                           budget=unit["students_trained"], dataset=dataset, train_subset=preset.train_images,
+                           epochs=preset.final_epochs, seed=int(seed[1:]),
+                           constraints={"params": unit["student_params"]}, export=False, num_threads=args.threads)
+                except NASError as err:  # e.g. no mbconv network is that small
+                    folder.mkdir(parents=True, exist_ok=True)
+                    (folder / "infeasible.txt").write_text(f"{err}\n")
         if args.part in ("transfer", "all"):
             for dataset in datasets:
                 for seed in seeds:
