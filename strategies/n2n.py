@@ -28,7 +28,10 @@ Presets: "paper" (the code's 100 updates of 5 rollouts per stage, 5 distillation
 (ours: minutes on a CPU: 6 + 6 updates of 4 rollouts, 1 epoch on 2,000 images, 500 held out), "tiny" (checks).
 The policies' Adam learning rates are the code's (removal 0.003, shrinkage 0.1; `removal_lr`, `shrink_lr`): in our
 quick runs 0.1 made the shrink policy deterministic after one update. Deviations: AdamW (decoupled weight decay
-5e-4, lr 5e-4) where the code uses Adam with L2; the held-out split above.
+5e-4) where the code uses Adam with L2; its lr 5e-4 in the paper preset, 3e-3 in quick and tiny, whose students take
+~30 steps (on 938 digits, one epoch at 5e-4 reached 82.0% held-out, at 3e-3 91.8%, seed 0); the held-out split
+above. A teacher run's training subset is not kept: the students learn from the whole training split (less the
+held-out images).
 """
 from __future__ import annotations
 
@@ -86,12 +89,13 @@ class Preset:
     held_out: int  # training images kept apart to score the students
     teacher_epochs: float  # cross-entropy epochs of a built-in teacher
     batch_size: int = 64  # the code's MNIST batch
+    student_lr: float = 5e-4  # the code's, for its 5 epochs of CIFAR-10 (over 1,000 steps)
 
 
 PRESETS: dict[str, Preset] = {
     "paper": Preset(100, 5, 5, 30, None, 5000, 30),
-    "quick": Preset(6, 4, 1, 5, 2000, 500, 5),
-    "tiny": Preset(2, 2, 0.2, 0.2, 200, 100, 0.5, batch_size=32),
+    "quick": Preset(6, 4, 1, 5, 2000, 500, 5, student_lr=3e-3),  # ~30 steps a student: a larger step
+    "tiny": Preset(2, 2, 0.2, 0.2, 200, 100, 0.5, batch_size=32, student_lr=3e-3),
 }
 
 
@@ -189,7 +193,7 @@ def load_problem(settings: Settings, run: RunDir) -> Problem:
         graph = TEACHERS[settings.teacher](shape, classes)
         description = f"built-in {settings.teacher} ({graph.params():,} parameters)"
     else:
-        from nas import registry, session
+        from nas import registry
 
         source = RunDir.open(settings.teacher)
         stored = source.settings()
@@ -201,7 +205,7 @@ def load_problem(settings: Settings, run: RunDir) -> Problem:
                            f"{settings.dataset!r}; drop --dataset")
         space = registry.make_space(stored["space"], stored.get("preset"))
         graph = space.graph(space.resolve(dict(best["arch"])), tuple(best["input_shape"]), best["num_classes"])
-        data = session.load_data({**stored, "data_path": settings.data_path or stored.get("data_path")})
+        data = load_dataset(stored["dataset"], settings.data_path or stored.get("data_path"), seed=stored["seed"])
         shape = tuple(graph.input_shape)
         description = f"{stored['space']} run {settings.teacher} ({graph.params():,} parameters)"
     view, test = _split(data, preset, settings.seed, tuple(graph.input_shape))
@@ -244,7 +248,8 @@ def train_student(student: ArchGraph, problem: Problem, settings: Settings, epoc
 
     torch.manual_seed(seed)
     module = build_module(student)
-    config = TrainConfig(epochs=epochs, batch_size=settings.budget.batch_size, optimizer="adamw", lr=5e-4,
+    config = TrainConfig(epochs=epochs, batch_size=settings.budget.batch_size, optimizer="adamw",
+                         lr=settings.budget.student_lr,
                          weight_decay=5e-4, label_smoothing=0.0, seed=seed, device=settings.device,
                          num_threads=settings.threads)
     teacher = problem.module.to(resolve_device(settings.device))
