@@ -482,6 +482,8 @@ def _compress(settings: Settings | None, run: RunDir, resume: bool, progress: bo
                "student_params": graph.params(), "compression": job.teacher_params / graph.params(),
                "held_out": {"teacher": job.teacher_acc, "student_search": best["accuracy"], "student_final": acc},
                "test": test, "reward": best["reward"], "students_trained": len(job.cache),
+               "images": {"train": len(problem.data.x_train), "held_out": len(problem.data.x_val),
+                          "test": len(problem.test[0])},
                "rollouts": len(job.rollouts), "seconds": time.perf_counter() - start,
                "arch": dict(arch), "input_shape": list(graph.input_shape), "num_classes": graph.output_shape[0],
                "metrics": {"accuracy": test["student"], "params": graph.params()},

@@ -34,8 +34,9 @@ def test_compressing_a_search_run_exports_a_smaller_student_that_runs_bare(teach
     assert "smaller" in capsys.readouterr().out
     best = json.loads((run / "best.json").read_text())
     assert best["student_params"] < best["teacher_params"] and best["compression"] > 1
+    preset = n2n.PRESETS["tiny"]  # the teacher run trained on 512 images; the students get the preset's count
+    assert best["images"] == {"train": preset.train_images, "held_out": preset.held_out, "test": 359}
     rollouts = json.loads((run / "rollouts.json").read_text())
-    preset = n2n.PRESETS["tiny"]
     assert len(rollouts) == 2 * preset.updates * preset.rollouts
     assert {r["stage"] for r in rollouts} == {"removal", "shrinkage"}
     assert (run / "rewards.png").stat().st_size > 0
