@@ -48,6 +48,7 @@ sys.path.insert(0, str(ROOT))
 
 from nas import registry  # noqa: E402
 from nas.objectives import Objective  # noqa: E402
+from nas.strategy import StrategyContext  # noqa: E402
 from nas.tabular import TabularEvaluator  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "benchmarks"
@@ -160,7 +161,10 @@ def run_one(task: Task) -> tuple[tuple[str, str, str, int], np.ndarray, float]:
     name, options = parse_spec(spec)
     factory = registry.get("strategies", name)  # imports happen before the clock starts
     start = time.perf_counter()
-    strategy = factory(space, [Objective("accuracy", "maximize")], seed=seed, **options)
+    objectives = [Objective("accuracy", "maximize")]
+    strategy = factory(space, objectives, seed=seed, **options)
+    shape, classes = space.benchmark_input(dataset)  # setup: what a strategy reads before its first ask
+    strategy.setup(StrategyContext(space, objectives, seed, budget, shape, classes, device="cpu", progress=False))
     best = np.empty(budget)
     top = -np.inf
     for i in range(budget):
