@@ -189,8 +189,7 @@ def load_problem(settings: Settings, run: RunDir) -> Problem:
     preset = settings.budget
     if settings.teacher in TEACHERS:
         data = load_dataset(settings.dataset or "fashion_mnist", settings.data_path, seed=settings.seed)
-        shape, classes = data.sample_shape, data.num_classes
-        graph = TEACHERS[settings.teacher](shape, classes)
+        graph = TEACHERS[settings.teacher](data.sample_shape, data.num_classes)
         description = f"built-in {settings.teacher} ({graph.params():,} parameters)"
     else:
         from nas import registry
@@ -206,7 +205,6 @@ def load_problem(settings: Settings, run: RunDir) -> Problem:
         space = registry.make_space(stored["space"], stored.get("preset"))
         graph = space.graph(space.resolve(dict(best["arch"])), tuple(best["input_shape"]), best["num_classes"])
         data = load_dataset(stored["dataset"], settings.data_path or stored.get("data_path"), seed=stored["seed"])
-        shape = tuple(graph.input_shape)
         description = f"{stored['space']} run {settings.teacher} ({graph.params():,} parameters)"
     view, test = _split(data, preset, settings.seed, tuple(graph.input_shape))
     torch.manual_seed(settings.seed)  # one teacher per seed, whichever strategy compresses it
@@ -223,6 +221,21 @@ def load_problem(settings: Settings, run: RunDir) -> Problem:
         _save_torch(weights, module.state_dict())
     module.eval()
     return Problem(graph, module, view, test, Preprocessing.of(data), description)
+
+
+def _read_policies(path: Path) -> dict[str, Any]:
+    """A policies.pt, loaded without unpickling code; a one-line error when it is not one."""
+    import pickle
+
+    try:
+        state = torch.load(path, weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as err:
+        why = str(err).splitlines()[0][:100] if str(err) else type(err).__name__
+        raise NASError(f"{str(path)!r} is not a policies.pt of nas compress ({why})") from None
+    learners = state.get("learners") if isinstance(state, dict) else None
+    if not isinstance(learners, dict) or set(learners) != {"removal", "shrinkage"}:
+        raise NASError(f"{str(path)!r} is not a policies.pt of nas compress (no removal and shrinkage policies)")
+    return state
 
 
 def _save_torch(path: Path, obj: Any) -> None:
@@ -289,7 +302,7 @@ class Compression:
     def load(self) -> bool:
         if not self.state_file.exists():
             return False
-        state = torch.load(self.state_file, weights_only=False)
+        state = _read_policies(self.state_file)
         for name, learner in self.learners.items():
             learner.load_state_dict(state["learners"][name])
         self.stage, self.update, self.cache = state["stage"], state["update"], state["cache"]
@@ -306,9 +319,13 @@ class Compression:
             file = file / "policies.pt"
         if not file.is_file():
             raise NASError(f"controller {path!r} is no policies.pt of a compress run (nor a folder holding one)")
-        state = torch.load(file, weights_only=False)
-        for name, learner in self.learners.items():
-            learner.policy.load_state_dict(state["learners"][name]["policy"])
+        state = _read_policies(file)
+        try:
+            for name, learner in self.learners.items():
+                learner.policy.load_state_dict(state["learners"][name]["policy"])
+        except RuntimeError as err:  # torch lists every mismatched key on its own line
+            raise NASError(f"controller {path!r} does not fit these policies (descriptors of another width?): "
+                           f"{str(err).splitlines()[0][:120]}") from None
 
     # -- one stage --------------------------------------------------------------------------------------------------
     def base(self) -> ArchGraph:

@@ -10,6 +10,7 @@ import torch
 from test_export_raw_input import bare_accuracies
 
 from nas.cli import main
+from nas.space import NASError
 from strategies import n2n
 from strategies.n2n import Compression, Settings, compress, load_problem
 
@@ -79,10 +80,13 @@ def test_policy_transfer_starts_from_the_earlier_policies(tmp_path: Path) -> Non
     run.path.mkdir()
     job = Compression(settings, run, load_problem(settings, run), progress=False)
     job.transfer(str(first))
-    saved = torch.load(first / "policies.pt", weights_only=False)["learners"]
+    saved = torch.load(first / "policies.pt", weights_only=True)["learners"]
     for name, learner in job.learners.items():
         for key, value in learner.policy.state_dict().items():
             assert torch.equal(value, saved[name]["policy"][key])
+    (tmp_path / "junk.pt").write_bytes(b"not a pickle")
+    with pytest.raises(NASError, match="is not a policies.pt of nas compress"):
+        job.transfer(str(tmp_path / "junk.pt"))
 
 
 @pytest.mark.parametrize("args, message", [
