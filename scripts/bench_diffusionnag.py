@@ -289,7 +289,8 @@ def report(args: argparse.Namespace, meta: dict[str, Any]) -> str:
     out = [f"# DiffusionNAG on this machine{' (SMOKE RUN: tiny settings, not results)' if args.smoke else ''}", "",
            f"- Machine: {meta['machine']}", f"- Commit: {meta['commit']}", f"- Date: {meta['date']}",
            f"- Command: `{meta['command']}` ({args.workers} worker processes, device {args.device})",
-           f"- Units of work: `{runs}` (each with the commit, machine and command that made it)",
+           f"- Units of work: `{runs.relative_to(ROOT) if bs.inside_repository(runs) else runs}` (each with the "
+           "commit, machine and command that made it)",
            f"- Published figures: {SOURCE}; facts and their provenance in `../shared/reference/diffusionnag.md`.", ""]
     gen = load_units(runs, "generation")
     if gen:
