@@ -30,7 +30,7 @@ def main() -> None:
         if text.startswith("# "):  # each file's headings one level under this file's title
             text = re.sub(r"^(#+) ", r"#\1 ", text, flags=re.M)
         text = re.sub(r"\]\((?!https?:|benchmarks/)([^)]+\.png)\)", r"](benchmarks/\1)", text)
-        text = re.sub(r"`((?:regret|predictors|bossnas)[\w.-]*\.png)`", r"`benchmarks/\1`", text)
+        text = re.sub(r"`((?:regret|predictors|bossnas|diffusionnag|n2n)[\w.-]*\.png)`", r"`benchmarks/\1`", text)
         parts.append(text.rstrip() + "\n\n")
     (ROOT / "BENCHMARKS.md").write_text("".join(parts))
     print(f"BENCHMARKS.md from {', '.join(names)}")
