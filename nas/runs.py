@@ -281,10 +281,7 @@ class RunDir:
         fd, self._lock_fd = self._lock_fd, None
         if fd is None:
             return
-        try:
-            self.lock_file.unlink()  # before unlocking: a process that opened this file sees it gone and retries
-        except FileNotFoundError:
-            pass
+        self.lock_file.unlink(missing_ok=True)  # before unlocking: who opened it sees it gone and retries
         os.close(fd)
 
     # -- history -----------------------------------------------------------------------------

@@ -882,13 +882,9 @@ def git_commit() -> str:
 
 
 def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        model = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                     if line.startswith("model name"))
-        cpu = f"{model} ({cpu})"
-    except (OSError, StopIteration):
-        pass
+    from nas.timing import cpu_model
+
+    cpu = f"{cpu_model()} ({platform.machine()})"
     return f"{cpu}, {os.cpu_count()} CPUs, {platform.system()} {platform.release()}, Python {platform.python_version()}"
 
 
