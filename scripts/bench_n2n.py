@@ -6,11 +6,12 @@ number of students, and policy transfer.
    shrink actions drawn uniformly, as many students trained) on seeds `--seeds`, preset `--preset`: the teacher's
    and the final student's test accuracy (the dataset's test split; rewards use images held out of the training
    split), the compression (teacher / student parameters), the students trained and the seconds.
-2. Search at the same size (`--part search`): for each finished n2n unit of part 1, `nas search --space mbconv
-   --strategy evolution` with the student's parameter count as a limit, as many architectures as the unit trained
-   students, each trained with cross-entropy for the preset's final epochs on the same number of training images;
-   its best architecture's accuracy is on the dataset's test split, which the search also selects on (an
-   advantage N2N's students do not have: they are chosen on held-out training images).
+2. Search at the same size (`--part search`): for each finished n2n unit of part 1 (of `--teachers`, `--datasets`
+   and `--preset`), `nas search --space mbconv --strategy evolution` with the student's parameter count as a limit,
+   as many architectures as the unit trained students, each trained with cross-entropy for the preset's final
+   epochs on the same number of training images; its best architecture's accuracy is on the dataset's test split,
+   which the search also selects on (an advantage N2N's students do not have: they are chosen on held-out training
+   images).
 3. Transfer (`--part transfer`): the removal and shrink policies trained on the small teacher (resnet10, one block
    per stage; its n2n unit of part 1 is run when missing) initialise N2N on resnet18 (`--controller`), against N2N
    from scratch on resnet18 (part 1's units): mean reward per policy update, plotted.
@@ -90,7 +91,7 @@ def reward_curve(path: Path) -> list[float]:
     return out
 
 
-def plot_transfer(png: Path, curves: dict[str, list[list[float]]]) -> None:
+def plot_transfer(png: Path, curves: dict[str, list[list[float]]], dataset: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -103,7 +104,7 @@ def plot_transfer(png: Path, curves: dict[str, list[list[float]]]) -> None:
         ax.plot(np.arange(1, length + 1), ys.mean(0), marker=".", label=f"{label} ({len(runs)} seeds)")
     ax.set_xlabel("policy update (removal, then shrinkage)")
     ax.set_ylabel("mean reward of the update's students")
-    ax.set_title("N2N on resnet18: transferred from resnet10 vs from scratch")
+    ax.set_title(f"N2N on resnet18 ({dataset}): transferred from resnet10 vs from scratch")
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(png, dpi=120)
@@ -151,23 +152,25 @@ def report(args: argparse.Namespace, meta: dict[str, Any]) -> str:
             folder = args.runs / f"search__{u['dir'].name}"
             if (folder / "best.json").exists():
                 found = json.loads((folder / "best.json").read_text())["metrics"]
-                cells = f"{int(found['params']):,} | {found['accuracy']:.2f}"
+                result = f"{int(found['params']):,} | {found['accuracy']:.2f}"
             else:
-                cells = "none within the limit | "
+                result = "none within the limit | "
             out.append(f"| {u['teacher']} | {u['dataset']} | {u['seed']} | {u['student_params']:,} | "
-                       f"{u['test']['student']:.2f} | {u['students_trained']} | {cells} |")
+                       f"{u['test']['student']:.2f} | {u['students_trained']} | {result} |")
         out.append("")
-    moved = [u for u in units if u["transfer"]]
-    if moved:
-        curves: dict[str, list[list[float]]] = {"transferred from resnet10": [reward_curve(u["dir"]) for u in moved]}
+    for dataset in sorted({u["dataset"] for u in units if u["transfer"]}):
+        moved = [u for u in units if u["transfer"] and u["dataset"] == dataset]
+        # from scratch: the same seeds' resnet18 n2n units, so both curves average the same seeds
         scratch = [u for u in plain if u["teacher"] == "resnet18" and u["strategy"] == "n2n"
-                   and u["dataset"] in {m["dataset"] for m in moved}]
+                   and u["dataset"] == dataset and u["seed"] in {m["seed"] for m in moved}]
+        curves = {"transferred from resnet10": [reward_curve(u["dir"]) for u in moved]}
         if scratch:
             curves["from scratch"] = [reward_curve(u["dir"]) for u in scratch]
-        png = args.out.parent / f"{args.out.stem}_transfer.png"
-        plot_transfer(png, curves)
-        out += ["## Policy transfer (resnet10 to resnet18)", "", "| start | seeds | mean reward, first 3 updates | "
-                "mean reward, all updates | student test % | compression |", "| --- | --- | --- | --- | --- | --- |"]
+        png = args.out.parent / f"{args.out.stem}_transfer_{dataset}.png"
+        plot_transfer(png, curves, dataset)
+        out += [f"## Policy transfer (resnet10 to resnet18) on {dataset}", "",
+                "| start | seeds | mean reward, first 3 updates | mean reward, all updates | student test % | "
+                "compression |", "| --- | --- | --- | --- | --- | --- |"]
         for label, us in (("transferred from resnet10", moved), ("from scratch", scratch)):
             if us:
                 cs = [reward_curve(u["dir"]) for u in us]
@@ -230,11 +233,12 @@ def main(argv: list[str] | None = None) -> int:
             for best in sorted(args.runs.glob("*__n2n__*/best.json")):
                 if "__from_" in best.parent.name or best.parent.name.startswith("search__"):
                     continue
+                teacher, dataset, _, preset_name, seed = best.parent.name.split("__")[:5]
                 folder = args.runs / f"search__{best.parent.name}"
-                if (folder / "best.json").exists() or (folder / "infeasible.txt").exists():
+                if (teacher not in args.teachers.split(",") or dataset not in datasets or preset_name != args.preset
+                        or (folder / "best.json").exists() or (folder / "infeasible.txt").exists()):
                     continue
                 unit = json.loads(best.read_text())
-                teacher, dataset, _, _, seed = best.parent.name.split("__")[:5]
                 try:
                     search("mbconv", "evolution", folder, progress=not args.no_progress,
                            budget=unit["students_trained"], dataset=dataset, train_subset=preset.train_images,
