@@ -57,7 +57,6 @@ sys.path.insert(0, str(ROOT / "scripts"))
 import bench_strategies as bs  # noqa: E402
 
 from nas import registry  # noqa: E402
-from nas.objectives import Objective  # noqa: E402
 
 PARTS = ("generation", "guidance", "regret")
 DATASETS = ("cifar10", "cifar100", "imagenet16_120")
@@ -223,36 +222,14 @@ def guidance_unit(args: argparse.Namespace, seed: int) -> dict[str, Any]:
 # -- part 3: regret -------------------------------------------------------------------------------------------------
 def run_search(task: tuple[str, str, int, int, str, str]) -> tuple[tuple[str, str, int], list[float], float,
                                                                   dict[str, Any]]:
-    """One search of `spec` on the NB201 `dataset` table: the best accuracy after each query, and its seconds.
-    As `bench_strategies.run_one`, plus `Strategy.setup` (diffusionnag reads its device there)."""
-    from nas.strategy import StrategyContext
-
+    """One search of `spec` on the NB201 `dataset` table: the best accuracy after each query, its seconds, and for
+    diffusionnag how often a round found nothing new and fell back to a random architecture."""
     dataset, spec, seed, budget, device, cache = task
-    evaluator = bs.evaluator_for("nb201", dataset, bs.TABLES)
-    name, options = bs.parse_spec(spec)
-    if name == "diffusionnag":
-        options["cache_dir"] = cache
-    factory = registry.get("strategies", name)
-    objectives = [Objective("accuracy", "maximize")]
-    start = time.perf_counter()
-    strategy = factory(evaluator.space, objectives, seed=seed, **options)
-    shape, classes = evaluator.space.benchmark_input(dataset)
-    strategy.setup(StrategyContext(evaluator.space, objectives, seed, budget, shape, classes, device=device,
-                                   progress=False))
-    best, top = [], -np.inf
-    for _ in range(budget):
-        arch = strategy.ask()
-        metrics = evaluator.evaluate(arch).metrics
-        strategy.tell(arch, metrics)
-        top = max(top, metrics["accuracy"])
-        best.append(float(top))
-    secs = time.perf_counter() - start
-    extra: dict[str, Any] = {}
-    if name == "diffusionnag":  # how often a round found nothing new and fell back to a random architecture
-        state = strategy.state()
-        extra = {"rounds": state["rounds"], "fallbacks": state["fallbacks"], "rounds_log": state["rounds_log"]}
-    strategy.close()
-    return (dataset, spec, seed), best, secs, extra
+    diffusionnag = bs.parse_spec(spec)[0] == "diffusionnag"
+    best, secs, state = bs.search_curve(bs.evaluator_for("nb201", dataset, bs.TABLES), spec, seed, budget, device,
+                                        options={"cache_dir": cache} if diffusionnag else None)
+    extra = {k: state[k] for k in ("rounds", "fallbacks", "rounds_log")} if diffusionnag else {}
+    return (dataset, spec, seed), best.tolist(), secs, extra
 
 
 def regret_tasks(args: argparse.Namespace) -> list[tuple[str, str, int, int, str, str]]:

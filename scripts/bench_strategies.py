@@ -151,20 +151,20 @@ def label_of(spec: str) -> str:
 Task = tuple[str, str, str, int, int, dict[str, Path], bool]
 
 
-def run_one(task: Task) -> tuple[tuple[str, str, str, int], np.ndarray, float]:
-    """One search: the best accuracy found after each query, and the seconds it took. With `stop`, a search
-    that finds the table's optimum stops there (its best cannot change any more: the curve is the same)."""
-    space_name, dataset, spec, seed, budget, tables, stop = task
-    evaluator = evaluator_for(space_name, dataset, tables)
+def search_curve(evaluator: Any, spec: str, seed: int, budget: int, device: str = "cpu", stop: bool = False,
+                 options: dict[str, Any] | None = None) -> tuple[np.ndarray, float, dict[str, Any]]:
+    """One search of `spec` (with `options` added) on `evaluator`'s table: the best accuracy found after each query,
+    the seconds it took and the strategy's final saved state. With `stop`, a search that finds the table's optimum
+    stops there (its best cannot change any more: the curve is the same)."""
     optimum = evaluator.best()[1]
     space = evaluator.space
-    name, options = parse_spec(spec)
+    name, parsed = parse_spec(spec)
     factory = registry.get("strategies", name)  # imports happen before the clock starts
     start = time.perf_counter()
     objectives = [Objective("accuracy", "maximize")]
-    strategy = factory(space, objectives, seed=seed, **options)
-    shape, classes = space.benchmark_input(dataset)  # setup: what a strategy reads before its first ask
-    strategy.setup(StrategyContext(space, objectives, seed, budget, shape, classes, device="cpu", progress=False))
+    strategy = factory(space, objectives, seed=seed, **parsed, **(options or {}))
+    strategy.setup(StrategyContext(space, objectives, seed, budget, evaluator.input_shape, evaluator.num_classes,
+                                   device=device, progress=False))  # what a strategy reads before its first ask
     best = np.empty(budget)
     top = -np.inf
     for i in range(budget):
@@ -176,8 +176,16 @@ def run_one(task: Task) -> tuple[tuple[str, str, str, int], np.ndarray, float]:
         if stop and top >= optimum:
             best[i:] = top
             break
+    state = strategy.state()
     strategy.close()
-    return (space_name, dataset, spec, seed), best, time.perf_counter() - start
+    return best, time.perf_counter() - start, state
+
+
+def run_one(task: Task) -> tuple[tuple[str, str, str, int], np.ndarray, float]:
+    """One search of the table benchmark (a pool task): its curve and seconds."""
+    space_name, dataset, spec, seed, budget, tables, stop = task
+    best, secs, _ = search_curve(evaluator_for(space_name, dataset, tables), spec, seed, budget, stop=stop)
+    return (space_name, dataset, spec, seed), best, secs
 
 
 # -- the tree the figures come from -----------------------------------------------------------------------

@@ -21,6 +21,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 sys.path.insert(0, str(ROOT))
 
 from bench_predictors import run_zero_cost  # noqa: E402
+
 from nas import registry  # noqa: E402
 from nas.tabular import read_table  # noqa: E402
 

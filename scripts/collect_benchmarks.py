@@ -8,8 +8,9 @@ import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-ORDER = ["flagship.md", "supernet_step.md", "latency.md", "hw_search.md", "strategies.md", "bananas.md", "predictors.md", "bossnas_rating.md",
-         "bossnas_rating_32px.md", "spos_rating_32px.md", "spos_rating_32px_seed1.md", "spos_rating_32px_seed2.md"]
+ORDER = ["flagship.md", "supernet_step.md", "latency.md", "hw_search.md", "strategies.md", "bananas.md",
+         "predictors.md", "bossnas_rating.md", "bossnas_rating_32px.md", "spos_rating_32px.md",
+         "spos_rating_32px_seed1.md", "spos_rating_32px_seed2.md"]
 HEADER = """# Benchmarks
 
 Every figure here was measured by a script in `scripts/`, on the machine and with the command written beside
