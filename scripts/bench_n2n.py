@@ -56,6 +56,10 @@ def unit_dir(runs: Path, teacher: str, dataset: str, strategy: str, seed: int, p
     return runs / f"{teacher}__{dataset}__{strategy}__{preset}__s{seed}{tag}"
 
 
+def default_runs(out: Path) -> Path:
+    return (out.parent / "n2n_runs").resolve()
+
+
 def run_unit(path: Path, teacher: str, dataset: str, strategy: str, seed: int, args: argparse.Namespace,
              controller: str | None = None) -> dict[str, Any]:
     """The unit's best.json, running or resuming its compression first when it is not finished (then its
@@ -91,20 +95,25 @@ def reward_curve(path: Path) -> list[float]:
     return out
 
 
-def plot_transfer(png: Path, curves: dict[str, list[list[float]]], dataset: str) -> None:
+def plot_transfer(png: Path, curves: dict[str, list[list[float]]], dataset: str, removal_updates: int) -> None:
+    """Mean reward per policy update over seeds, with a band of one standard error and the stage switch marked."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+    fig, ax = plt.subplots(figsize=(6.5, 3.6))
     for label, runs in curves.items():
         length = min(map(len, runs))
         ys = np.array([r[:length] for r in runs])
-        ax.plot(np.arange(1, length + 1), ys.mean(0), marker=".", label=f"{label} ({len(runs)} seeds)")
-    ax.set_xlabel("policy update (removal, then shrinkage)")
+        x, mean = np.arange(1, length + 1), ys.mean(0)
+        se = ys.std(0, ddof=1) / np.sqrt(len(ys)) if len(ys) > 1 else np.zeros(length)
+        ax.plot(x, mean, marker=".", label=f"{label} ({len(runs)} seeds)")
+        ax.fill_between(x, mean - se, mean + se, alpha=0.2)
+    ax.axvline(removal_updates + 0.5, color="grey", linestyle="--", linewidth=0.8)
+    ax.set_xlabel("policy update (removal, then shrinkage after the dashed line)")
     ax.set_ylabel("mean reward of the update's students")
-    ax.set_title(f"N2N on resnet18 ({dataset}): transferred from resnet10 vs from scratch")
+    ax.set_title(f"N2N on resnet18, {dataset}: policies from resnet10 vs from scratch", fontsize=10)
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(png, dpi=120)
@@ -112,16 +121,24 @@ def plot_transfer(png: Path, curves: dict[str, list[list[float]]], dataset: str)
 
 
 def report(args: argparse.Namespace, meta: dict[str, Any]) -> str:
-    out = ["# N2N compression on this machine", "", f"- Machine: {meta['machine']}", f"- Commit: {meta['commit']}",
-           f"- Date: {meta['date']}", f"- Command: `{meta['command']}`", f"- Units: `{args.runs}`", ""]
+    runs = args.runs.relative_to(ROOT) if args.runs.is_relative_to(ROOT) else args.runs
     units = []
     for best in sorted(args.runs.glob("*/best.json")):
         if best.parent.name.startswith("search__"):
             continue
         teacher, dataset, strategy, preset, seed = best.parent.name.split("__")[:5]
+        bench = best.parent / "bench.json"
         units.append({**json.loads(best.read_text()), "dir": best.parent, "teacher": teacher, "dataset": dataset,
                       "strategy": strategy, "preset": preset, "seed": int(seed[1:]),
-                      "transfer": "__from_" in best.parent.name})
+                      "transfer": "__from_" in best.parent.name,
+                      "bench": json.loads(bench.read_text()) if bench.exists() else {}})
+    # a unit made with `--runs` naming this very folder is made the same way without it (the default beside --out)
+    commands = sorted({u["bench"]["command"].replace(f" --runs {args.runs}", "" if args.runs == default_runs(args.out)
+                                                     else f" --runs {runs}")
+                       for u in units if "command" in u["bench"]})
+    out = ["# N2N compression on this machine", "", f"- Machine: {meta['machine']}", f"- Commit: {meta['commit']}",
+           f"- Date: {meta['date']}", f"- Report: `{meta['command']}`", f"- Units: `{runs}`, made by (each command "
+           "skips finished units and resumes an unfinished one):", *[f"  - `{c}`" for c in commands], ""]
     plain = [u for u in units if not u["transfer"]]
     if plain:
         out += ["## Teacher against student", "",
@@ -133,8 +150,7 @@ def report(args: argparse.Namespace, meta: dict[str, Any]) -> str:
         for u in plain:
             groups.setdefault((u["teacher"], u["dataset"], u["strategy"], u["preset"]), []).append(u)
         for (teacher, dataset, strategy, preset), us in sorted(groups.items()):
-            commits = ", ".join(sorted({json.loads((u["dir"] / "bench.json").read_text())["commit"]
-                                        if (u["dir"] / "bench.json").exists() else "?" for u in us}))
+            commits = ", ".join(sorted({u["bench"].get("commit", "?") for u in us}))
             cells = [bs.seed_text([u["seed"] for u in us]), f"{us[0]['teacher_params']:,}",
                      mean_se([u["test"]["teacher"] for u in us]), mean_se([u["student_params"] for u in us], ",.0f"),
                      mean_se([u["test"]["student"] for u in us]), mean_se([u["compression"] for u in us]) + "x",
@@ -146,6 +162,9 @@ def report(args: argparse.Namespace, meta: dict[str, Any]) -> str:
                                         for f in ("best.json", "infeasible.txt"))]
     if searched:
         out += ["## N2N's student beside nas search at the same size", "",
+                "Made by `python scripts/bench_n2n.py --part search --teachers "
+                f"{','.join(sorted({u['teacher'] for u in searched}))} --datasets "
+                f"{','.join(sorted({u['dataset'] for u in searched}))}` (`--preset` as the units).", "",
                 "| teacher | dataset | seed | N2N student params | N2N student test % | search budget | search best "
                 "params | search best test % |", "|" + " --- |" * 8]
         for u in searched:
@@ -167,7 +186,9 @@ def report(args: argparse.Namespace, meta: dict[str, Any]) -> str:
         if scratch:
             curves["from scratch"] = [reward_curve(u["dir"]) for u in scratch]
         png = args.out.parent / f"{args.out.stem}_transfer_{dataset}.png"
-        plot_transfer(png, curves, dataset)
+        from strategies.n2n import PRESETS
+
+        plot_transfer(png, curves, dataset, PRESETS[moved[0]["preset"]].updates)
         out += [f"## Policy transfer (resnet10 to resnet18) on {dataset}", "",
                 "| start | seeds | mean reward, first 3 updates | mean reward, all updates | student test % | "
                 "compression |", "| --- | --- | --- | --- | --- | --- |"]
@@ -201,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--report-only", action="store_true")
     args = parser.parse_args(argv)
     args.out = args.out.resolve()
-    args.runs = (args.runs or args.out.parent / "n2n_runs").resolve()
+    args.runs = (args.runs or default_runs(args.out)).resolve()
     seeds = [int(s) for s in args.seeds.split(",")]
     datasets = [d for d in args.datasets.split(",") if d]
     commit, changed = bs.tree_state()
