@@ -176,9 +176,10 @@ def search_curve(evaluator: Any, spec: str, seed: int, budget: int, device: str 
         if stop and top >= optimum:
             best[i:] = top
             break
+    secs = time.perf_counter() - start
     state = strategy.state()
     strategy.close()
-    return best, time.perf_counter() - start, state
+    return best, secs, state
 
 
 def run_one(task: Task) -> tuple[tuple[str, str, str, int], np.ndarray, float]:
