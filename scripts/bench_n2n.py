@@ -6,12 +6,12 @@ number of students, and policy transfer.
    shrink actions drawn uniformly, as many students trained) on seeds `--seeds`, preset `--preset`: the teacher's
    and the final student's test accuracy (the dataset's test split; rewards use images held out of the training
    split), the compression (teacher / student parameters), the students trained and the seconds.
-2. Search at the same size (`--part search`): for each finished n2n unit of part 1 (of `--teachers`, `--datasets`
-   and `--preset`), `nas search --space mbconv --strategy evolution` with the student's parameter count as a limit,
-   as many architectures as the unit trained students, each trained with cross-entropy for the preset's final
-   epochs on the same number of training images; its best architecture's accuracy is on the dataset's test split,
-   which the search also selects on (an advantage N2N's students do not have: they are chosen on held-out training
-   images).
+2. Search at the same size (`--part search`): for each finished n2n unit of part 1 (of `--teachers`, `--datasets`,
+   `--seeds` and `--preset`), `nas search --space mbconv --strategy evolution` with the student's parameter count
+   as a limit, as many architectures as the unit trained students, each trained with cross-entropy for the
+   preset's final epochs on the same number of training images; its best architecture's accuracy is on the
+   dataset's test split, which the search also selects on (an advantage N2N's students do not have: they are
+   chosen on held-out training images).
 3. Transfer (`--part transfer`): the removal and shrink policies trained on the small teacher (resnet10, one block
    per stage; its n2n unit of part 1 is run when missing) initialise N2N on resnet18 (`--controller`), against N2N
    from scratch on resnet18 (part 1's units): mean reward per policy update, plotted.
@@ -164,7 +164,8 @@ def report(args: argparse.Namespace, meta: dict[str, Any]) -> str:
         out += ["## N2N's student beside nas search at the same size", "",
                 "Made by `python scripts/bench_n2n.py --part search --teachers "
                 f"{','.join(sorted({u['teacher'] for u in searched}))} --datasets "
-                f"{','.join(sorted({u['dataset'] for u in searched}))}` (`--preset` as the units).", "",
+                f"{','.join(sorted({u['dataset'] for u in searched}))} --seeds "
+                f"{','.join(map(str, sorted({u['seed'] for u in searched})))}` (`--preset` as the units).", "",
                 "| teacher | dataset | seed | N2N student params | N2N student test % | search budget | search best "
                 "params | search best test % |", "|" + " --- |" * 8]
         for u in searched:
@@ -256,8 +257,9 @@ def main(argv: list[str] | None = None) -> int:
                     continue
                 teacher, dataset, _, preset_name, seed = best.parent.name.split("__")[:5]
                 folder = args.runs / f"search__{best.parent.name}"
-                if (teacher not in args.teachers.split(",") or dataset not in datasets or preset_name != args.preset
-                        or (folder / "best.json").exists() or (folder / "infeasible.txt").exists()):
+                if (teacher not in args.teachers.split(",") or dataset not in datasets or int(seed[1:]) not in seeds
+                        or preset_name != args.preset or (folder / "best.json").exists()
+                        or (folder / "infeasible.txt").exists()):
                     continue
                 unit = json.loads(best.read_text())
                 try:
