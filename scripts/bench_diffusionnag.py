@@ -16,7 +16,8 @@
    each guidance scale of `--scales` (0 = unguided): validity, unique cells, their mean predicted accuracy
    (the predictor at sigma_min) and their mean and best TRUE table accuracy.
 3. Regret (`--part regret`): `diffusionnag` (budget preset `--preset`) against random, evolution, local search,
-   Optuna TPE and BANANAS on the NB201 tables (CIFAR-10, CIFAR-100, ImageNet16-120), `--budget` queries on seeds
+   Optuna TPE and BANANAS on the NB201 tables (CIFAR-10, CIFAR-100, ImageNet16-120) and the NATS size table
+   (`nats_sss`: its CIFAR-10 column, the generic one-hot-per-choice matrix), `--budget` queries on seeds
    `--seed-start`.. (default 100-119: not seeds anything was tuned on); mean regret and share at the table's optimum
    at `--checkpoints` (50, 100). The protocol is `scripts/bench_strategies.py`'s (oracle: the strategies search on
    the test accuracy they are scored on; every query counts). The prior is trained once per preset before the
@@ -60,7 +61,10 @@ import bench_strategies as bs  # noqa: E402
 from nas import registry  # noqa: E402
 
 PARTS = ("generation", "guidance", "regret")
-DATASETS = ("cifar10", "cifar100", "imagenet16_120")
+#: the regret part's tables: `--datasets` name -> (space, the table's dataset column)
+TABLE_OF = {"cifar10": ("nb201", "cifar10"), "cifar100": ("nb201", "cifar100"),
+            "imagenet16_120": ("nb201", "imagenet16_120"), "nats_sss": ("nats_sss", "cifar10")}
+DATASETS = tuple(TABLE_OF)
 STRATEGIES = ("random", "evolution", "local_search", "optuna", "bananas", "diffusionnag")
 SOURCE = "An et al., DiffusionNAG, ICLR 2024, arXiv 2305.16943"
 #: published figures (`../shared/reference/diffusionnag.md` Sec. 5/7): value, where it is from
@@ -186,6 +190,22 @@ def full_prior(args: argparse.Namespace) -> tuple[Any, float | None]:
         return fit_timed(prior, nb201_cells(), args.runs / "priors")
 
 
+def search_prior(space: str, args: argparse.Namespace) -> float:
+    """Train (or load) the prior the `diffusionnag` strategy uses on `space`, into the shared cache; seconds."""
+    from nas.objectives import Objective
+    from nas.strategy import StrategyContext
+    from strategies.diffusionnag import DiffusionNAG
+
+    start = time.perf_counter()
+    sp, objectives = registry.make_space(space), [Objective("accuracy", "maximize")]
+    strategy = DiffusionNAG(sp, objectives, preset=args.preset, cache_dir=str(args.runs / "priors"))
+    shape, classes = sp.benchmark_input(next(c for s, c in TABLE_OF.values() if s == space))
+    strategy.setup(StrategyContext(sp, objectives, 0, args.budget, shape, classes, device=args.device,
+                                   progress=False))  # the device and the budget preset the searches will have
+    strategy.fit_prior()
+    return time.perf_counter() - start
+
+
 def guidance_unit(args: argparse.Namespace, seed: int) -> dict[str, Any]:
     from nas.diffusion.sde import Guidance
     from predictors.base import single_thread
@@ -225,11 +245,11 @@ def guidance_unit(args: argparse.Namespace, seed: int) -> dict[str, Any]:
 # -- part 3: regret -------------------------------------------------------------------------------------------------
 def run_search(task: tuple[str, str, int, int, str, str]) -> tuple[tuple[str, str, int], list[float], float,
                                                                   dict[str, Any]]:
-    """One search of `spec` on the NB201 `dataset` table: the best accuracy after each query, its seconds, and for
-    diffusionnag how often a round found nothing new and fell back to a random architecture."""
+    """One search of `spec` on the `dataset` table (`TABLE_OF`): the best accuracy after each query, its seconds,
+    and for diffusionnag how often a round found nothing new and fell back to a random architecture."""
     dataset, spec, seed, budget, device, cache = task
     diffusionnag = bs.parse_spec(spec)[0] == "diffusionnag"
-    best, secs, state = bs.search_curve(bs.evaluator_for("nb201", dataset, bs.TABLES), spec, seed, budget, device,
+    best, secs, state = bs.search_curve(bs.evaluator_for(*TABLE_OF[dataset], bs.TABLES), spec, seed, budget, device,
                                         options={"cache_dir": cache} if diffusionnag else None)
     extra = {k: state[k] for k in ("rounds", "fallbacks", "rounds_log")} if diffusionnag else {}
     return (dataset, spec, seed), best.tolist(), secs, extra
@@ -309,10 +329,11 @@ def report(args: argparse.Namespace, meta: dict[str, Any]) -> str:
         out += ["", f"Table mean over all cells: {gui[0]['table_mean']:.2f}.", ""]
     reg = load_units(runs, "regret")
     if reg:
-        out += ["## 3. Regret on the NB201 tables", "",
+        out += ["## 3. Regret on the NB201 and NATS size tables", "",
                 "Regret = table best minus best found (accuracy points), mean ± standard error over seeds; optimum = "
                 "share of runs at the table's best. Oracle protocol of `scripts/bench_strategies.py` (search and score "
-                "on the 200-epoch test accuracy); every query counts. The paper's BO figures (Appendix C.6, "
+                "on the table's test accuracy: NB201's 200-epoch one; the NATS size table's CIFAR-10 column as shipped "
+                "in `../shared/benchmarks/nats_sss`); every query counts. The paper's BO figures (Appendix C.6, "
                 "Algorithm 2) are curves without published numbers, so nothing is set beside these; its NB201 "
                 "transferable result (Table 1: CIFAR-10 94.37 after 1 trained architecture, CIFAR-100 73.51 after 2) "
                 "is a different, meta-learned protocol.", ""]
@@ -329,7 +350,7 @@ def report(args: argparse.Namespace, meta: dict[str, Any]) -> str:
         for (d, spec, budget), rs in sorted(groups.items(), key=lambda kv: (DATASETS.index(kv[0][0]) if kv[0][0] in
                                                                           DATASETS else 9, order.get(bs.parse_spec(
                                                                               kv[0][1])[0], 9), kv[0][2])):
-            optimum = bs.evaluator_for("nb201", d, bs.TABLES).best()[1]
+            optimum = bs.evaluator_for(*TABLE_OF[d], bs.TABLES).best()[1]
             regret = optimum - np.array([r["best"] for r in rs])
             n = len(rs)
             cells = [f"{regret[:, c - 1].mean():.3f} ± {_se(regret[:, c - 1]):.3f}" if c <= budget else ""
@@ -343,7 +364,7 @@ def report(args: argparse.Namespace, meta: dict[str, Any]) -> str:
             plots.setdefault(d, {})[bs.label_of(spec)] = regret
         for d, curves in plots.items():
             png = args.out.parent / f"{args.out.stem}_regret_{d}.png"
-            bs.plot(png, f"nb201 {d}: DiffusionNAG and baselines", curves)
+            bs.plot(png, "{} {}: DiffusionNAG and baselines".format(*TABLE_OF[d]), curves)
             out.append("")
             out.append(f"Plot: `{png.name}`.")
         out.append("")
@@ -435,9 +456,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                     print(f"guidance seed {seed}: {time.perf_counter() - t:.0f} s", file=sys.stderr)
         if "regret" in parts:
             tasks = [t for t in regret_tasks(args) if not unit_path(args.runs, t).exists()]
-            if any(t[1].startswith("diffusionnag") for t in tasks):
-                _, secs = full_prior(args)  # trained once, here, before the workers share it from the cache
-                print(f"prior for the searches: {_s(secs)} s", file=sys.stderr)
+            for space in sorted({TABLE_OF[t[0]][0] for t in tasks if t[1].startswith("diffusionnag")}):
+                secs = search_prior(space, args)  # trained once, here, before the workers share it from the cache
+                print(f"{space} prior for the searches: {secs:.0f} s", file=sys.stderr)
             t0 = time.perf_counter()
             with ExitStack() as stack:
                 if args.workers > 1:
