@@ -166,17 +166,23 @@ def report(args: argparse.Namespace, meta: dict[str, Any]) -> str:
                 f"{','.join(sorted({u['teacher'] for u in searched}))} --datasets "
                 f"{','.join(sorted({u['dataset'] for u in searched}))} --seeds "
                 f"{','.join(map(str, sorted({u['seed'] for u in searched})))}` (`--preset` as the units).", "",
-                "| teacher | dataset | seed | N2N student params | N2N student test % | search budget | search best "
-                "params | search best test % |", "|" + " --- |" * 8]
+                "A search stops early when its strategy keeps proposing architectures over the limit (the MBConv "
+                "space has few networks as small as these students): `trained` counts the architectures it "
+                "actually trained, `proposed` every proposal.", "",
+                "| teacher | dataset | seed | N2N student params | N2N student test % | search budget | trained / "
+                "proposed | search best params | search best test % |", "|" + " --- |" * 9]
         for u in searched:
             folder = args.runs / f"search__{u['dir'].name}"
+            history = folder / "history.jsonl"
+            rows = [json.loads(line) for line in history.read_text().splitlines()] if history.exists() else []
+            tried = f"{sum(r.get('metrics') is not None for r in rows)} / {len(rows)}"
             if (folder / "best.json").exists():
                 found = json.loads((folder / "best.json").read_text())["metrics"]
                 result = f"{int(found['params']):,} | {found['accuracy']:.2f}"
             else:
                 result = "none within the limit | "
             out.append(f"| {u['teacher']} | {u['dataset']} | {u['seed']} | {u['student_params']:,} | "
-                       f"{u['test']['student']:.2f} | {u['students_trained']} | {result} |")
+                       f"{u['test']['student']:.2f} | {u['students_trained']} | {tried} | {result} |")
         out.append("")
     for dataset in sorted({u["dataset"] for u in units if u["transfer"]}):
         moved = [u for u in units if u["transfer"] and u["dataset"] == dataset]
