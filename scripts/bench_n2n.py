@@ -44,6 +44,7 @@ import bench_strategies as bs  # noqa: E402
 
 from nas.space import NASError  # noqa: E402
 
+STAGES = ("removal", "shrinkage")
 SOURCE = "Ashok et al., N2N Learning, ICLR 2018 (arXiv 1709.06030)"
 #: the paper's Table 1 as recalled in ../shared/reference/gm_nas_and_n2n.md, marked unverified there
 PUBLISHED = [("CIFAR-10", "VGG-19", "91.97%", "91.6%", "20x"), ("CIFAR-10", "ResNet-18", "92.0%", "91.8%", "11x"),
@@ -88,11 +89,17 @@ def reward_curve(path: Path) -> list[float]:
     """Mean reward per policy update, removal then shrinkage."""
     rollouts = json.loads((path / "rollouts.json").read_text())
     out = []
-    for stage in ("removal", "shrinkage"):
+    for stage in STAGES:
         updates = sorted({r["update"] for r in rollouts if r["stage"] == stage})
         out += [float(np.mean([r["reward"] for r in rollouts if r["stage"] == stage and r["update"] == u]))
                 for u in updates]
     return out
+
+
+def invalid(path: Path, stage: str) -> float:
+    """Rollouts of `stage` rewarded -1."""
+    rollouts = json.loads((path / "rollouts.json").read_text())
+    return float(sum(r["reward"] == -1 for r in rollouts if r["stage"] == stage))
 
 
 def plot_transfer(png: Path, curves: dict[str, list[list[float]]], dataset: str, removal_updates: int) -> None:
@@ -143,9 +150,12 @@ def report(args: argparse.Namespace, meta: dict[str, Any]) -> str:
     if plain:
         out += ["## Teacher against student", "",
                 "Test accuracy on the dataset's test split (mean ± standard error over seeds); students were rewarded "
-                "on images held out of the training split. Compression = teacher / student parameters.", "",
+                "on images held out of the training split. Compression = teacher / student parameters. Invalid = "
+                "rollouts rewarded -1 (a student that does not build, whose linear reads more than 50,000 features, "
+                "the code's limit, or not smaller than the teacher) per stage.", "",
                 "| teacher | dataset | strategy | preset | seeds | teacher params | teacher test % | student params | "
-                "student test % | compression | students trained | s | commit |", "|" + " --- |" * 13]
+                "student test % | compression | students trained | invalid, removal / shrinkage | s | commit |",
+                "|" + " --- |" * 14]
         groups: dict[tuple, list[dict[str, Any]]] = {}
         for u in plain:
             groups.setdefault((u["teacher"], u["dataset"], u["strategy"], u["preset"]), []).append(u)
@@ -154,7 +164,9 @@ def report(args: argparse.Namespace, meta: dict[str, Any]) -> str:
             cells = [bs.seed_text([u["seed"] for u in us]), f"{us[0]['teacher_params']:,}",
                      mean_se([u["test"]["teacher"] for u in us]), mean_se([u["student_params"] for u in us], ",.0f"),
                      mean_se([u["test"]["student"] for u in us]), mean_se([u["compression"] for u in us]) + "x",
-                     mean_se([u["students_trained"] for u in us], ".1f"), mean_se([u["seconds"] for u in us], ".0f")]
+                     mean_se([u["students_trained"] for u in us], ".1f"),
+                     " / ".join(mean_se([invalid(u["dir"], stage) for u in us], ".1f") for stage in STAGES),
+                     mean_se([u["seconds"] for u in us], ".0f")]
             out.append(f"| {teacher} | {dataset} | {strategy} | {preset} | " + " | ".join(cells) + f" | {commits} |")
         out += ["", f"Published ({SOURCE}; Table 1 values recalled in the reference notes, unverified there): "
                 + "; ".join(f"{d} {t}: teacher {a}, student {b}, {c}" for d, t, a, b, c in PUBLISHED) + ".", ""]
