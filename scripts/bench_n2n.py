@@ -174,10 +174,8 @@ def report(args: argparse.Namespace, meta: dict[str, Any]) -> str:
                                         for f in ("best.json", "infeasible.txt"))]
     if searched:
         out += ["## N2N's student beside nas search at the same size", "",
-                "Made by `python scripts/bench_n2n.py --part search --teachers "
-                f"{','.join(sorted({u['teacher'] for u in searched}))} --datasets "
-                f"{','.join(sorted({u['dataset'] for u in searched}))} --seeds "
-                f"{','.join(map(str, sorted({u['seed'] for u in searched})))}` (`--preset` as the units).", "",
+                "Each row is made by `python scripts/bench_n2n.py --part search --teachers T --datasets D --seeds S` "
+                "with its teacher, dataset and seed (`--preset` as the unit's).", "",
                 "A search stops early when its strategy keeps proposing architectures over the limit (the MBConv "
                 "space has few networks as small as these students): `trained` counts the architectures it "
                 "actually trained, `proposed` every proposal.", "",
