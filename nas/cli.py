@@ -123,6 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--removal-lr", type=float, default=0.003, help="Adam learning rate of the removal policy")
     c.add_argument("--shrink-lr", type=float, default=0.1, help="Adam learning rate of the shrink policy (the "
                    "code's 0.1 made it deterministic after one update in our quick runs)")
+    c.add_argument("--fix-pools", action="store_true", help="shrink stage: keep max pooling as it is (ours; the code "
+                   "scales its stride, which on 28x28 VGG students mostly exceeds the 50,000-feature linear limit)")
     c.add_argument("--run-dir", required=True)
     c.add_argument("--resume", action="store_true", help="continue the compression in --run-dir")
     c.add_argument("--no-progress", action="store_true")
@@ -398,7 +400,7 @@ def cmd_compress(args: argparse.Namespace) -> None:
     else:
         settings = Settings(args.teacher, args.strategy, args.preset, args.dataset, args.data_path, args.seed,
                             args.size_limit, args.acc_limit, args.distill, args.advantage, args.controller,
-                            args.device, args.threads, args.removal_lr, args.shrink_lr)
+                            args.device, args.threads, args.removal_lr, args.shrink_lr, args.fix_pools)
     print(compress(settings, args.run_dir, args.resume, not args.no_progress))
 
 

@@ -5,7 +5,8 @@ number of students, and policy transfer.
    `--datasets` (fashion_mnist, digits), `nas compress` with `--strategies` (n2n, random: the same removal and
    shrink actions drawn uniformly, as many students trained) on seeds `--seeds`, preset `--preset`: the teacher's
    and the final student's test accuracy (the dataset's test split; rewards use images held out of the training
-   split), the compression (teacher / student parameters), the students trained and the seconds.
+   split), the compression (teacher / student parameters), the students trained and the seconds. With
+   `--fix-pools`, the same with max pooling kept out of the shrink stage (`nas compress --fix-pools`; its own units).
 2. Search at the same size (`--part search`): for each finished n2n unit of part 1 (of `--teachers`, `--datasets`,
    `--seeds` and `--preset`), `nas search --space mbconv --strategy evolution` with the student's parameter count
    as a limit, as many architectures as the unit trained students, each trained with cross-entropy for the
@@ -52,8 +53,8 @@ PUBLISHED = [("CIFAR-10", "VGG-19", "91.97%", "91.6%", "20x"), ("CIFAR-10", "Res
 
 
 def unit_dir(runs: Path, teacher: str, dataset: str, strategy: str, seed: int, preset: str,
-             controller: str | None = None) -> Path:
-    tag = f"__from_{Path(controller).name}" if controller else ""
+             controller: str | None = None, fix_pools: bool = False) -> Path:
+    tag = ("__fixpools" if fix_pools else "") + (f"__from_{Path(controller).name}" if controller else "")
     return runs / f"{teacher}__{dataset}__{strategy}__{preset}__s{seed}{tag}"
 
 
@@ -71,7 +72,8 @@ def run_unit(path: Path, teacher: str, dataset: str, strategy: str, seed: int, a
     if not best.exists():
         resume = (path / "config.json").exists()
         settings = None if resume else Settings(teacher, strategy, args.preset, dataset, seed=seed,
-                                                controller=controller, threads=args.threads)
+                                                controller=controller, threads=args.threads,
+                                                fix_pools="__fixpools" in path.name)
         start = time.perf_counter()
         compress(settings, path, resume=resume, progress=not args.no_progress)
         (path / "bench.json").write_text(json.dumps(args.meta, indent=1))
@@ -135,6 +137,8 @@ def report(args: argparse.Namespace, meta: dict[str, Any]) -> str:
             continue
         teacher, dataset, strategy, preset, seed = best.parent.name.split("__")[:5]
         bench = best.parent / "bench.json"
+        if "__fixpools" in best.parent.name:
+            strategy += ", fix_pools"
         units.append({**json.loads(best.read_text()), "dir": best.parent, "teacher": teacher, "dataset": dataset,
                       "strategy": strategy, "preset": preset, "seed": int(seed[1:]),
                       "transfer": "__from_" in best.parent.name,
@@ -232,6 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--preset", default="quick")
     parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--fix-pools", action="store_true", help="compress part: N2N's --fix-pools (units tagged)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "n2n.md")
     parser.add_argument("--runs", type=Path)
     parser.add_argument("--no-progress", action="store_true")
@@ -261,7 +266,8 @@ def main(argv: list[str] | None = None) -> int:
                 for dataset in datasets:
                     for strategy in args.strategies.split(","):
                         for seed in seeds:
-                            path = unit_dir(args.runs, teacher, dataset, strategy, seed, args.preset)
+                            path = unit_dir(args.runs, teacher, dataset, strategy, seed, args.preset,
+                                            fix_pools=args.fix_pools)
                             run_unit(path, teacher, dataset, strategy, seed, args)
         if args.part in ("search", "all"):
             from nas.api import search
@@ -269,7 +275,8 @@ def main(argv: list[str] | None = None) -> int:
 
             preset = PRESETS[args.preset]
             for best in sorted(args.runs.glob("*__n2n__*/best.json")):
-                if "__from_" in best.parent.name or best.parent.name.startswith("search__"):
+                if any(t in best.parent.name for t in ("__from_", "__fixpools")) or best.parent.name.startswith(
+                        "search__"):
                     continue
                 teacher, dataset, _, preset_name, seed = best.parent.name.split("__")[:5]
                 folder = args.runs / f"search__{best.parent.name}"

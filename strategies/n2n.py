@@ -27,7 +27,8 @@ RNG, cache; rewritten after every update, so a killed run resumes from its last 
 Presets: "paper" (the code's 100 updates of 5 rollouts per stage, 5 distillation epochs per student), "quick"
 (ours: minutes on a CPU: 6 + 6 updates of 4 rollouts, 1 epoch on 2,000 images, 500 held out), "tiny" (checks).
 The policies' Adam learning rates are the code's (removal 0.003, shrinkage 0.1; `removal_lr`, `shrink_lr`): in our
-quick runs 0.1 made the shrink policy deterministic after one update. Deviations: AdamW (decoupled weight decay
+quick runs 0.1 made the shrink policy deterministic after one update. `fix_pools` (off: the code's behaviour) keeps
+max pooling out of stage 2 (see `n2n_students`). Deviations: AdamW (decoupled weight decay
 5e-4) where the code uses Adam with L2; its lr 5e-4 in the paper preset, 3e-3 in quick and tiny, whose students take
 ~30 steps (on 938 digits, one epoch at 5e-4 reached 82.0% held-out, at 3e-3 91.8%, seed 0); the held-out split
 above. A teacher run's training subset is not kept: the students learn from the whole training split (less the
@@ -118,6 +119,7 @@ class Settings:
     threads: int = 0  # 0: the cores idle when training starts (nas.threads)
     removal_lr: float = 0.003  # the code's Adam learning rates of the two policies
     shrink_lr: float = 0.1
+    fix_pools: bool = False  # ours: stage 2 keeps max pooling as it is (n2n_students); the code scales it
 
     def check(self) -> None:
         if self.strategy not in STRATEGIES:
@@ -344,7 +346,7 @@ class Compression:
                 return {"keep": keep}, None
             keep, lp = learner.policy.sample(descriptors(graph), fixed, self.generator)  # type: ignore[operator]
             return {"keep": keep}, lp
-        fixed_fields = shrink_fixed(graph)
+        fixed_fields = shrink_fixed(graph, self.settings.fix_pools)
         if self.settings.strategy == "random":
             scales = np.where(fixed_fields, 1.0, np.array(SCALES)[self.rng.integers(0, len(SCALES),
                                                                                     fixed_fields.shape)])
@@ -355,7 +357,7 @@ class Compression:
     def student(self, graph: ArchGraph, actions: Mapping[str, Any]) -> ArchGraph:
         if "keep" in actions:
             return remove_layers(graph, actions["keep"])
-        return shrink_layers(graph, np.array(actions["scales"]))
+        return shrink_layers(graph, np.array(actions["scales"]), self.settings.fix_pools)
 
     def score(self, graph: ArchGraph, actions: Mapping[str, Any], index: int) -> dict[str, Any]:
         """Build, train (or look up) and reward one rollout's student."""
@@ -416,7 +418,7 @@ class Compression:
         if record["stage"] == "removal":
             return remove_layers(self.problem.graph, record["keep"])
         stage1 = remove_layers(self.problem.graph, self.stage1["keep"]) if self.stage1 else self.problem.graph
-        return shrink_layers(stage1, np.array(record["scales"]))
+        return shrink_layers(stage1, np.array(record["scales"]), self.settings.fix_pools)
 
 
 def plot_rewards(rollouts: list[dict[str, Any]], path: Path, title: str) -> None:

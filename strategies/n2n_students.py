@@ -18,9 +18,12 @@ activation that comes to read another one runs out of place. Stage 2 (`shrink_la
 multiply kernel, stride, outputs and padding (new kernel = max(int(k * s), 1), stride = max(int(s' * s), 1), outputs
 = max(int(o * s), 10), padding = int(p * s), as the code's `applyActionsShrinkage`). Fixed in stage 2
 (`shrink_fixed`, the code's `fixParams`): strided convs, linears, average pooling, and the last layer; inside a
-residual block only the outputs change (the code's `fixBlockLayers`). Channels tied through an `Add` move together:
-a coupled group takes the outputs chosen for its first shrinkable producer, the shortcut resized to follow (the code
-does this by hand for its ResNet blocks, `processBlock`), and keeps its width where it is tied to a fixed one.
+residual block only the outputs change (the code's `fixBlockLayers`). With `fix_pools` (ours, off by default) max
+pooling keeps its kernel, stride and padding too: the code scales them, and halving a pool's stride leaves the
+feature map large, so that on 28x28 inputs most VGG students read more than `LINEAR_LIMIT` features. Channels tied
+through an `Add` move together: a coupled group takes the outputs chosen for its first shrinkable producer, the
+shortcut resized to follow (the code does this by hand for its ResNet blocks, `processBlock`), and keeps its width
+where it is tied to a fixed one.
 
 Invalid students raise a one-line `NASError` (N2N's reward -1): shapes that no longer fit (an `Add`'s inputs
 differ, a feature map smaller than a kernel), or a linear reading more than `LINEAR_LIMIT` features.
@@ -150,7 +153,7 @@ def removal_fixed(graph: ArchGraph) -> list[bool]:
             or (n.group in joined and _changes_width(n)) for i, n in enumerate(layers)]
 
 
-def shrink_fixed(graph: ArchGraph) -> np.ndarray:
+def shrink_fixed(graph: ArchGraph, fix_pools: bool = False) -> np.ndarray:
     """Per policy layer and `SHRINK_FIELDS` field, whether stage 2 must keep it (module docstring)."""
     layers = policy_layers(graph)
     blocks = residual_groups(graph)
@@ -158,6 +161,8 @@ def shrink_fixed(graph: ArchGraph) -> np.ndarray:
     for i, n in enumerate(layers):
         op = n.layer_op
         if i == len(layers) - 1 or _strided_conv(op) or isinstance(op, (Linear, AvgPool2d, GlobalAvgPool)):
+            fixed[i] = True
+        elif fix_pools and isinstance(op, MaxPool2d):
             fixed[i] = True
         elif not isinstance(op, (Conv2d, MaxPool2d)):
             fixed[i] = True  # nothing to scale
@@ -226,7 +231,8 @@ def scaled(op: Op, scales: Sequence[float], fixed: Sequence[bool]) -> tuple[Op, 
     return op, out
 
 
-def shrink_layers(graph: ArchGraph, scales: np.ndarray | Sequence[Sequence[float]]) -> ArchGraph:
+def shrink_layers(graph: ArchGraph, scales: np.ndarray | Sequence[Sequence[float]],
+                  fix_pools: bool = False) -> ArchGraph:
     """Stage 2: the student with every policy layer's fields scaled by its row of `scales` (`SHRINK_FIELDS`
     order), `shrink_fixed` fields untouched, coupled channels moving together (module docstring)."""
     layers = policy_layers(graph)
@@ -234,7 +240,7 @@ def shrink_layers(graph: ArchGraph, scales: np.ndarray | Sequence[Sequence[float
     if table.shape != (len(layers), len(SHRINK_FIELDS)):
         raise NASError(f"scales of shape {table.shape} for {len(layers)} layers; accepted: one row of "
                        f"{len(SHRINK_FIELDS)} ({', '.join(SHRINK_FIELDS)}) per policy layer")
-    fixed = shrink_fixed(graph)
+    fixed = shrink_fixed(graph, fix_pools)
     ops, widths = {}, {}
     for n, row, fix in zip(layers, table, fixed):
         op, out = scaled(n.layer_op, row, fix)

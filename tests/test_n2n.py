@@ -120,6 +120,20 @@ def test_shrinking_a_vgg_and_a_resnet_keeps_them_valid() -> None:
     assert runs(student).shape == (2, 10) and student.params() < res.params()
 
 
+def test_fix_pools_keeps_max_pooling_out_of_the_shrink_stage() -> None:
+    graph = vgg_teacher((1, 28, 28), 10)
+    names = [n.name for n in policy_layers(graph)]
+    pools = [i for i, name in enumerate(names) if name.startswith("pool")]
+    assert pools and not shrink_fixed(graph)[pools][:, [0, 1, 3]].any()  # the code's rule: kernel, stride, padding
+    assert shrink_fixed(graph, fix_pools=True)[pools].all()
+    scales = np.full((len(names), 4), 0.5)
+    with pytest.raises(NASError, match="50,000"):  # every pool's stride halved: the linear reads 28 x 28 x 256
+        shrink_layers(graph, scales)
+    student = shrink_layers(graph, scales, fix_pools=True)
+    assert all(student.node(names[i]).layer_op.stride == 2 for i in pools)
+    assert runs(student).shape == (2, 10) and student.params() < graph.params()
+
+
 def test_reward_formula_and_the_annealed_penalty() -> None:
     # C = 0.75: C (2 - C) = 0.9375, times 90 / 92
     assert reward(250, 1000, 90.0, 92.0) == pytest.approx(0.9375 * 90 / 92)
