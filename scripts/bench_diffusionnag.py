@@ -175,35 +175,23 @@ def generation_unit(space: str, args: argparse.Namespace, seed: int) -> dict[str
 
 
 # -- part 2: guidance -------------------------------------------------------------------------------------------
-def full_prior(args: argparse.Namespace) -> tuple[Any, float | None]:
-    """The prior the `diffusionnag` strategy trains on NB201 (all cells, prior seed 0), from the shared cache."""
-    import torch
-
-    from nas.diffusion.encoding import NB201Matrix
-    from nas.diffusion.prior import DiffusionPrior
-    from predictors.base import single_thread
-    from strategies.diffusionnag import nb201_cells
-
-    torch.set_num_threads(1)
-    with single_thread():
-        prior = DiffusionPrior(NB201Matrix(), budget_of(args.preset).prior_preset(), device=args.device, seed=0)
-        return fit_timed(prior, nb201_cells(), args.runs / "priors")
-
-
-def search_prior(space: str, args: argparse.Namespace) -> float:
-    """Train (or load) the prior the `diffusionnag` strategy uses on `space`, into the shared cache; seconds."""
+def strategy_prior(space: str, args: argparse.Namespace) -> tuple[Any, float | None]:
+    """The prior the `diffusionnag` strategy uses on `space` (NB201: all cells, prior seed 0) on the searches' device
+    and budget preset, trained into or loaded from the shared cache; the seconds it trained, None when cached."""
     from nas.objectives import Objective
     from nas.strategy import StrategyContext
     from strategies.diffusionnag import DiffusionNAG
 
+    cache = args.runs / "priors"
+    before = set(cache.glob("*.pt"))
     start = time.perf_counter()
     sp, objectives = registry.make_space(space), [Objective("accuracy", "maximize")]
-    strategy = DiffusionNAG(sp, objectives, preset=args.preset, cache_dir=str(args.runs / "priors"))
+    strategy = DiffusionNAG(sp, objectives, preset=args.preset, cache_dir=str(cache))
     shape, classes = sp.benchmark_input(next(c for s, c in TABLE_OF.values() if s == space))
     strategy.setup(StrategyContext(sp, objectives, 0, args.budget, shape, classes, device=args.device,
-                                   progress=False))  # the device and the budget preset the searches will have
-    strategy.fit_prior()
-    return time.perf_counter() - start
+                                   progress=False))
+    prior = strategy.fit_prior()
+    return prior, (time.perf_counter() - start if set(cache.glob("*.pt")) - before else None)
 
 
 def guidance_unit(args: argparse.Namespace, seed: int) -> dict[str, Any]:
@@ -212,7 +200,7 @@ def guidance_unit(args: argparse.Namespace, seed: int) -> dict[str, Any]:
     from predictors.noise_aware import NoiseAwarePredictor
     from strategies.diffusionnag import nb201_cells
 
-    prior, train_s = full_prior(args)
+    prior, train_s = strategy_prior("nb201", args)
     table = bs.evaluator_for("nb201", "cifar10", bs.TABLES)
     cells = nb201_cells()
     labelled = random.Random(seed).sample(cells, args.labelled)
@@ -457,8 +445,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if "regret" in parts:
             tasks = [t for t in regret_tasks(args) if not unit_path(args.runs, t).exists()]
             for space in sorted({TABLE_OF[t[0]][0] for t in tasks if t[1].startswith("diffusionnag")}):
-                secs = search_prior(space, args)  # trained once, here, before the workers share it from the cache
-                print(f"{space} prior for the searches: {secs:.0f} s", file=sys.stderr)
+                _, secs = strategy_prior(space, args)  # trained once, here, before the workers share it
+                print(f"{space} prior for the searches: {_s(secs)} s", file=sys.stderr)
             t0 = time.perf_counter()
             with ExitStack() as stack:
                 if args.workers > 1:

@@ -87,9 +87,8 @@ def mean_se(values: list[float], fmt: str = ".2f") -> str:
     return f"{v.mean():{fmt}} ± {se:{fmt}}" if len(v) > 1 else f"{v.mean():{fmt}}"
 
 
-def reward_curve(path: Path) -> list[float]:
+def reward_curve(rollouts: list[dict[str, Any]]) -> list[float]:
     """Mean reward per policy update, removal then shrinkage."""
-    rollouts = json.loads((path / "rollouts.json").read_text())
     out = []
     for stage in STAGES:
         updates = sorted({r["update"] for r in rollouts if r["stage"] == stage})
@@ -98,9 +97,8 @@ def reward_curve(path: Path) -> list[float]:
     return out
 
 
-def invalid(path: Path, stage: str) -> float:
+def invalid(rollouts: list[dict[str, Any]], stage: str) -> float:
     """Rollouts of `stage` rewarded -1."""
-    rollouts = json.loads((path / "rollouts.json").read_text())
     return float(sum(r["reward"] == -1 for r in rollouts if r["stage"] == stage))
 
 
@@ -130,6 +128,8 @@ def plot_transfer(png: Path, curves: dict[str, list[list[float]]], dataset: str,
 
 
 def report(args: argparse.Namespace, meta: dict[str, Any]) -> str:
+    from strategies.n2n import PRESETS
+
     runs = args.runs.relative_to(ROOT) if args.runs.is_relative_to(ROOT) else args.runs
     units = []
     for best in sorted(args.runs.glob("*/best.json")):
@@ -142,7 +142,8 @@ def report(args: argparse.Namespace, meta: dict[str, Any]) -> str:
         units.append({**json.loads(best.read_text()), "dir": best.parent, "teacher": teacher, "dataset": dataset,
                       "strategy": strategy, "preset": preset, "seed": int(seed[1:]),
                       "transfer": "__from_" in best.parent.name,
-                      "bench": json.loads(bench.read_text()) if bench.exists() else {}})
+                      "bench": json.loads(bench.read_text()) if bench.exists() else {},
+                      "rollouts": json.loads((best.parent / "rollouts.json").read_text())})
     # a unit made with `--runs` naming this very folder is made the same way without it (the default beside --out)
     commands = sorted({u["bench"]["command"].replace(f" --runs {args.runs}", "" if args.runs == default_runs(args.out)
                                                      else f" --runs {runs}")
@@ -169,7 +170,7 @@ def report(args: argparse.Namespace, meta: dict[str, Any]) -> str:
                      mean_se([u["test"]["teacher"] for u in us]), mean_se([u["student_params"] for u in us], ",.0f"),
                      mean_se([u["test"]["student"] for u in us]), mean_se([u["compression"] for u in us]) + "x",
                      mean_se([u["students_trained"] for u in us], ".1f"),
-                     " / ".join(mean_se([invalid(u["dir"], stage) for u in us], ".1f") for stage in STAGES),
+                     " / ".join(mean_se([invalid(u["rollouts"], stage) for u in us], ".1f") for stage in STAGES),
                      mean_se([u["seconds"] for u in us], ".0f")]
             out.append(f"| {teacher} | {dataset} | {strategy} | {preset} | " + " | ".join(cells) + f" | {commits} |")
         out += ["", f"Published ({SOURCE}; Table 1 values recalled in the reference notes, unverified there): "
@@ -203,19 +204,17 @@ def report(args: argparse.Namespace, meta: dict[str, Any]) -> str:
         # from scratch: the same seeds' resnet18 n2n units, so both curves average the same seeds
         scratch = [u for u in plain if u["teacher"] == "resnet18" and u["strategy"] == "n2n"
                    and u["dataset"] == dataset and u["seed"] in {m["seed"] for m in moved}]
-        curves = {"transferred from resnet10": [reward_curve(u["dir"]) for u in moved]}
+        curves = {"transferred from resnet10": [reward_curve(u["rollouts"]) for u in moved]}
         if scratch:
-            curves["from scratch"] = [reward_curve(u["dir"]) for u in scratch]
+            curves["from scratch"] = [reward_curve(u["rollouts"]) for u in scratch]
         png = args.out.parent / f"{args.out.stem}_transfer_{dataset}.png"
-        from strategies.n2n import PRESETS
-
         plot_transfer(png, curves, dataset, PRESETS[moved[0]["preset"]].updates)
         out += [f"## Policy transfer (resnet10 to resnet18) on {dataset}", "",
                 "| start | seeds | mean reward, first 3 updates | mean reward, all updates | student test % | "
                 "compression |", "| --- | --- | --- | --- | --- | --- |"]
         for label, us in (("transferred from resnet10", moved), ("from scratch", scratch)):
             if us:
-                cs = [reward_curve(u["dir"]) for u in us]
+                cs = [reward_curve(u["rollouts"]) for u in us]
                 cells = [bs.seed_text([u["seed"] for u in us]), mean_se([float(np.mean(c[:3])) for c in cs]),
                          mean_se([float(np.mean(c)) for c in cs]), mean_se([u["test"]["student"] for u in us]),
                          mean_se([u["compression"] for u in us]) + "x"]
