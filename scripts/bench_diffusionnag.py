@@ -9,7 +9,9 @@
    MBConv space's `ofa_mbv3` preset (the official 20 x 9 OFA matrix; published validity 99.09%), the prior trained
    on `train_archs` sampled architectures (the strategy's budget) with the published MobileNetV3 sigma range
    0.1-1.0. The sampled MBConv architectures are mapped through the matrix (resolution and width multiplier fixed
-   as `decode` sets them) before training, so that novelty compares like with like.
+   as `decode` sets them) before training, so that novelty compares like with like. `mbconv_small` is the strategy's
+   own prior for the default MBConv preset (`small`, whose stages differ: per-layer positions on the embedding's
+   scale), the one an `nas search --space mbconv --strategy diffusionnag` run trains.
 2. Guidance (`--part guidance`): the prior on all 15,625 cells (the one the `diffusionnag` strategy trains, shared
    with part 3 through the prior cache), a noise-aware predictor (`predictors.noise_aware`) trained on
    `--labelled` (100) random cells labelled with the CIFAR-10 table, then `--guidance-samples` cells generated at
@@ -43,7 +45,7 @@ import random
 import shlex
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -138,13 +140,27 @@ def rates(result: Any) -> dict[str, Any]:
 def generation_unit(space: str, args: argparse.Namespace, seed: int) -> dict[str, Any]:
     import torch
 
-    from nas.diffusion.encoding import operation_matrix
+    from nas.diffusion.encoding import MBConvMatrix, operation_matrix
     from nas.diffusion.prior import DiffusionPrior
     from predictors.base import single_thread
     from strategies.diffusionnag import nb201_cells
 
     torch.set_num_threads(1)
     rng = random.Random(seed)
+    if space == "mbconv_small":  # the strategy's prior for the default MBConv preset (seed 0, its training set)
+        prior, train_s = strategy_prior("mbconv", args)
+        with single_thread():
+            result, gen_s = generate_timed(prior, args.samples, seed=seed + 1)
+            _, time_s = generate_timed(prior, args.time_samples, seed=seed + 2)
+        net = prior.preset.net
+        return {"space": space, "seed": seed, "preset": args.preset, "device": args.device,
+                "note": (f"the strategy's prior for the mbconv `small` preset: {len(prior.training_set):,} unique of "
+                         f"{budget_of(args.preset).train_archs:,} sampled architectures, sigma "
+                         f"0.1-{prior.preset.sigma_max:g}, positions per {prior.matrix.position_kind} scaled by "
+                         f"{net.position_scale:.3g}"),
+                "train_seconds": train_s, "generate_seconds": gen_s, "time_samples": args.time_samples,
+                "time_seconds": time_s, "final_loss": float(np.mean(prior.losses[-50:])) if prior.losses else None,
+                **rates(result)}
     if space in ("nb201", "nb201_all"):
         matrix = operation_matrix(registry.make_space("nb201"))
         cells = nb201_cells()
@@ -157,12 +173,13 @@ def generation_unit(space: str, args: argparse.Namespace, seed: int) -> dict[str
             note = f"trained on {len(train):,} of {len(cells):,} cells (a random half, seed {seed})"
     else:
         sp = registry.make_space("mbconv", preset="ofa_mbv3")
-        matrix = operation_matrix(sp)
+        mb = MBConvMatrix(sp)
         n = budget_of(args.preset).train_archs
-        train = list(dict.fromkeys(matrix.decode(matrix.encode(sp.sample(rng))) for _ in range(n)))
+        train = list(dict.fromkeys(mb.decode_valid(mb.encode(sp.sample(rng))) for _ in range(n)))
         preset = prior_preset(args.preset, sigma_max=1.0)
         note = (f"trained on {len(train):,} unique sampled ofa_mbv3 architectures ({n:,} drawn, seed {seed}; "
-                f"resolution {matrix.resolution}, width {matrix.width_mult}), sigma 0.1-1.0")
+                f"resolution {mb.resolution}, width {mb.width_mult}), sigma 0.1-1.0")
+        matrix = mb
     with single_thread():
         prior = DiffusionPrior(matrix, preset, device=args.device, seed=seed)
         prior, train_s = fit_timed(prior, train, args.runs / "priors")
@@ -187,7 +204,8 @@ def strategy_prior(space: str, args: argparse.Namespace) -> tuple[Any, float | N
     start = time.perf_counter()
     sp, objectives = registry.make_space(space), [Objective("accuracy", "maximize")]
     strategy = DiffusionNAG(sp, objectives, preset=args.preset, cache_dir=str(cache))
-    shape, classes = sp.benchmark_input(next(c for s, c in TABLE_OF.values() if s == space))
+    tables = [c for s, c in TABLE_OF.values() if s == space]
+    shape, classes = sp.benchmark_input(tables[0]) if tables else ((1, 8, 8), 10)  # the prior needs neither
     strategy.setup(StrategyContext(sp, objectives, 0, args.budget, shape, classes, device=args.device,
                                    progress=False))
     prior = strategy.fit_prior()
@@ -428,7 +446,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     wall = time.perf_counter()
     if not args.report_only:
         if "generation" in parts:
-            for space in ("nb201", "nb201_all", "mbconv"):
+            for space in ("nb201", "nb201_all", "mbconv", "mbconv_small"):
                 for seed in range(args.gen_seeds):
                     path = args.runs / f"generation__{space}__{args.preset}__{args.device}__s{seed}.json"
                     if not path.exists():
@@ -448,6 +466,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 _, secs = strategy_prior(space, args)  # trained once, here, before the workers share it
                 print(f"{space} prior for the searches: {_s(secs)} s", file=sys.stderr)
             t0 = time.perf_counter()
+            outcomes: Iterable[tuple[tuple[str, str, int], list[float], float, dict[str, Any]]]
             with ExitStack() as stack:
                 if args.workers > 1:
                     from multiprocessing import get_context

@@ -33,7 +33,7 @@ import shlex
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -319,12 +319,12 @@ def write_report(out: Path, checkpoints: list[int], tables: dict[str, Path]) -> 
         plot(out / f"regret_{s}_{d}.png", f"{s} {d}: optimum {optimum:.2f}%", curves)
     table = "\n".join(lines)
     provenance = []
-    for command, rows in commands.items():
+    for command, names in commands.items():
         r = next(r for r in records if r["command"] == command)
         tree = (f"commit {r['commit']}, clean tree" if not r["changed"] else
                 f"from a dirty tree at {r['commit']} (changed: {', '.join(r['changed'])})")
         provenance.append(f"- `{command}`: {tree}; {r['machine']}, {r['jobs']} worker processes, "
-                          f"{r['wall']:.0f} s for the command ({r['date']}); rows: {'; '.join(rows)}.")
+                          f"{r['wall']:.0f} s for the command ({r['date']}); rows: {'; '.join(names)}.")
     report = f"""# Search strategies on tabular benchmarks
 
 Regret (table best minus best found, accuracy points, mean ± standard error over the seeds of the row) after
@@ -395,6 +395,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     results: dict[tuple[str, str, str], dict[int, tuple[np.ndarray, float]]] = {}
     start = time.perf_counter()
     progress = tqdm(total=len(tasks), desc="searches", unit="run", file=sys.stderr)
+    outcomes: Iterable[tuple[tuple[str, str, str, int], np.ndarray, float]]
     with ExitStack() as stack:
         if args.jobs > 1:
             from multiprocessing import get_context

@@ -20,7 +20,7 @@ from nas.diffusion.encoding import (
 from nas.diffusion.prior import DiffusionPrior, with_overrides
 from nas.diffusion.score_net import EMA, ScoreNetConfig, ScoreTransformer
 from nas.diffusion.sde import VESDE, Guidance, dsm_loss, pc_sample
-from nas.space import Architecture
+from nas.space import Architecture, NASError
 from search_spaces.mbconv import MBConvSpace
 from search_spaces.nb201 import EDGES, OPS, NB201Space, edge_name
 
@@ -66,6 +66,16 @@ def test_mbconv_round_trip_sample(preset: str) -> None:
         space.validate(back)
     skipped = x.sum(-1) == 0
     assert skipped.any() and not skipped.reshape(len(x), -1, m.max_depth)[..., 0].any()
+
+
+def test_mbconv_positions_tell_stages_apart_where_stages_differ() -> None:
+    ofa, small = MBConvMatrix(MBConvSpace("ofa_mbv3")), MBConvMatrix(MBConvSpace("small"))
+    assert ofa.position_kind == "stage" and ofa.positions.tolist() == [0, 1, 2, 3] * 5
+    assert small.position_kind == "layer" and small.positions.tolist() == list(range(12))  # stage 3 alone has 3
+    tiled = MBConvMatrix(MBConvSpace("small"), positions="stage")
+    assert tiled.positions.tolist() == [0, 1, 2] * 4 and tiled.describe() != small.describe()
+    with pytest.raises(NASError, match="'rows'.*'auto', 'stage', 'layer'"):
+        MBConvMatrix(MBConvSpace("small"), positions="rows")
 
 
 def test_nb201_validity_rules() -> None:

@@ -12,6 +12,7 @@ from test_diffusionnag import nb201_exact_score
 
 from nas import registry
 from nas.diffusion.encoding import NB201Matrix, centre, quantize, uncentre
+from nas.diffusion.score_net import ScoreTransformer, positional_table
 from nas.diffusion.sde import VESDE, Guidance, pc_sample
 from nas.objectives import Objective
 from nas.space import NASError
@@ -19,6 +20,8 @@ from nas.strategy import StrategyContext
 from nas.testing import ToyBlockSpace, ToyScore
 from predictors.base import spearman_rho
 from predictors.noise_aware import NoiseAwarePredictor
+from search_spaces.mbconv import MBConvSpace
+from search_spaces.nb201 import NB201Space
 from strategies.diffusionnag import DiffusionNAG, nb201_cells
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -123,3 +126,18 @@ def test_spaces_without_a_published_layout() -> None:
     bad[:, :] = 0
     assert matrix.decode(bad) is None
     assert ToyScore(space).evaluate(archs[0]).metrics is not None
+
+
+def test_mbconv_prior_presets() -> None:
+    """The published MobileNetV3 sigma range on MBConv spaces; per-layer, embedding-scale positions only where the
+    stages differ (the `small` preset), the official unscaled stage positions on OFA."""
+    objectives = [Objective("accuracy")]
+    small = DiffusionNAG(MBConvSpace("small"), objectives, preset="quick")
+    ofa = DiffusionNAG(MBConvSpace("ofa_mbv3"), objectives, preset="quick")
+    nb201 = DiffusionNAG(NB201Space(), objectives, preset="quick")
+    assert small.prior_preset().sigma_max == ofa.prior_preset().sigma_max == 1.0 == nb201.prior_preset().sigma_max / 5
+    assert small.prior_preset().net.position_scale == 8.0  # sqrt(d_model 64)
+    assert ofa.prior_preset().net.position_scale == nb201.prior_preset().net.position_scale == 1.0
+    net = ScoreTransformer(small.matrix.n_types, torch.as_tensor(small.matrix.positions), small.prior_preset().net)
+    plain = positional_table(torch.as_tensor(small.matrix.positions), 64)
+    assert torch.allclose(net.pos, 8 * plain)

@@ -175,8 +175,14 @@ class MBConvMatrix(OperationMatrix):
     """An MBConv space as (stages x max depth) layers x (kernel, expand) types, one-hot per present layer and an
     all-zero row for a skipped one; for the `ofa_mbv3` preset this is the official 20 x 9 OFA matrix (types
     `'3-3', '3-4', '3-6', '5-3', ..., '7-6'`, kernel-major). The adjacency is the official chain i -> i+1 over all
-    rows (no input/output nodes); positions are the layer index within its stage, tiled over stages (the official
-    stage-wise positional encoding). Both masks are the raw chain, as the official MobileNetV3 code.
+    rows (no input/output nodes). Both masks are the raw chain, as the official MobileNetV3 code.
+
+    Positions (`positions`): "stage" is the layer index within its stage, tiled over stages (the official
+    stage-wise positional encoding); "layer" is the row index. With the chain mask a node sees only its successor,
+    so tiled positions cannot tell stages apart: where stages differ in depths or expand values (e.g. the `small`
+    preset, where only stage 3 may hold a third layer) a prior trained with them leaves most samples invalid.
+    "auto" (default) takes "stage" when all stages allow the same depths and expand values (OFA) and "layer"
+    otherwise (ours).
 
     Deviations (our space has more than the matrix): resolution and width multiplier are not in the matrix; `decode`
     sets them to `resolution` / `width_mult` (default: the largest resolution and 1.0, else the smallest multiplier).
@@ -189,7 +195,8 @@ class MBConvMatrix(OperationMatrix):
     name = "mbconv"
     train_mask, sample_mask = "raw", "raw"
 
-    def __init__(self, space: SearchSpace, resolution: int | None = None, width_mult: float | None = None) -> None:
+    def __init__(self, space: SearchSpace, resolution: int | None = None, width_mult: float | None = None,
+                 positions: str = "auto") -> None:
         family = getattr(space, "family", None)
         if family is None:
             raise NASError(f"space {space.name!r} has no MBConv family; MBConvMatrix needs an mbconv space")
@@ -202,7 +209,13 @@ class MBConvMatrix(OperationMatrix):
         self.types = list(product(family.kernels, expands))
         self.n_nodes, self.n_types = n_stages * self.max_depth, len(self.types)
         self.adjacency = _adjacency(self.n_nodes, [(i, i + 1) for i in range(self.n_nodes - 1)])
-        self.positions = np.tile(np.arange(self.max_depth), n_stages)
+        uniform = all(family.stage_depths(i) == self.depths[0] and family.stage_expands(i) == family.stage_expands(0)
+                      for i in range(n_stages))
+        if positions not in ("auto", "stage", "layer"):
+            raise NASError(f"MBConv matrix positions {positions!r} is not one of 'auto', 'stage', 'layer'")
+        self.position_kind = ("stage" if uniform else "layer") if positions == "auto" else positions
+        self.positions = (np.tile(np.arange(self.max_depth), n_stages) if self.position_kind == "stage"
+                          else np.arange(self.n_nodes))
         allowed = np.zeros((n_stages, self.n_types), bool)
         for s in range(n_stages):
             allowed[s] = [e in family.stage_expands(s) for _, e in self.types]
@@ -246,7 +259,7 @@ class MBConvMatrix(OperationMatrix):
         return Architecture(values)
 
     def describe(self) -> str:
-        return f"{super().describe()}:{self.resolution}:{self.width_mult}"
+        return f"{super().describe()}:{self.resolution}:{self.width_mult}:{self.position_kind}"
 
 
 def operation_matrix(space: SearchSpace, **options: Any) -> OperationMatrix:

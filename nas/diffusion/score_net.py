@@ -2,7 +2,8 @@
 official `models/cate.py`), and an exponential moving average of its weights.
 
 Per node: Linear(n_types -> d) * sqrt(d), dropout, plus a sinusoidal positional encoding of the node's position, plus
-a noise-level embedding (sinusoidal embedding of sigma itself, Linear(d -> 4d), SiLU, Linear(4d -> d)). Then
+a noise-level embedding (sinusoidal embedding of sigma itself, Linear(d -> 4d), SiLU, Linear(4d -> d)); the
+positional encoding can be scaled (`position_scale`, ours; 1 in the official code). Then
 `n_layers` pre-LayerNorm encoder blocks whose self-attention is masked by the DAG (node i attends to j where
 mask[i, j] = 1; masked scores get -1e9, so a node without successors attends uniformly, as the official code).
 Every block's output is LayerNorm'd and all are concatenated, and a 3-layer ELU MLP maps them to a per-node score of
@@ -30,6 +31,10 @@ class ScoreNetConfig:
     #: divide the output by sigma (score SDE's NCSN++ `scale_by_sigma`): the network then predicts -z, an easier
     #: target for short CPU training; off in the official DiffusionNAG network, which outputs the score directly
     scale_by_sigma: bool = False
+    #: factor on the positional encoding (official: 1). The node embedding is multiplied by sqrt(d_model), so at 1
+    #: the positions are a small part of the input; a prior that must tell many positions apart (an MBConv space
+    #: whose stages differ) learns them slowly, and sqrt(d_model) puts them on the embedding's scale (ours)
+    position_scale: float = 1.0
 
 
 def sinusoidal(values: Tensor, dim: int, max_positions: float = 10000.0) -> Tensor:
@@ -83,7 +88,7 @@ class ScoreTransformer(nn.Module):
         d = cfg.d_model
         self.embed = nn.Linear(n_types, d)
         self.drop = nn.Dropout(cfg.dropout)
-        self.register_buffer("pos", positional_table(positions, d))
+        self.register_buffer("pos", positional_table(positions, d) * cfg.position_scale)
         self.noise = nn.Sequential(nn.Linear(d, 4 * d), nn.SiLU(), nn.Linear(4 * d, d))
         self.blocks = nn.ModuleList(EncoderBlock(cfg) for _ in range(cfg.n_layers))
         self.norms = nn.ModuleList(nn.LayerNorm(d) for _ in range(cfg.n_layers))
