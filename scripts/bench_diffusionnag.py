@@ -140,27 +140,34 @@ def rates(result: Any) -> dict[str, Any]:
 def generation_unit(space: str, args: argparse.Namespace, seed: int) -> dict[str, Any]:
     import torch
 
+    from predictors.base import single_thread
+
+    torch.set_num_threads(1)
+    prior, train_s, note = generation_prior(space, args, seed)
+    with single_thread():
+        result, gen_s = generate_timed(prior, args.samples, seed=seed + 1)
+        _, time_s = generate_timed(prior, args.time_samples, seed=seed + 2)
+    return {"space": space, "seed": seed, "preset": args.preset, "device": args.device, "note": note,
+            "train_seconds": train_s, "generate_seconds": gen_s, "time_samples": args.time_samples,
+            "time_seconds": time_s, "final_loss": float(np.mean(prior.losses[-50:])) if prior.losses else None,
+            **rates(result)}
+
+
+def generation_prior(space: str, args: argparse.Namespace, seed: int) -> tuple[Any, float | None, str]:
+    """The prior of one generation unit, trained or loaded from the cache, its training seconds (None when cached)
+    and a note on its training set."""
     from nas.diffusion.encoding import MBConvMatrix, operation_matrix
     from nas.diffusion.prior import DiffusionPrior
     from predictors.base import single_thread
     from strategies.diffusionnag import nb201_cells
 
-    torch.set_num_threads(1)
     rng = random.Random(seed)
     if space == "mbconv_small":  # the strategy's prior for the default MBConv preset (seed 0, its training set)
         prior, train_s = strategy_prior("mbconv", args)
-        with single_thread():
-            result, gen_s = generate_timed(prior, args.samples, seed=seed + 1)
-            _, time_s = generate_timed(prior, args.time_samples, seed=seed + 2)
-        net = prior.preset.net
-        return {"space": space, "seed": seed, "preset": args.preset, "device": args.device,
-                "note": (f"the strategy's prior for the mbconv `small` preset: {len(prior.training_set):,} unique of "
-                         f"{budget_of(args.preset).train_archs:,} sampled architectures, sigma "
-                         f"0.1-{prior.preset.sigma_max:g}, positions per {prior.matrix.position_kind} scaled by "
-                         f"{net.position_scale:.3g}"),
-                "train_seconds": train_s, "generate_seconds": gen_s, "time_samples": args.time_samples,
-                "time_seconds": time_s, "final_loss": float(np.mean(prior.losses[-50:])) if prior.losses else None,
-                **rates(result)}
+        return prior, train_s, (f"the strategy's prior for the mbconv `small` preset: {len(prior.training_set):,} "
+                                f"unique of {budget_of(args.preset).train_archs:,} sampled architectures, sigma "
+                                f"0.1-{prior.preset.sigma_max:g}, positions per {prior.matrix.position_kind} "
+                                f"scaled by {prior.preset.net.position_scale:.3g}")
     if space in ("nb201", "nb201_all"):
         matrix = operation_matrix(registry.make_space("nb201"))
         cells = nb201_cells()
@@ -181,14 +188,9 @@ def generation_unit(space: str, args: argparse.Namespace, seed: int) -> dict[str
                 f"resolution {mb.resolution}, width {mb.width_mult}), sigma 0.1-1.0")
         matrix = mb
     with single_thread():
-        prior = DiffusionPrior(matrix, preset, device=args.device, seed=seed)
-        prior, train_s = fit_timed(prior, train, args.runs / "priors")
-        result, gen_s = generate_timed(prior, args.samples, seed=seed + 1)
-        _, time_s = generate_timed(prior, args.time_samples, seed=seed + 2)
-    return {"space": space, "seed": seed, "preset": args.preset, "device": args.device, "note": note,
-            "train_seconds": train_s, "generate_seconds": gen_s, "time_samples": args.time_samples,
-            "time_seconds": time_s, "final_loss": float(np.mean(prior.losses[-50:])) if prior.losses else None,
-            **rates(result)}
+        prior, train_s = fit_timed(DiffusionPrior(matrix, preset, device=args.device, seed=seed), train,
+                                   args.runs / "priors")
+    return prior, train_s, note
 
 
 # -- part 2: guidance -------------------------------------------------------------------------------------------
