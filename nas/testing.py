@@ -312,6 +312,8 @@ FAST_OPTIONS: dict[str, dict[str, Any]] = {
     "optuna": {"n_startup_trials": 4},
     "spos": {"epochs": 1, "batch_size": 16, "bn_images": 16, "search_budget": 4,
              "search_options": {"population": 2, "top_k": 1, "mutations": 1, "crossovers": 1}},
+    "gm_nas": {"epochs": 2, "split_epochs": [1], "gm_batches": 1, "batch_size": 16, "bn_images": 16, "val_images": 16,
+               "search_budget": 4},
     "bossnas": {"train_images": 16, "batch_size": 8, "proj_hidden": 16, "proj_dim": 8, "rating_images": 8,
                 "bn_images": 8, "max_rated": 2, "warmup_epochs": 0.0, "population": 3, "sample_size": 2, "cycles": 2},
 }

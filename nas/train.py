@@ -269,13 +269,16 @@ class Trainer:
             total_steps: int | None = None, augment: str = "none", state: TrainProgress | None = None,
             optimizer_state: dict | None = None, epoch_generator: Callable[[int], torch.Generator] | None = None,
             also_train: Sequence[nn.Module] = (), after_step: Callable[[int, int], None] | None = None,
-            on_epoch_end: Callable[[TrainProgress, torch.optim.Optimizer, bool], None] | None = None) -> TrainProgress:
+            on_epoch_end: Callable[[TrainProgress, torch.optim.Optimizer, bool], None] | None = None,
+            stop_epoch: int | None = None) -> TrainProgress:
         """Train `modules`' parameters with `step` on `x` (and `y`) for `config.epochs` epochs, or `total_steps`
         optimizer steps (`also_train`: modules not optimized but in training mode too, e.g. an EMA target
         network); `after_step(step, total)` follows every optimizer step (e.g. an EMA update),
         `on_epoch_end(progress, optimizer, last)` every epoch (checkpoints). Batch order and augmentation come
         from one generator seeded with `config.seed`, or from `epoch_generator(epoch)` per epoch; a resumed
-        run (`state`, `optimizer_state` from an epoch end) continues exactly."""
+        run (`state`, `optimizer_state` from an epoch end) continues exactly. `stop_epoch` ends the call after
+        that many finished epochs while the schedule still spans all of them (GM-NAS splits a supernet there and
+        its sub-supernets continue the schedule)."""
         c, runtime = self.config, self.runtime
         per_epoch = self.steps_per_epoch(len(x))
         total = total_steps if total_steps is not None else max(1, round(c.epochs * per_epoch))
@@ -289,7 +292,7 @@ class Trainer:
         shared = torch.Generator().manual_seed(c.seed)
         from tqdm.auto import tqdm
 
-        for epoch in range(progress.epoch, epochs):
+        for epoch in range(progress.epoch, epochs if stop_epoch is None else min(epochs, stop_epoch)):
             for module in (*modules, *also_train):
                 module.train()
             g = epoch_generator(epoch) if epoch_generator else shared

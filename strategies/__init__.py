@@ -5,6 +5,7 @@ from strategies import (  # noqa: F401
     diffusionnag,
     evolution,
     genetic,
+    gm_nas,
     local_search,
     optuna_sampler,
     random_search,
