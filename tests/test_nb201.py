@@ -13,7 +13,15 @@ from nas import registry
 from nas.build import build_module, count_macs, count_params
 from nas.graph import GraphBuilder
 from nas.space import ArchitectureError, NASError
-from search_spaces.nb201 import DATASETS, NB201Space, add_cell, arch_string, canonical, parse_arch_string
+from search_spaces.nb201 import (
+    DATASETS,
+    NB201Space,
+    add_cell,
+    arch_string,
+    benchmark_input,
+    canonical,
+    parse_arch_string,
+)
 
 TABLE = (Path(__file__).resolve().parents[2] / "shared" / "benchmarks" / "nasbench201"
          / "nats_tss_test_accuracy_200ep.csv")
@@ -169,5 +177,8 @@ def test_mutation_follows_nas_bench_201_rea(space):
 def test_benchmark_input(space):
     assert space.benchmark_input("ImageNet16-120") == ((3, 16, 16), 120)
     assert space.benchmark_input("cifar100") == ((3, 32, 32), 100)
+    assert space.benchmark_input("Fashion-MNIST") == ((1, 16, 16), 10)  # this project's table
     with pytest.raises(NASError, match="not one of"):
         space.benchmark_input("svhn")
+    with pytest.raises(NASError, match="not one of"):  # the module function knows NAS-Bench-201's own only
+        benchmark_input("fashion_mnist")
