@@ -1,0 +1,233 @@
+"""GM-NAS against one-shot and few-shot supernets on the trained Fashion-MNIST NB201 ground truth.
+
+    python scripts/bench_gm_nas.py --seeds 0,1,2                # run the missing units (resumable), then report
+    python scripts/bench_gm_nas.py --report-only                 # rewrite benchmarks/gm_nas.md from the units
+
+The ground truth is `benchmarks/fashion_nb201/runs.jsonl` (`scripts/build_fashion_nb201_truth.py`): NB201
+cells with the C=8, N=1 skeleton trained stand-alone on 10,000 Fashion-MNIST images at 16x16, scored on the
+test split, mean over seeds. Every variant trains its supernet(s) (`strategies.gm_nas`, `NB201Space(8, 1)`)
+on the same 10,000 training images and rates each cell of the ground truth with its sub-supernet's weights,
+BatchNorm recalibrated, on 2,000 other training images (held out from the supernets and from the ground
+truth's training and test images). Per unit (variant, seed): Kendall tau and Spearman rho of the ratings
+against the ground truth, the ground-truth accuracy of the cell rated best (what the search selects) and its
+regret to the best cell, supernet epochs spent (summed over every (sub-)supernet) and seconds.
+
+The variants share one total budget in supernet epochs: `gm` (splits at epochs 4 and 8 of 12 into 2 groups:
+4 + 2 x 4 + 4 x 4 = 28), `one_shot` (28 epochs), `few_shot` (one edge split into its 5 ops at epoch 4 of 9:
+4 + 5 x 5 = 29), and `gm_min_within` (GM with the DARTS-space edge rule). Each unit is one JSON file in
+`benchmarks/gm_nas_runs/`; supernet checkpoints go to `--work` (resumable within a unit too).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
+
+RUNS = ROOT / "benchmarks" / "gm_nas_runs"
+TRUTH = ROOT / "benchmarks" / "fashion_nb201" / "runs.jsonl"
+REPORT = ROOT / "benchmarks" / "gm_nas.md"
+COMMON: dict[str, Any] = {"batch_size": 64, "lr": 0.05, "gm_batches": 20, "bn_images": 256, "val_images": 0,
+                          "train_images": 0}
+VARIANTS: dict[str, dict[str, Any]] = {
+    "gm": {"mode": "gm", "epochs": 12, "split_epochs": [4, 8]},
+    "one_shot": {"mode": "one_shot", "epochs": 28},
+    "few_shot": {"mode": "few_shot", "epochs": 9, "split_epochs": [4]},
+    "gm_min_within": {"mode": "gm", "epochs": 12, "split_epochs": [4, 8], "edge_rule": "min_within"},
+}
+RATING_IMAGES = 2000
+
+
+def truth() -> tuple[list[str], dict[str, float]]:
+    """The ground truth's cells (arch strings, draw order) with every seed, and their mean accuracy."""
+    import build_fashion_nb201_truth as gt
+
+    runs = gt.load_runs(TRUTH)
+    seeds = len({r["seed"] for r in runs})
+    summary = gt.summarize(runs, seeds)
+    if summary["cells"] < 2:
+        raise SystemExit(f"{TRUTH} has {summary['cells']} complete cells; build the ground truth first")
+    return [a for _, a, _ in summary["rows"]], {a: m for _, a, m in summary["rows"]}
+
+
+def bench_data() -> Any:
+    """The ground truth's 10,000 training images, and 2,000 other training images as the rating split."""
+    import dataclasses
+
+    import build_fashion_nb201_truth as gt
+    import torch
+
+    from nas.data import load_dataset
+    from nas.train import resize_inputs
+
+    full = load_dataset(gt.DATASET)
+    n = gt.RECIPE["train_images"]
+    order = torch.randperm(len(full.x_train), generator=torch.Generator().manual_seed(gt.RECIPE["train_subset_seed"]))
+    train, rating = order[:n], order[n:n + RATING_IMAGES]
+    subset = full.subset(train=n, seed=gt.RECIPE["train_subset_seed"])
+    assert torch.equal(subset.x_train, full.x_train[train]), "the ground truth's training subset moved"
+    shape = tuple(gt.RECIPE["input"])
+    return dataclasses.replace(full, x_train=resize_inputs(full.x_train[train], shape).contiguous(),
+                               y_train=full.y_train[train], y_val=full.y_train[rating],
+                               x_val=resize_inputs(full.x_train[rating], shape).contiguous())
+
+
+def supernet_epochs(tree: Mapping[str, Any], options: Mapping[str, Any]) -> int:
+    """Epochs trained summed over every (sub-)supernet of a split tree."""
+    splits = list(options.get("split_epochs", [])) if options["mode"] != "one_shot" else []
+    if options["mode"] == "few_shot":
+        splits = splits[:1]
+    ends = [*splits, options["epochs"]]
+    return sum(ends[n["depth"]] - (ends[n["depth"] - 1] if n["depth"] else 0) for n in tree["nodes"].values())
+
+
+def train_unit(variant: str, seed: int, data: Any, work: Path) -> tuple[Any, float]:
+    """The variant's trained supernets (resumed from `work`) as a rating plan, and the seconds training took
+    (summed over the calls that trained, kept in the unit's folder)."""
+    import build_fashion_nb201_truth as gt
+
+    from nas.objectives import Objective
+    from nas.strategy import SupernetContext
+    from search_spaces.nb201 import NB201Space
+    from strategies.gm_nas import GMNAS
+
+    folder = work / f"{variant}__seed{seed}"
+    folder.mkdir(parents=True, exist_ok=True)
+    clock = folder / "train_seconds.json"
+    before = json.loads(clock.read_text())["seconds"] if clock.exists() else 0.0
+    start = time.perf_counter()
+    space = NB201Space(gt.RECIPE["channels"], gt.RECIPE["cells_per_stage"])
+    strategy = GMNAS([Objective("accuracy")], seed=seed, **{**COMMON, **VARIANTS[variant]})
+    plan = strategy.prepare(SupernetContext(space, data, [Objective("accuracy")], seed, "paper", folder, True))
+    seconds = before + time.perf_counter() - start
+    clock.write_text(json.dumps({"seconds": seconds}))
+    return plan, seconds
+
+
+def run_unit(variant: str, seed: int, cells: Sequence[str], accuracy: Mapping[str, float], data: Any,
+             work: Path, commit: str) -> dict[str, Any]:
+    """Train the variant's supernets with `seed`, rate every ground-truth cell; the unit's record."""
+    import numpy as np
+    import torch
+    from scipy.stats import kendalltau, spearmanr
+    from tqdm import tqdm
+
+    from nas.timing import cpu_model
+    from search_spaces.nb201 import parse_arch_string
+
+    options = {**COMMON, **VARIANTS[variant]}
+    folder = work / f"{variant}__seed{seed}"
+    plan, trained = train_unit(variant, seed, data, work)
+    start = time.perf_counter()
+    ratings = [plan.evaluator.evaluate(parse_arch_string(a)).metrics["rating"]
+               for a in tqdm(cells, desc=f"{variant} seed {seed} ratings", leave=False)]
+    rated = time.perf_counter() - start
+    truths = np.array([accuracy[a] for a in cells])
+    best = int(np.argmax(ratings))
+    tree = json.loads((folder / "gm_tree.json").read_text())
+    return {"variant": variant, "seed": seed, "options": options, "cells": len(cells),
+            "kendall_tau": float(kendalltau(ratings, truths)[0]), "spearman_rho": float(spearmanr(ratings, truths)[0]),
+            "selected": cells[best], "selected_accuracy": float(truths[best]),
+            "regret": float(truths.max() - truths[best]), "best_accuracy": float(truths.max()),
+            "ratings": [round(r, 3) for r in ratings], "supernet_epochs": supernet_epochs(tree, options),
+            "splits": {k: {"edge": n.get("edge"), "groups": n.get("groups")} for k, n in tree["nodes"].items()
+                       if n.get("edge")},
+            "train_seconds": round(trained, 1), "rating_seconds": round(rated, 1), "commit": commit,
+            "machine": {"cpu": cpu_model(), "torch": torch.__version__, "threads": torch.get_num_threads(),
+                        "device": "cuda" if torch.cuda.is_available() else "cpu"}}
+
+
+def report(units: Sequence[Mapping[str, Any]]) -> str:
+    """benchmarks/gm_nas.md: one row per variant (mean and std over seeds), the ground truth's noise ceiling."""
+    import build_fashion_nb201_truth as gt
+    import numpy as np
+
+    runs = gt.load_runs(TRUTH)
+    ceiling = gt.summarize(runs, 2)
+    lines = ["# GM-NAS against one-shot and few-shot supernets (NB201 cells, Fashion-MNIST ground truth)", "",
+             "Made by `python scripts/bench_gm_nas.py` (module docstring: data, budgets, metrics); units in",
+             "`benchmarks/gm_nas_runs/`, each with its commit and machine.", "",
+             f"Ground truth: {ceiling['cells']} cells x 2 seeds (`benchmarks/fashion_nb201/`); seed-to-seed Kendall "
+             f"tau {ceiling['tau']:.3f}, Spearman rho {ceiling['rho']:.3f}: the noise ceiling of any rating.", "",
+             "| variant | seeds | supernet epochs | Kendall tau | Spearman rho | selected cell's accuracy (%) | "
+             "regret (points) | train s | rating s |", "|---|---|---|---|---|---|---|---|---|"]
+    for variant in VARIANTS:
+        rows = [u for u in units if u["variant"] == variant]
+        if not rows:
+            continue
+
+        def stat(key: str, digits: int = 3, rows: Sequence[Mapping[str, Any]] = rows) -> str:
+            values = np.array([r[key] for r in rows], dtype=float)
+            return f"{values.mean():.{digits}f} ± {values.std():.{digits}f}"
+
+        seeds = ",".join(str(r["seed"]) for r in sorted(rows, key=lambda r: r["seed"]))
+        lines.append(f"| {variant} | {seeds} | {rows[0]['supernet_epochs']} | {stat('kendall_tau')} | "
+                     f"{stat('spearman_rho')} | {stat('selected_accuracy', 2)} | {stat('regret', 2)} | "
+                     f"{stat('train_seconds', 0)} | {stat('rating_seconds', 0)} |")
+    commits = sorted({u["commit"] for u in units})
+    machines = sorted({json.dumps(u["machine"], sort_keys=True) for u in units})
+    lines += ["", f"Commits: {', '.join(commits)}. Machines: {'; '.join(machines)}.", "",
+              "GM distance matrices of the root supernet's first split (seed 0): `gm_nas_scores.png`."]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    import bench_strategies as bs
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", default="0,1,2", help="comma-separated supernet seeds")
+    parser.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated, of {', '.join(VARIANTS)}")
+    parser.add_argument("--work", type=Path, default=ROOT / "runs" / "gm_nas_bench", help="supernet checkpoints")
+    parser.add_argument("--report-only", action="store_true")
+    parser.add_argument("--train-only", action="store_true",
+                        help="train the units' supernets (while the ground truth is still being built); rate later")
+    args = parser.parse_args(argv)
+    variants = [v for v in args.variants.split(",") if v]
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown:
+        parser.error(f"unknown variant {unknown[0]!r}; accepted: {', '.join(VARIANTS)}")
+    try:
+        seeds = [int(s) for s in args.seeds.split(",") if s]
+    except ValueError:
+        parser.error(f"--seeds {args.seeds!r} is not a comma-separated list of integers")
+    RUNS.mkdir(parents=True, exist_ok=True)
+    if not args.report_only:
+        commit, changed = bs.tree_state()
+        if changed:
+            raise SystemExit(f"refusing to run from a tree with uncommitted changes at {commit} "
+                             f"({', '.join(changed[:5])}); commit them first")
+        data = bench_data()
+        cells, accuracy = ([], {}) if args.train_only else truth()
+        for variant in variants:
+            for seed in seeds:
+                path = RUNS / f"{variant}__seed{seed}.json"
+                if path.exists():
+                    continue
+                if args.train_only:
+                    train_unit(variant, seed, data, args.work)
+                    continue
+                unit = run_unit(variant, seed, cells, accuracy, data, args.work, commit)
+                path.write_text(json.dumps(unit, indent=1) + "\n")
+                print(f"{variant} seed {seed}: tau {unit['kendall_tau']:.3f}, selected {unit['selected_accuracy']:.2f}%"
+                      f" (regret {unit['regret']:.2f}), {unit['train_seconds']:.0f} s + {unit['rating_seconds']:.0f} s")
+                scores = args.work / f"{variant}__seed{seed}" / "gm_scores_r.png"
+                if variant == "gm" and seed == min(seeds) and scores.exists():
+                    shutil.copyfile(scores, ROOT / "benchmarks" / "gm_nas_scores.png")
+    if args.train_only:
+        return 0
+    units = [json.loads(p.read_text()) for p in sorted(RUNS.glob("*.json"))]
+    REPORT.write_text(report(units))
+    print(f"wrote {REPORT}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
