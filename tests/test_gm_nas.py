@@ -153,30 +153,44 @@ def test_restricted_spaces_cover_the_parent_space_with_no_overlap(tmp_path):
     assert (tmp_path / "gm_scores_r.png").stat().st_size > 0
 
 
-def test_weight_inheritance_at_a_split(tmp_path, monkeypatch):
+@pytest.mark.parametrize("restart_final", [True, False])
+def test_weight_inheritance_at_a_split(tmp_path, monkeypatch, restart_final):
     """At the intermediate split both children start from the parent's weights, optimizer state and place in
-    the schedule; at the final split (restart) they start afresh."""
-    copies: dict[str, dict] = {}
+    the schedule; at the final split they start afresh (restart_final) or inherit too."""
+    starts: dict[str, dict] = {}
+    ends: dict[str, dict] = {}
     original = GMNAS._train
 
     def spy(self, supernet, space, node_id, data, cfg, state_file, fresh, stop, progress):
-        if node_id != "r":
-            copies[node_id] = torch.load(state_file, weights_only=True) if state_file.exists() else {}
+        starts[node_id] = torch.load(state_file, weights_only=True) if state_file.exists() else {}
         original(self, supernet, space, node_id, data, cfg, state_file, fresh, stop, progress)
-        if node_id == "r":
-            copies["r"] = torch.load(state_file, weights_only=True)
+        ends[node_id] = torch.load(state_file, weights_only=True)
 
     monkeypatch.setattr(GMNAS, "_train", spy)
-    grow(tmp_path)
-    parent = copies["r"]
-    assert parent["progress"][1] == 1 and parent["optimizer"]["state"]  # one epoch, momentum buffers
-    for child in ("r0", "r1"):
-        assert copies[child]["progress"] == parent["progress"]
-        assert all(torch.equal(copies[child]["supernet"][k], v) for k, v in parent["supernet"].items())
-        assert copies[child]["optimizer"]["state"].keys() == parent["optimizer"]["state"].keys()
-    assert all(copies[leaf] == {} for leaf in ("r00", "r01", "r10", "r11"))  # re-initialised at the final split
+    grow(tmp_path, restart_final=restart_final)
+    assert starts["r"] == {} and ends["r"]["progress"][1] == 1 and ends["r"]["optimizer"]["state"]  # momentum
+    for parent, children in (("r", ("r0", "r1")), ("r0", ("r00", "r01")), ("r1", ("r10", "r11"))):
+        for child in children:
+            if parent != "r" and restart_final:
+                assert starts[child] == {}  # re-initialised at the final split
+                continue
+            assert starts[child]["progress"] == ends[parent]["progress"]
+            assert all(torch.equal(starts[child]["supernet"][k], v) for k, v in ends[parent]["supernet"].items())
+            assert starts[child]["optimizer"]["state"].keys() == ends[parent]["optimizer"]["state"].keys()
+    assert ends["r00"]["progress"][1] == (1 if restart_final else 3)  # a fresh schedule of 3 - 2 epochs, or to 3
     tree = json.loads((tmp_path / "gm_tree.json").read_text())["nodes"]
     assert tree["r0"]["restriction"].keys() == {tree["r"]["edge"]} and len(tree["r00"]["restriction"]) == 2
+
+
+def test_genetic_search_on_top_routes_to_the_leaves(tmp_path):
+    from nas.testing import FAST_OPTIONS, run_supernet_strategy
+
+    options = {**FAST_OPTIONS["gm_nas"], "search": "genetic", "search_budget": 6,
+               "search_options": {"population": 3, "top_k": 1, "mutations": 1, "crossovers": 1}}
+    history, _ = run_supernet_strategy("gm_nas", tmp_path, options=options)
+    rated = [m for _, m in history if m is not None]
+    assert len(rated) == 6 and {m["sub_supernet"] for m in rated} <= {0.0, 1.0}
+    assert all(0 <= m["rating"] <= 100 for m in rated)
 
 
 def test_modes_give_the_baselines(tmp_path):
