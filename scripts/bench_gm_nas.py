@@ -153,8 +153,11 @@ def report(units: Sequence[Mapping[str, Any]]) -> str:
     runs = gt.load_runs(TRUTH)
     ceiling = gt.summarize(runs, 2)
     lines = ["# GM-NAS against one-shot and few-shot supernets (NB201 cells, Fashion-MNIST ground truth)", "",
-             "Made by `python scripts/bench_gm_nas.py` (module docstring: data, budgets, metrics); units in",
-             "`benchmarks/gm_nas_runs/`, each with its commit and machine.", "",
+             "Command: `python scripts/bench_gm_nas.py --seeds 0,1,2` (its docstring gives the data, the budgets",
+             "and the metrics); one unit per (variant, seed) in `benchmarks/gm_nas_runs/`, each with its commit and",
+             "machine.",
+             "Every variant is `strategies/gm_nas.py` on `NB201Space(8, 1)` (the ground truth's skeleton) with RSPS",
+             "single-path training, lr 0.05, batch 64, 20 GM batches, BN recalibrated on 256 images per rating.", "",
              f"Ground truth: {ceiling['cells']} cells x 2 seeds (`benchmarks/fashion_nb201/`); seed-to-seed Kendall "
              f"tau {ceiling['tau']:.3f}, Spearman rho {ceiling['rho']:.3f}: the noise ceiling of any rating.", "",
              "| variant | seeds | supernet epochs | Kendall tau | Spearman rho | selected cell's accuracy (%) | "
@@ -175,7 +178,12 @@ def report(units: Sequence[Mapping[str, Any]]) -> str:
     commits = sorted({u["commit"] for u in units})
     machines = sorted({json.dumps(u["machine"], sort_keys=True) for u in units})
     lines += ["", f"Commits: {', '.join(commits)}. Machines: {'; '.join(machines)}.", "",
-              "GM distance matrices of the root supernet's first split (seed 0): `gm_nas_scores.png`."]
+              "GM distance matrices of the root supernet's first split (seed 0): `benchmarks/gm_nas_scores.png`.", "",
+              "Published: GM-NAS reports its NAS-Bench-201 results (GM+DARTS/SNAS/RSPS against One-Shot and Few-Shot,",
+              "CIFAR-10/100, ImageNet16-120) in Table 1 of the paper (openreview _jMtny3sMKU); those figures were not",
+              "at hand for this report (`../shared/reference/gm_nas_and_n2n.md` lacks them, the official README has",
+              "none), so none is quoted. Its claim to compare against: GM splits rate architectures better than",
+              "One-Shot and Few-Shot supernets at a comparable budget."]
     return "\n".join(lines) + "\n"
 
 
