@@ -174,11 +174,11 @@ class GMNAS(SupernetStrategy):
         for node_id in tree.pending():
             self._grow(node_id, tree, context.space, data, cfg, folder, context.progress)
         leaves = []
-        for i, node_id in enumerate(tree.leaves()):
+        for node_id in tree.leaves():  # every leaf recalibrates BN on the same images and rates on the same ones
             space = restricted(context.space, tree.nodes[node_id]["restriction"])
             supernet = load_supernet(folder / f"gm_{node_id}_leaf.pt", context.space, self._device(cfg))
             leaves.append((space, InheritedEvaluator(supernet, context.data, cfg.bn_images, cfg.val_images,
-                                                     batch_size=max(cfg.batch_size, 64), seed=self.seed + i)))
+                                                     batch_size=max(cfg.batch_size, 64), seed=self.seed)))
         evaluator = LeafRouter(leaves)
         objectives = rating_objectives(context.objectives)
         if cfg.search == "random":
