@@ -257,6 +257,16 @@ class SupernetStrategy(ABC):
     def prepare(self, context: SupernetContext) -> SupernetPlan:
         """Train the supernet (resumable from `context.checkpoint_dir`) and plan the search over its ratings."""
 
+    def folder_and_data(self, context: SupernetContext, train_images: int) -> tuple[Path, Any]:
+        """The checkpoint folder (created) and the training data, cut to `train_images` drawn with the
+        strategy's seed (0: all of it)."""
+        folder = Path(context.checkpoint_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        data = context.data
+        if train_images and train_images < len(data.x_train):
+            data = data.subset(train=train_images, seed=self.seed)
+        return folder, data
+
     def finish(self, context: SupernetContext) -> None:
         """Called once the search over the ratings is complete: drop checkpoints only that search needed."""
 

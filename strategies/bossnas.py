@@ -92,13 +92,35 @@ from nas.blockwise import BlockSpace, Path
 from nas.evaluate import Evaluation, Evaluator
 from nas.registry import register_strategy
 from nas.space import Architecture, NASError, Value
-from nas.strategy import (Seeded, Strategy, SupernetContext, SupernetPlan, SupernetStrategy, budget_config,
-                          rating_objectives)
+from nas.strategy import (
+    Seeded,
+    Strategy,
+    SupernetContext,
+    SupernetPlan,
+    SupernetStrategy,
+    budget_config,
+    rating_objectives,
+)
 from nas.supernet import BlockSupernet
-from nas.train import (AUGMENT_BY_DATASET, Batch, StepFn, TrainConfig, Trainer, TrainProgress, resize_inputs,
-                       resolve_device)
-from strategies.bossnas_parts import (BlockNeck, augment_views, cosine_loss, ema_update, ensemble_target, momentum_at,
-                                      predictor)
+from nas.train import (
+    AUGMENT_BY_DATASET,
+    Batch,
+    StepFn,
+    TrainConfig,
+    Trainer,
+    TrainProgress,
+    resize_inputs,
+    resolve_device,
+)
+from strategies.bossnas_parts import (
+    BlockNeck,
+    augment_views,
+    cosine_loss,
+    ema_update,
+    ensemble_target,
+    momentum_at,
+    predictor,
+)
 from strategies.bossnas_rating import BlockRater, Nets, from_json, plot_ratings, rate_jointly, to_json
 from strategies.evolution import RegularizedEvolution
 from strategies.random_search import RandomSearch

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+
 def momentum_at(step: int, total: int, base: float) -> float:
     """BYOL's target momentum: a cosine from `base` at step 0 to 1.0 at step `total` (restarted per block)."""
     return 1.0 - (1.0 - base) * (math.cos(math.pi * min(step, total) / max(1, total)) + 1.0) / 2.0

@@ -213,6 +213,7 @@ def plot_ratings(ratings: Sequence[float], accuracies: Sequence[float], path: st
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     from predictors.base import kendall_tau, spearman_rho
 
     tau = kendall_tau(ratings, accuracies) if len(ratings) > 1 else float("nan")

@@ -40,15 +40,12 @@ from nas import registry
 from nas.evaluate import Evaluation, Evaluator
 from nas.space import Architecture, NASError, SearchSpace, one_of
 from nas.strategy import (
-    Proposals,
     Strategy,
     SupernetContext,
     SupernetPlan,
     SupernetStrategy,
     budget_config,
     rating_objectives,
-    rng_state,
-    set_rng_state,
 )
 from strategies.gm_nas_split import (
     EDGE_RULES,
@@ -59,6 +56,7 @@ from strategies.gm_nas_split import (
     score_edge,
     splittable_choices,
 )
+from strategies.random_search import RandomSearch
 
 MODES = ("gm", "few_shot", "one_shot")
 TREE_FILE = "gm_tree.json"
@@ -165,11 +163,7 @@ class GMNAS(SupernetStrategy):
         from nas.inherited import InheritedEvaluator, load_supernet
 
         cfg = make_config(context.budget or "quick", **{**self.options, **context.options})
-        folder = Path(context.checkpoint_dir)
-        folder.mkdir(parents=True, exist_ok=True)
-        data = context.data
-        if cfg.train_images and cfg.train_images < len(data.x_train):
-            data = data.subset(train=cfg.train_images, seed=self.seed)
+        folder, data = self.folder_and_data(context, cfg.train_images)
         tree = SplitTree(folder / TREE_FILE)
         for node_id in tree.pending():
             self._grow(node_id, tree, context.space, data, cfg, folder, context.progress)
@@ -367,38 +361,24 @@ class LeafRouter(Evaluator):
                 "BN recalibrated", "sub_supernets": [getattr(s, "restriction", {}) for s, _ in self.leaves]}
 
 
-class PerLeafRandom(Strategy):
+class PerLeafRandom(RandomSearch):
     """RSPS's search over few-shot supernets: distinct uniform random architectures, from each leaf in turn."""
 
-    name = "random"
-
     def __init__(self, space: SearchSpace, objectives: Sequence[Any], leaves: Sequence[SearchSpace],
-                 seed: int = 0, max_retries: int = 100) -> None:
+                 seed: int = 0) -> None:
         super().__init__(space, objectives, seed)
         self.leaves = list(leaves)
         self.asked = 0
-        self.max_retries = max_retries
-        self.proposals = Proposals()
 
     def ask(self) -> Architecture:
-        leaf = self.leaves[self.asked % len(self.leaves)]
         self.asked += 1
-        for _ in range(self.max_retries):
-            arch = leaf.sample(self.rng)
-            if arch not in self.proposals:
-                break
-        self.proposals.asked(arch)
-        return arch
-
-    def tell(self, arch: Architecture, metrics: Mapping[str, float] | None) -> None:
-        self.proposals.told(arch)
+        return self.draw(self.leaves[(self.asked - 1) % len(self.leaves)])
 
     def state(self) -> dict[str, Any]:
-        return {"rng": rng_state(self.rng), "seen": self.proposals.state(), "asked": self.asked}
+        return {**super().state(), "asked": self.asked}
 
     def load_state(self, state: Mapping[str, Any]) -> None:
-        set_rng_state(self.rng, state["rng"])
-        self.proposals.load_state(state["seen"])
+        super().load_state(state)
         self.asked = state["asked"]
 
 

@@ -5,7 +5,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from nas.registry import register_strategy
-from nas.space import Architecture
+from nas.space import Architecture, SearchSpace
 from nas.strategy import Proposals, Strategy, check_count, rng_state, set_rng_state
 
 
@@ -22,8 +22,12 @@ class RandomSearch(Strategy):
         self.max_retries = max_retries
 
     def ask(self) -> Architecture:
+        return self.draw(self.space)
+
+    def draw(self, space: SearchSpace) -> Architecture:
+        """A uniform sample of `space` not proposed before (after `max_retries` repeats, a repeat)."""
         for _ in range(self.max_retries):
-            arch = self.space.sample(self.rng)
+            arch = space.sample(self.rng)
             if arch not in self.proposals:
                 break
         self.proposals.asked(arch)

@@ -89,11 +89,7 @@ class SPOS(SupernetStrategy):
         from nas.train import resolve_device
 
         cfg = make_config(context.budget or "quick", **{**self.options, **context.options})
-        folder = Path(context.checkpoint_dir)
-        folder.mkdir(parents=True, exist_ok=True)
-        data = context.data
-        if cfg.train_images and cfg.train_images < len(data.x_train):
-            data = data.subset(train=cfg.train_images, seed=self.seed)
+        folder, data = self.folder_and_data(context, cfg.train_images)
         device = resolve_device(cfg.device)
         if (folder / SUPERNET_FILE).exists():  # trained before the run was killed
             supernet = load_supernet(folder / SUPERNET_FILE, context.space, device)
