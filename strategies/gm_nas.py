@@ -23,7 +23,10 @@ Budget presets: `paper` is the official NB201 RSPS schedule (splits at epochs 20
 leaves, 90 epochs, 100 GM batches, 200 ratings per leaf); `standard` a GPU hour; `quick` minutes on a CPU.
 Deviations: no DARTS/SNAS relaxation (RSPS only); no gradient clipping; the cosine schedule ends at 0 (the
 official at 0.001); BatchNorm recalibrated on training images per architecture (RSPS uses batch statistics);
-`edges` filters which choices may split (OFA's kernel splits: `edges=["*_k"]`).
+`edges` filters which choices may split (OFA's kernel splits: `edges=["*_k"]`); SGD at batch 64, weight decay
+3e-4, plain momentum (the NB201 supernet's settings; the official README runs use `--fs_opt 1`: Nesterov, batch
+48, weight decay 5e-4, and RSPS's own script 1e-4); the sub-supernet seeds its fresh weights from the run's seed
+and its id.
 """
 from __future__ import annotations
 
