@@ -11,7 +11,7 @@ every run, and a larger N extends a smaller one. Each cell is trained with seeds
 sets the initial weights and the batch order; the data are the same for every run).
 
 The recipe (`RECIPE`, fixed; chosen for about 15-25 s per training on one CPU core): the NB201 skeleton with
-C=8 and N=1 (cell 8 -> reduction 16 -> cell 16 -> reduction 32 -> cell 32; `NB201Space(8, 1)`), Fashion-MNIST
+C=8 and N=1 (cell 8 -> reduction 16 -> cell 16 -> reduction 32 -> cell 32; `NB201Space("small")`), Fashion-MNIST
 standardised with the 60,000 training images' statistics and resized bilinearly to 16x16, trained on a fixed
 subset of 10,000 training images (`TensorData.subset(seed=0)`) for 4 epochs by the evaluator `nas search` uses
 (`nas.evaluate.TrainEvaluator`: SGD + Nesterov 0.9, lr 0.05 cosine, batch 128, label smoothing 0.1, weight
@@ -189,7 +189,7 @@ def train_one(task: tuple[str, int]) -> dict[str, Any]:
         _DATA = recipe_data()
     text, seed = task
     arch = parse_arch_string(text)
-    space = NB201Space(RECIPE["channels"], RECIPE["cells_per_stage"])
+    space = NB201Space(channels=RECIPE["channels"], cells=RECIPE["cells_per_stage"])
     config = TrainConfig(**RECIPE["train"], seed=seed, device=_DEVICE, num_threads=1)
     start = time.perf_counter()
     accuracy = TrainEvaluator(space, _DATA, config).evaluate(arch).metrics["accuracy"]

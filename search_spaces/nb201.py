@@ -73,6 +73,9 @@ DATASETS = {"cifar10": ((3, 32, 32), 10), "cifar100": ((3, 32, 32), 100), "image
 #: tables trained in this project, at their recipe's input: `benchmarks/fashion_nb201/table.csv`
 #: (`scripts/build_fashion_nb201_truth.py`: Fashion-MNIST resized to 16x16, a C=8, N=1 skeleton)
 PROJECT_DATASETS = {"fashion_mnist": ((1, 16, 16), 10)}
+#: preset -> (C, N): the benchmark's network (C=16, N=5), and the skeleton of this project's Fashion-MNIST table
+#: (C=8, N=1: cell 8 -> reduction 16 -> cell 16 -> reduction 32 -> cell 32), minutes on a CPU
+SIZES = {"nb201": (16, 5), "small": (8, 1)}
 
 
 def benchmark_input(dataset: str, datasets: Mapping[str, tuple[tuple[int, ...], int]] = DATASETS
@@ -222,7 +225,8 @@ def tiny_network(cell: Mapping[str, Value], channels: Sequence[int], input_shape
 
 @register_space("nb201")
 class NB201Space(TabularSpace):
-    """NAS-Bench-201 cell space (6 edges x 5 ops), built as the real C=16, N=5 network."""
+    """NAS-Bench-201 cell space (6 edges x 5 ops), built as the real C=16, N=5 network (preset "nb201") or the
+    Fashion-MNIST table's C=8, N=1 skeleton (preset "small"); `channels`/`cells` override a preset's size."""
 
     name = "nb201"
     default_input = (3, 32, 32)
@@ -242,9 +246,23 @@ class NB201Space(TabularSpace):
         "nb201_resnet": "|nor_conv_3x3~0|+|none~0|nor_conv_3x3~1|+|skip_connect~0|none~1|skip_connect~2|",
     }
 
-    def __init__(self, channels: int = 16, cells: int = 5) -> None:
-        self.channels = channels
-        self.cells = cells
+    presets = tuple(SIZES)
+
+    def __init__(self, preset: str | None = None, *, channels: int | None = None, cells: int | None = None) -> None:
+        preset = preset or "nb201"
+        if preset not in SIZES:
+            raise ArchitectureError(f"unknown nb201 preset {preset!r}; accepted: {one_of(list(SIZES))}")
+        self.channels = SIZES[preset][0] if channels is None else channels
+        self.cells = SIZES[preset][1] if cells is None else cells
+        self.preset = next((name for name, size in SIZES.items() if size == (self.channels, self.cells)), None)
+
+    @classmethod
+    def preset_of(cls, arch_name: str) -> str | None:
+        """Named cells are cells of every preset; the benchmark's network is theirs by default."""
+        return "nb201" if arch_name in cls.REFERENCES else None
+
+    def describe(self) -> str:
+        return f"NAS-Bench-201 cells (6 edges x 5 ops) in a C={self.channels}, N={self.cells} network"
 
     def choices(self) -> list[Choice]:
         return [Choice(edge_name(j, i), OPS, doc=f"op on the edge into node {j} from node {i}", slot=edge_name(j, i))

@@ -182,3 +182,19 @@ def test_benchmark_input(space):
         space.benchmark_input("svhn")
     with pytest.raises(NASError, match="not one of"):  # the module function knows NAS-Bench-201's own only
         benchmark_input("fashion_mnist")
+
+
+def test_small_preset_is_the_fashion_tables_skeleton(space):
+    """Preset "small" is the C=8, N=1 network of `benchmarks/fashion_nb201/` (cell 8 -> reduction 16 -> cell 16
+    -> reduction 32 -> cell 32); named cells default to the benchmark's C=16, N=5 network."""
+    small = registry.make_space("nb201", "small")
+    assert (small.channels, small.cells, small.preset) == (8, 1, "small")
+    assert NB201Space(channels=8, cells=1).preset == "small" and NB201Space(channels=64).preset is None
+    graph = small.graph(small.resolve("nb201_all_conv3x3"), (1, 16, 16), 10)
+    convs = [n.op for n in graph.layers() if type(n.op).__name__ == "Conv2d"]
+    assert [c.out_ch for c in convs][:1] == [8] and max(c.out_ch for c in convs) == 32
+    assert len([n for n in graph.layers() if n.name.endswith("_e32_conv")]) == 3  # one cell per stage
+    assert graph.params() < space.graph(space.resolve("nb201_all_conv3x3"), (1, 16, 16), 10).params() / 10
+    assert registry.make_space("nb201", None, "nb201_resnet").preset == "nb201"
+    with pytest.raises(ArchitectureError, match="unknown nb201 preset 'huge'; accepted: 'nb201', 'small'"):
+        registry.make_space("nb201", "huge")
