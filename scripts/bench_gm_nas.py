@@ -1,21 +1,28 @@
 """GM-NAS against one-shot and few-shot supernets on the trained Fashion-MNIST NB201 ground truth.
 
-    python scripts/bench_gm_nas.py --seeds 0,1,2                # run the missing units (resumable), then report
+    python scripts/bench_gm_nas.py --budget 80 --seeds 0,1,2    # run the missing units (resumable), then report
     python scripts/bench_gm_nas.py --report-only                 # rewrite benchmarks/gm_nas.md from the units
 
 The ground truth is `benchmarks/fashion_nb201/runs.jsonl` (`scripts/build_fashion_nb201_truth.py`): NB201
 cells with the C=8, N=1 skeleton trained stand-alone on 10,000 Fashion-MNIST images at 16x16, scored on the
-test split, mean over seeds. Every variant trains its supernet(s) (`strategies.gm_nas`, `NB201Space(8, 1)`)
+test split, mean over seeds. Every variant trains its supernet(s) (`strategies.gm_nas`, `NB201Space("small")`)
 on the same 10,000 training images and rates each cell of the ground truth with its sub-supernet's weights,
 BatchNorm recalibrated, on 2,000 other training images (held out from the supernets and from the ground
 truth's training and test images). Per unit (variant, seed): Kendall tau and Spearman rho of the ratings
 against the ground truth, the ground-truth accuracy of the cell rated best (what the search selects) and its
 regret to the best cell, supernet epochs spent (summed over every (sub-)supernet) and seconds.
 
-The variants share one total budget in supernet epochs: `gm` (splits at epochs 4 and 8 of 12 into 2 groups:
-4 + 2 x 4 + 4 x 4 = 28), `one_shot` (28 epochs), `few_shot` (one edge split into its 5 ops at epoch 4 of 9:
-4 + 5 x 5 = 29), and `gm_min_within` (GM with the DARTS-space edge rule). Each unit is one JSON file in
-`benchmarks/gm_nas_runs/`; supernet checkpoints go to `--work` (resumable within a unit too).
+The variants share one total budget in supernet epochs (`--budget`, summed over every (sub-)supernet):
+- `gm`: GM splits at epochs 4 and 8 into 2 groups (4 leaves), the leaves re-initialised at the last split (the
+  official NB201 `--restart final`); `gm_inherit` the same with the leaves inheriting; `gm_min_within` the same
+  with the DARTS-space edge rule;
+- `one_shot`: one supernet for the whole budget;
+- `few_shot`: one edge split into its 5 ops at epoch 4, the 5 children re-initialised.
+At budget 28: GM 4 + 2 x 4 + 4 x 4 (12 epochs), one-shot 28, few-shot 4 + 5 x 5 = 29. At budget 80: GM
+4 + 2 x 4 + 4 x 17 (25 epochs), one-shot 80, few-shot 4 + 5 x 15 = 79 (closer to the paper's NB201 RSPS
+schedule, where the leaves get 50 of 90 epochs after the last split). Each unit is one JSON file in
+`benchmarks/gm_nas_runs/` (`<variant>__<budget>ep__seed<s>.json`); supernet checkpoints go to `--work`
+(resumable within a unit too).
 """
 from __future__ import annotations
 
@@ -37,12 +44,25 @@ TRUTH = ROOT / "benchmarks" / "fashion_nb201" / "runs.jsonl"
 REPORT = ROOT / "benchmarks" / "gm_nas.md"
 COMMON: dict[str, Any] = {"batch_size": 64, "lr": 0.05, "gm_batches": 20, "bn_images": 256, "val_images": 0,
                           "train_images": 0}
-VARIANTS: dict[str, dict[str, Any]] = {
-    "gm": {"mode": "gm", "epochs": 12, "split_epochs": [4, 8]},
-    "one_shot": {"mode": "one_shot", "epochs": 28},
-    "few_shot": {"mode": "few_shot", "epochs": 9, "split_epochs": [4]},
-    "gm_min_within": {"mode": "gm", "epochs": 12, "split_epochs": [4, 8], "edge_rule": "min_within"},
-}
+#: budget in supernet epochs -> (GM's epochs, one-shot's epochs, few-shot's epochs); splits at 4 (and 8 for GM)
+SCHEDULES = {28: (12, 28, 9), 80: (25, 80, 19)}
+VARIANTS = ("gm", "gm_inherit", "gm_min_within", "one_shot", "few_shot")
+
+
+def variant_options(variant: str, budget: int) -> dict[str, Any]:
+    """The GM-NAS options of a variant at a budget (`SCHEDULES`)."""
+    gm, one_shot, few_shot = SCHEDULES[budget]
+    return {"gm": {"mode": "gm", "epochs": gm, "split_epochs": [4, 8]},
+            "gm_inherit": {"mode": "gm", "epochs": gm, "split_epochs": [4, 8], "restart_final": False},
+            "gm_min_within": {"mode": "gm", "epochs": gm, "split_epochs": [4, 8], "edge_rule": "min_within"},
+            "one_shot": {"mode": "one_shot", "epochs": one_shot},
+            "few_shot": {"mode": "few_shot", "epochs": few_shot, "split_epochs": [4]}}[variant]
+
+
+def unit_name(variant: str, budget: int, seed: int) -> str:
+    return f"{variant}__{budget}ep__seed{seed}"
+
+
 RATING_IMAGES = 2000
 
 
@@ -89,7 +109,7 @@ def supernet_epochs(tree: Mapping[str, Any], options: Mapping[str, Any]) -> int:
     return sum(ends[n["depth"]] - (ends[n["depth"] - 1] if n["depth"] else 0) for n in tree["nodes"].values())
 
 
-def train_unit(variant: str, seed: int, data: Any, work: Path) -> tuple[Any, float]:
+def train_unit(variant: str, budget: int, seed: int, data: Any, work: Path) -> tuple[Any, float]:
     """The variant's trained supernets (resumed from `work`) as a rating plan, and the seconds training took
     (summed over the calls that trained, kept in the unit's folder)."""
     import build_fashion_nb201_truth as gt
@@ -99,20 +119,20 @@ def train_unit(variant: str, seed: int, data: Any, work: Path) -> tuple[Any, flo
     from search_spaces.nb201 import NB201Space
     from strategies.gm_nas import GMNAS
 
-    folder = work / f"{variant}__seed{seed}"
+    folder = work / unit_name(variant, budget, seed)
     folder.mkdir(parents=True, exist_ok=True)
     clock = folder / "train_seconds.json"
     before = json.loads(clock.read_text())["seconds"] if clock.exists() else 0.0
     start = time.perf_counter()
-    space = NB201Space(gt.RECIPE["channels"], gt.RECIPE["cells_per_stage"])
-    strategy = GMNAS([Objective("accuracy")], seed=seed, **{**COMMON, **VARIANTS[variant]})
+    space = NB201Space(channels=gt.RECIPE["channels"], cells=gt.RECIPE["cells_per_stage"])
+    strategy = GMNAS([Objective("accuracy")], seed=seed, **{**COMMON, **variant_options(variant, budget)})
     plan = strategy.prepare(SupernetContext(space, data, [Objective("accuracy")], seed, "paper", folder, True))
     seconds = before + time.perf_counter() - start
     clock.write_text(json.dumps({"seconds": seconds}))
     return plan, seconds
 
 
-def run_unit(variant: str, seed: int, cells: Sequence[str], accuracy: Mapping[str, float], data: Any,
+def run_unit(variant: str, budget: int, seed: int, cells: Sequence[str], accuracy: Mapping[str, float], data: Any,
              work: Path, commit: str) -> dict[str, Any]:
     """Train the variant's supernets with `seed`, rate every ground-truth cell; the unit's record."""
     import numpy as np
@@ -123,20 +143,21 @@ def run_unit(variant: str, seed: int, cells: Sequence[str], accuracy: Mapping[st
     from nas.timing import cpu_model
     from search_spaces.nb201 import parse_arch_string
 
-    options = {**COMMON, **VARIANTS[variant]}
-    folder = work / f"{variant}__seed{seed}"
-    plan, trained = train_unit(variant, seed, data, work)
+    options = {**COMMON, **variant_options(variant, budget)}
+    folder = work / unit_name(variant, budget, seed)
+    plan, trained = train_unit(variant, budget, seed, data, work)
     start = time.perf_counter()
     ratings = [plan.evaluator.evaluate(parse_arch_string(a)).metrics["rating"]
-               for a in tqdm(cells, desc=f"{variant} seed {seed} ratings", leave=False)]
+               for a in tqdm(cells, desc=f"{unit_name(variant, budget, seed)} ratings", leave=False)]
     rated = time.perf_counter() - start
     truths = np.array([accuracy[a] for a in cells])
     best = int(np.argmax(ratings))
     tree = json.loads((folder / "gm_tree.json").read_text())
-    return {"variant": variant, "seed": seed, "options": options, "cells": len(cells),
+    return {"variant": variant, "budget": budget, "seed": seed, "options": options, "cells": len(cells),
             "kendall_tau": float(kendalltau(ratings, truths)[0]), "spearman_rho": float(spearmanr(ratings, truths)[0]),
             "selected": cells[best], "selected_accuracy": float(truths[best]),
             "regret": float(truths.max() - truths[best]), "best_accuracy": float(truths.max()),
+            "leaf_tau": leaf_tau(cells, ratings, truths, tree),
             "ratings": [round(r, 3) for r in ratings], "supernet_epochs": supernet_epochs(tree, options),
             "splits": {k: {"edge": n.get("edge"), "groups": n.get("groups")} for k, n in tree["nodes"].items()
                        if n.get("edge")},
@@ -145,40 +166,67 @@ def run_unit(variant: str, seed: int, cells: Sequence[str], accuracy: Mapping[st
                         "device": "cuda" if torch.cuda.is_available() else "cpu"}}
 
 
+def leaf_tau(cells: Sequence[str], ratings: Sequence[float], truths: Any, tree: Mapping[str, Any]) -> float | None:
+    """Kendall tau within each leaf sub-supernet (its cells only), averaged weighted by the leaf's cells; the
+    ranking quality before ratings from different leaves are compared. None for a single supernet."""
+    import numpy as np
+    from scipy.stats import kendalltau
+
+    from search_spaces.nb201 import parse_arch_string
+
+    leaves = [n["restriction"] for n in tree["nodes"].values() if n["status"] == "leaf"]
+    if len(leaves) < 2:
+        return None
+    archs = [parse_arch_string(c) for c in cells]
+    taus, sizes = [], []
+    for restriction in leaves:
+        inside = [i for i, a in enumerate(archs) if all(a[e] in ops for e, ops in restriction.items())]
+        if len(inside) >= 5:
+            taus.append(kendalltau(np.asarray(ratings)[inside], truths[inside])[0])
+            sizes.append(len(inside))
+    return float(np.average(taus, weights=sizes))
+
+
 def report(units: Sequence[Mapping[str, Any]]) -> str:
-    """benchmarks/gm_nas.md: one row per variant (mean and std over seeds), the ground truth's noise ceiling."""
+    """benchmarks/gm_nas.md: one row per (budget, variant) (mean and std over seeds), the ground truth's noise
+    ceiling."""
     import build_fashion_nb201_truth as gt
     import numpy as np
 
     runs = gt.load_runs(TRUTH)
     ceiling = gt.summarize(runs, 2)
     lines = ["# GM-NAS against one-shot and few-shot supernets (NB201 cells, Fashion-MNIST ground truth)", "",
-             "Command: `python scripts/bench_gm_nas.py --seeds 0,1,2` (its docstring gives the data, the budgets",
-             "and the metrics); one unit per (variant, seed) in `benchmarks/gm_nas_runs/`, each with its commit and",
-             "machine.",
-             "Every variant is `strategies/gm_nas.py` on `NB201Space(8, 1)` (the ground truth's skeleton) with RSPS",
-             "single-path training, lr 0.05, batch 64, 20 GM batches, BN recalibrated on 256 images per rating.", "",
+             "Command: `python scripts/bench_gm_nas.py --budget B --seeds 0,1,2` (its docstring gives the data, the",
+             "schedules and the metrics); one unit per (variant, budget, seed) in `benchmarks/gm_nas_runs/`, each with",
+             "its commit and machine.",
+             "Every variant is `strategies/gm_nas.py` on `NB201Space('small')` (the ground truth's skeleton) with RSPS",
+             "single-path training, lr 0.05, batch 64, 20 GM batches, BN recalibrated on 256 images per rating.",
+             "\"within-leaf tau\": Kendall tau inside each leaf sub-supernet, averaged over leaves by their cells.",
+             "",
              f"Ground truth: {ceiling['cells']} cells x 2 seeds (`benchmarks/fashion_nb201/`); seed-to-seed Kendall "
              f"tau {ceiling['tau']:.3f}, Spearman rho {ceiling['rho']:.3f}: the noise ceiling of any rating.", "",
-             "| variant | seeds | supernet epochs | Kendall tau | Spearman rho | selected cell's accuracy (%) | "
-             "regret (points) | train s | rating s |", "|---|---|---|---|---|---|---|---|---|"]
-    for variant in VARIANTS:
-        rows = [u for u in units if u["variant"] == variant]
-        if not rows:
-            continue
+             "| budget (supernet epochs) | variant | seeds | epochs spent | Kendall tau | Spearman rho | "
+             "within-leaf tau | selected cell's accuracy (%) | regret (points) | train s | rating s |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for budget in sorted({u["budget"] for u in units}):
+        for variant in VARIANTS:
+            rows = [u for u in units if u["variant"] == variant and u["budget"] == budget]
+            if not rows:
+                continue
 
-        def stat(key: str, digits: int = 3, rows: Sequence[Mapping[str, Any]] = rows) -> str:
-            values = np.array([r[key] for r in rows], dtype=float)
-            return f"{values.mean():.{digits}f} ± {values.std():.{digits}f}"
+            def stat(key: str, digits: int = 3, rows: Sequence[Mapping[str, Any]] = rows) -> str:
+                values = np.array([r[key] for r in rows if r.get(key) is not None], dtype=float)
+                return f"{values.mean():.{digits}f} ± {values.std():.{digits}f}" if len(values) else "-"
 
-        seeds = ",".join(str(r["seed"]) for r in sorted(rows, key=lambda r: r["seed"]))
-        lines.append(f"| {variant} | {seeds} | {rows[0]['supernet_epochs']} | {stat('kendall_tau')} | "
-                     f"{stat('spearman_rho')} | {stat('selected_accuracy', 2)} | {stat('regret', 2)} | "
-                     f"{stat('train_seconds', 0)} | {stat('rating_seconds', 0)} |")
+            seeds = ",".join(str(r["seed"]) for r in sorted(rows, key=lambda r: r["seed"]))
+            lines.append(f"| {budget} | {variant} | {seeds} | {rows[0]['supernet_epochs']} | {stat('kendall_tau')} | "
+                         f"{stat('spearman_rho')} | {stat('leaf_tau')} | {stat('selected_accuracy', 2)} | "
+                         f"{stat('regret', 2)} | {stat('train_seconds', 0)} | {stat('rating_seconds', 0)} |")
     commits = sorted({u["commit"] for u in units})
     machines = sorted({json.dumps(u["machine"], sort_keys=True) for u in units})
     lines += ["", f"Commits: {', '.join(commits)}. Machines: {'; '.join(machines)}.", "",
-              "GM distance matrices of the root supernet's first split (seed 0): `benchmarks/gm_nas_scores.png`.", "",
+              "GM distance matrices of the root supernet's first split (budget 80, lowest seed): "
+              "`benchmarks/gm_nas_scores.png`.", "",
               "Published: GM-NAS reports its NAS-Bench-201 results (GM+DARTS/SNAS/RSPS against One-Shot and Few-Shot,",
               "CIFAR-10/100, ImageNet16-120) in Table 1 of the paper (openreview _jMtny3sMKU); those figures were not",
               "at hand for this report (`../shared/reference/gm_nas_and_n2n.md` lacks them, the official README has",
@@ -191,12 +239,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     import bench_strategies as bs
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--budget", type=int, default=80, choices=sorted(SCHEDULES),
+                        help="total supernet epochs every variant gets")
     parser.add_argument("--seeds", default="0,1,2", help="comma-separated supernet seeds")
     parser.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated, of {', '.join(VARIANTS)}")
     parser.add_argument("--work", type=Path, default=ROOT / "runs" / "gm_nas_bench", help="supernet checkpoints")
     parser.add_argument("--report-only", action="store_true")
-    parser.add_argument("--train-only", action="store_true",
-                        help="train the units' supernets (while the ground truth is still being built); rate later")
     args = parser.parse_args(argv)
     variants = [v for v in args.variants.split(",") if v]
     unknown = [v for v in variants if v not in VARIANTS]
@@ -213,24 +261,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise SystemExit(f"refusing to run from a tree with uncommitted changes at {commit} "
                              f"({', '.join(changed[:5])}); commit them first")
         data = bench_data()
-        cells, accuracy = ([], {}) if args.train_only else truth()
+        cells, accuracy = truth()
         for variant in variants:
             for seed in seeds:
-                path = RUNS / f"{variant}__seed{seed}.json"
+                name = unit_name(variant, args.budget, seed)
+                path = RUNS / f"{name}.json"
                 if path.exists():
                     continue
-                if args.train_only:
-                    train_unit(variant, seed, data, args.work)
-                    continue
-                unit = run_unit(variant, seed, cells, accuracy, data, args.work, commit)
+                unit = run_unit(variant, args.budget, seed, cells, accuracy, data, args.work, commit)
                 path.write_text(json.dumps(unit, indent=1) + "\n")
-                print(f"{variant} seed {seed}: tau {unit['kendall_tau']:.3f}, selected {unit['selected_accuracy']:.2f}%"
-                      f" (regret {unit['regret']:.2f}), {unit['train_seconds']:.0f} s + {unit['rating_seconds']:.0f} s")
-                scores = args.work / f"{variant}__seed{seed}" / "gm_scores_r.png"
-                if variant == "gm" and seed == min(seeds) and scores.exists():
+                print(f"{name}: tau {unit['kendall_tau']:.3f}, selected {unit['selected_accuracy']:.2f}% "
+                      f"(regret {unit['regret']:.2f}), {unit['train_seconds']:.0f} s + {unit['rating_seconds']:.0f} s")
+                scores = args.work / name / "gm_scores_r.png"
+                if variant == "gm" and args.budget == 80 and seed == min(seeds) and scores.exists():
                     shutil.copyfile(scores, ROOT / "benchmarks" / "gm_nas_scores.png")
-    if args.train_only:
-        return 0
     units = [json.loads(p.read_text()) for p in sorted(RUNS.glob("*.json"))]
     REPORT.write_text(report(units))
     print(f"wrote {REPORT}")
