@@ -224,7 +224,13 @@ def report(units: Sequence[Mapping[str, Any]]) -> str:
                          f"{stat('regret', 2)} | {stat('train_seconds', 0)} | {stat('rating_seconds', 0)} |")
     commits = sorted({u["commit"] for u in units})
     machines = sorted({json.dumps(u["machine"], sort_keys=True) for u in units})
-    lines += ["", f"Commits: {', '.join(commits)}. Machines: {'; '.join(machines)}.", "",
+    lineages = "; ".join(f"budget {b}: GM {gm}, few-shot {few}, one-shot {one}"
+                         for b, (gm, one, few) in SCHEDULES.items())
+    lines += ["", "Reading: at one budget a leaf's lineage trains fewer epochs than the one-shot supernet "
+              f"({lineages}). "
+              "The paper's protocol instead gives every leaf the full schedule (more compute in total): for that "
+              "comparison, set GM at budget 80 beside one-shot at budget 28.",
+              "", f"Commits: {', '.join(commits)}. Machines: {'; '.join(machines)}.", "",
               "GM distance matrices of the root supernet's first split (budget 80, lowest seed): "
               "`benchmarks/gm_nas_scores.png`.", "",
               "Published: GM-NAS reports its NAS-Bench-201 results (GM+DARTS/SNAS/RSPS against One-Shot and Few-Shot,",
