@@ -20,7 +20,8 @@ strategy instead (e.g. "genetic", the evolutionary search), routed to the leaves
 `few_shot_edge` or the first splittable one), "gm" (this method).
 
 Budget presets: `paper` is the official NB201 RSPS schedule (splits at epochs 20 and 40 into 2 groups, 4
-leaves, 90 epochs, 100 GM batches, 200 ratings per leaf); `standard` a GPU hour; `quick` minutes on a CPU.
+leaves, 90 epochs, 100 GM batches, 200 ratings per leaf); `standard` a GPU hour; `quick` minutes on a CPU (its
+leaves inherit at the last split: its schedule leaves 2 epochs after it).
 Deviations: no DARTS/SNAS relaxation (RSPS only); no gradient clipping; the cosine schedule ends at 0 (the
 official at 0.001); BatchNorm recalibrated on training images per architecture (RSPS uses batch statistics);
 `edges` filters which choices may split (OFA's kernel splits: `edges=["*_k"]`); SGD at batch 64, weight decay
@@ -119,9 +120,11 @@ PRESETS: dict[str, GMNASConfig] = {
     # a GPU hour: splits at 6 and 12 of 30 epochs, 20 GM batches, 100 ratings per leaf
     "standard": dataclasses.replace(PAPER, epochs=30, split_epochs=(6, 12), gm_batches=20, search_budget=400),
     # minutes on a 2-core CPU: 2,048 images, splits at 2 and 4 of 6 epochs, lr 0.1 (few steps, as SPOS's quick),
-    # 4 GM batches, 16 ratings per leaf on 500 validation images
+    # 4 GM batches, 16 ratings per leaf on 500 validation images; the leaves inherit at the last split, since 2
+    # epochs from scratch leave them untrained (BENCHMARKS.md: restarted leaves with 4 epochs rate no better than
+    # chance inside a leaf)
     "quick": dataclasses.replace(PAPER, epochs=6, split_epochs=(2, 4), lr=0.1, gm_batches=4, train_images=2048,
-                                 bn_images=128, val_images=500, search_budget=64),
+                                 bn_images=128, val_images=500, search_budget=64, restart_final=False),
 }
 
 
