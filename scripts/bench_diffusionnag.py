@@ -11,7 +11,8 @@
    0.1-1.0. The sampled MBConv architectures are mapped through the matrix (resolution and width multiplier fixed
    as `decode` sets them) before training, so that novelty compares like with like. `mbconv_small` is the strategy's
    own prior for the default MBConv preset (`small`, whose stages differ: per-layer positions on the embedding's
-   scale), the one an `nas search --space mbconv --strategy diffusionnag` run trains.
+   scale), the one an `nas search --space mbconv --strategy diffusionnag` run trains (its `prior_seed` is the unit's
+   seed; 0 is the strategy's default). `--gen-spaces` picks some of the four, `--gen-seeds N` runs seeds 0..N-1.
 2. Guidance (`--part guidance`): the prior on all 15,625 cells (the one the `diffusionnag` strategy trains, shared
    with part 3 through the prior cache), a noise-aware predictor (`predictors.noise_aware`) trained on
    `--labelled` (100) random cells labelled with the CIFAR-10 table, then `--guidance-samples` cells generated at
@@ -33,6 +34,7 @@ unless `--allow-dirty` (figures then marked dirty).
 
     python scripts/bench_diffusionnag.py --part all --workers 2                  # CPU, preset quick
     python scripts/bench_diffusionnag.py --part generation --preset paper --device cuda
+    python scripts/bench_diffusionnag.py --part generation --gen-spaces mbconv_small --gen-seeds 2   # a 2nd prior seed
     python scripts/bench_diffusionnag.py --part all --smoke --out /tmp/dnag_smoke.md
 """
 from __future__ import annotations
@@ -63,6 +65,7 @@ import bench_strategies as bs  # noqa: E402
 from nas import registry  # noqa: E402
 
 PARTS = ("generation", "guidance", "regret")
+GEN_SPACES = ("nb201", "nb201_all", "mbconv", "mbconv_small")
 #: the regret part's tables: `--datasets` name -> (space, the table's dataset column)
 TABLE_OF = {"cifar10": ("nb201", "cifar10"), "cifar100": ("nb201", "cifar100"),
             "imagenet16_120": ("nb201", "imagenet16_120"), "nats_sss": ("nats_sss", "cifar10")}
@@ -162,8 +165,8 @@ def generation_prior(space: str, args: argparse.Namespace, seed: int) -> tuple[A
     from strategies.diffusionnag import nb201_cells
 
     rng = random.Random(seed)
-    if space == "mbconv_small":  # the strategy's prior for the default MBConv preset (seed 0, its training set)
-        prior, train_s = strategy_prior("mbconv", args)
+    if space == "mbconv_small":  # the strategy's prior for the default MBConv preset (prior seed = the unit's)
+        prior, train_s = strategy_prior("mbconv", args, prior_seed=seed)
         return prior, train_s, (f"the strategy's prior for the mbconv `small` preset: {len(prior.training_set):,} "
                                 f"unique of {budget_of(args.preset).train_archs:,} sampled architectures, sigma "
                                 f"0.1-{prior.preset.sigma_max:g}, positions per {prior.matrix.position_kind} "
@@ -194,9 +197,10 @@ def generation_prior(space: str, args: argparse.Namespace, seed: int) -> tuple[A
 
 
 # -- part 2: guidance -------------------------------------------------------------------------------------------
-def strategy_prior(space: str, args: argparse.Namespace) -> tuple[Any, float | None]:
-    """The prior the `diffusionnag` strategy uses on `space` (NB201: all cells, prior seed 0) on the searches' device
-    and budget preset, trained into or loaded from the shared cache; the seconds it trained, None when cached."""
+def strategy_prior(space: str, args: argparse.Namespace, prior_seed: int = 0) -> tuple[Any, float | None]:
+    """The prior the `diffusionnag` strategy uses on `space` (NB201: all cells; the strategy's default prior seed 0)
+    on the searches' device and budget preset, trained into or loaded from the shared cache; the seconds it trained,
+    None when cached."""
     from nas.objectives import Objective
     from nas.strategy import StrategyContext
     from strategies.diffusionnag import DiffusionNAG
@@ -205,7 +209,7 @@ def strategy_prior(space: str, args: argparse.Namespace) -> tuple[Any, float | N
     before = set(cache.glob("*.pt"))
     start = time.perf_counter()
     sp, objectives = registry.make_space(space), [Objective("accuracy", "maximize")]
-    strategy = DiffusionNAG(sp, objectives, preset=args.preset, cache_dir=str(cache))
+    strategy = DiffusionNAG(sp, objectives, preset=args.preset, cache_dir=str(cache), prior_seed=prior_seed)
     tables = [c for s, c in TABLE_OF.values() if s == space]
     shape, classes = sp.benchmark_input(tables[0]) if tables else ((1, 8, 8), 10)  # the prior needs neither
     strategy.setup(StrategyContext(sp, objectives, 0, args.budget, shape, classes, device=args.device,
@@ -401,6 +405,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--samples", type=int, help="generated samples for the rates (default 1000)")
     parser.add_argument("--time-samples", type=int, help="samples to time the generation on (default 256)")
     parser.add_argument("--gen-seeds", type=int, default=1, help="generation units per space (seeds 0..)")
+    parser.add_argument("--gen-spaces", default=",".join(GEN_SPACES),
+                        help=f"comma-separated generation spaces, of {', '.join(GEN_SPACES)}")
     parser.add_argument("--labelled", type=int, default=100, help="table-labelled cells for the guidance predictor")
     parser.add_argument("--guidance-samples", type=int, help="samples per guidance scale (default 256)")
     parser.add_argument("--guidance-seeds", type=int, help="guidance units (default 3)")
@@ -428,6 +434,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.scales = [float(s) for s in args.scales.split(",")]
     args.strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
     args.datasets = [s.strip() for s in args.datasets.split(",") if s.strip()]
+    args.gen_spaces = [s.strip() for s in args.gen_spaces.split(",") if s.strip()]
+    unknown = [s for s in args.gen_spaces if s not in GEN_SPACES]
+    if unknown:
+        parser.error(f"--gen-spaces: unknown space {unknown[0]!r}; accepted: {', '.join(GEN_SPACES)}")
     args.out = args.out.resolve()
     args.runs = (args.runs or args.out.parent / ("diffusionnag_smoke_runs" if smoke else "diffusionnag_runs")).resolve()
     if args.device == "cuda":
@@ -448,7 +458,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     wall = time.perf_counter()
     if not args.report_only:
         if "generation" in parts:
-            for space in ("nb201", "nb201_all", "mbconv", "mbconv_small"):
+            for space in args.gen_spaces:
                 for seed in range(args.gen_seeds):
                     path = args.runs / f"generation__{space}__{args.preset}__{args.device}__s{seed}.json"
                     if not path.exists():
