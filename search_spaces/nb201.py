@@ -20,7 +20,7 @@ cells on two datasets and 4 size-space networks (a one-off check against the off
 cannot import). Datasets:
 CIFAR-10 / CIFAR-100 on 3x32x32, ImageNet16-120 on 3x16x16 with 120 classes (`DATASETS`); this project's own
 table `benchmarks/fashion_nb201/table.csv` has Fashion-MNIST on 1x16x16 (`PROJECT_DATASETS`; its networks are
-a smaller skeleton, so the costs the space computes for it are the C=16, N=5 network's at that input).
+a smaller skeleton, the `small` preset; with the default preset the costs are the C=16, N=5 network's).
 
 `mutate` is NAS-Bench-201's REA mutation (a node uniformly, then one of its edges, then another op), not
 the base class's uniform choice of an edge.
