@@ -258,8 +258,9 @@ class NB201Space(TabularSpace):
 
     @classmethod
     def preset_of(cls, arch_name: str) -> str | None:
-        """Named cells are cells of every preset; the benchmark's network is theirs by default."""
-        return "nb201" if arch_name in cls.REFERENCES else None
+        """Every cell (named or an arch string) is a cell of every preset; the benchmark's network by default
+        (an unknown name is `resolve`'s one-line error)."""
+        return "nb201"
 
     def describe(self) -> str:
         return f"NAS-Bench-201 cells (6 edges x 5 ops) in a C={self.channels}, N={self.cells} network"

@@ -196,5 +196,6 @@ def test_small_preset_is_the_fashion_tables_skeleton(space):
     assert len([n for n in graph.layers() if n.name.endswith("_e32_conv")]) == 3  # one cell per stage
     assert graph.params() < space.graph(space.resolve("nb201_all_conv3x3"), (1, 16, 16), 10).params() / 10
     assert registry.make_space("nb201", None, "nb201_resnet").preset == "nb201"
+    assert registry.make_space("nb201", None, NB201Space.REFERENCES["nb201_resnet"]).preset == "nb201"  # arch string
     with pytest.raises(ArchitectureError, match="unknown nb201 preset 'huge'; accepted: 'nb201', 'small'"):
         registry.make_space("nb201", "huge")
