@@ -323,8 +323,9 @@ def test_twenty_kills_at_random_moments_lose_nothing_and_end_as_an_uninterrupted
         repairs += notes
         assert _results(records[:len(seen)]) == _results(seen), f"kill {kill + 1}: a recorded evaluation was lost"
         seen = records
-    # how many kills land while the run is unfinished depends on the machine's speed (CI saw 3 takeovers, this VM 5+)
-    assert takeovers >= 2 and len(seen) >= BUDGET // 2, (takeovers, len(seen))
+    # how many kills land while the run is unfinished depends on the machine's speed (3 takeovers on CI, 1-11 on
+    # this VM); kills 1 and 2 (held folder, then just after a record) make at least one before the run can end
+    assert takeovers >= 1 and len(seen) >= BUDGET // 2, (takeovers, len(seen))
     command = [*cli, "search", "--resume", str(run_dir), "--no-progress"]
     done = subprocess.run(command, cwd=REPO, env=ENV, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
