@@ -112,8 +112,6 @@ def supernet_epochs(tree: Mapping[str, Any], options: Mapping[str, Any]) -> int:
 def train_unit(variant: str, budget: int, seed: int, data: Any, work: Path) -> tuple[Any, float]:
     """The variant's trained supernets (resumed from `work`) as a rating plan, and the seconds training took
     (summed over the calls that trained, kept in the unit's folder)."""
-    import build_fashion_nb201_truth as gt
-
     from nas.objectives import Objective
     from nas.strategy import SupernetContext
     from search_spaces.nb201 import NB201Space
@@ -124,7 +122,7 @@ def train_unit(variant: str, budget: int, seed: int, data: Any, work: Path) -> t
     clock = folder / "train_seconds.json"
     before = json.loads(clock.read_text())["seconds"] if clock.exists() else 0.0
     start = time.perf_counter()
-    space = NB201Space(channels=gt.RECIPE["channels"], cells=gt.RECIPE["cells_per_stage"])
+    space = NB201Space("small")
     strategy = GMNAS([Objective("accuracy")], seed=seed, **{**COMMON, **variant_options(variant, budget)})
     plan = strategy.prepare(SupernetContext(space, data, [Objective("accuracy")], seed, "paper", folder, True))
     seconds = before + time.perf_counter() - start

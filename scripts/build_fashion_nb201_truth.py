@@ -51,7 +51,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
 from nas.space import Architecture  # noqa: E402
-from search_spaces.nb201 import EDGES, OPS, arch_string, canonical, edge_name  # noqa: E402
+from search_spaces.nb201 import EDGES, OPS, SIZES, arch_string, canonical, edge_name  # noqa: E402
 
 OUT = ROOT / "benchmarks" / "fashion_nb201"
 DATASET = "fashion_mnist"
@@ -60,7 +60,8 @@ DEVICES = ("auto", "cpu", "cuda")
 TREE = ("nas/", "scripts/", "search_spaces/")  # the code the figures come from
 #: the one training recipe; its hash tags every run, and runs of another recipe are refused
 RECIPE: dict[str, Any] = {
-    "space": "nb201", "channels": 8, "cells_per_stage": 1, "input": [1, 16, 16], "classes": 10,
+    "space": "nb201", "channels": SIZES["small"][0], "cells_per_stage": SIZES["small"][1],  # the space's small preset
+    "input": [1, 16, 16], "classes": 10,
     "data": "fashion_mnist (IDX files, /usr/share/datasets/fashion-mnist), standardised with the statistics of "
             "the 60,000 training images, resized bilinearly from 28x28",
     "train_images": 10_000, "train_subset_seed": 0, "eval": "official test split, 10,000 images, top-1 %",
@@ -189,7 +190,7 @@ def train_one(task: tuple[str, int]) -> dict[str, Any]:
         _DATA = recipe_data()
     text, seed = task
     arch = parse_arch_string(text)
-    space = NB201Space(channels=RECIPE["channels"], cells=RECIPE["cells_per_stage"])
+    space = NB201Space("small")
     config = TrainConfig(**RECIPE["train"], seed=seed, device=_DEVICE, num_threads=1)
     start = time.perf_counter()
     accuracy = TrainEvaluator(space, _DATA, config).evaluate(arch).metrics["accuracy"]

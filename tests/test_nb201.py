@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from nas import registry
 from nas.build import build_module, count_macs, count_params
 from nas.graph import GraphBuilder
+from nas.ops import Conv2d
 from nas.space import ArchitectureError, NASError
 from search_spaces.nb201 import (
     DATASETS,
@@ -191,7 +192,7 @@ def test_small_preset_is_the_fashion_tables_skeleton(space):
     assert (small.channels, small.cells, small.preset) == (8, 1, "small")
     assert NB201Space(channels=8, cells=1).preset == "small" and NB201Space(channels=64).preset is None
     graph = small.graph(small.resolve("nb201_all_conv3x3"), (1, 16, 16), 10)
-    convs = [n.op for n in graph.layers() if type(n.op).__name__ == "Conv2d"]
+    convs = [n.op for n in graph.layers() if isinstance(n.op, Conv2d)]
     assert [c.out_ch for c in convs][:1] == [8] and max(c.out_ch for c in convs) == 32
     assert len([n for n in graph.layers() if n.name.endswith("_e32_conv")]) == 3  # one cell per stage
     assert graph.params() < space.graph(space.resolve("nb201_all_conv3x3"), (1, 16, 16), 10).params() / 10
