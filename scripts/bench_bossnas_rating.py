@@ -36,6 +36,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from nas.data import TensorData, load_dataset  # noqa: E402
 from nas.registry import make_space  # noqa: E402
@@ -280,12 +281,16 @@ def main(argv: list[str] | None = None) -> None:
                                          if standalone_key(opts, s, a) not in cache]
     done = 0
     start = time.perf_counter()
+    from bench_strategies import tree_state
+
+    head, changed = tree_state()
+    commit = head + ("+dirty" if changed else "")  # recorded with every stand-alone result
 
     def store(result: tuple[str, int, float, float]) -> None:
         nonlocal done
         arch_json, seed, acc, secs = result
         cache[standalone_key(opts, seed, Architecture.from_json(arch_json))] = {
-            "accuracy": acc, "seconds": secs, "machine": machine(args.device)}
+            "accuracy": acc, "seconds": secs, "machine": machine(args.device), "commit": commit}
         save_json(cache_file, cache)
         done += 1
         print(f"stand-alone seed {seed}: {acc:.2f}% ({secs:.0f}s) [{done}/{len(jobs)}]", flush=True)
