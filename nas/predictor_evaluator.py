@@ -61,8 +61,9 @@ def measured_in_run(space: SearchSpace, path: Path, samples: int,
 
 
 def measured_in_table(space: SearchSpace, path: Path, dataset: str, samples: int,
-                      seed: int) -> tuple[Pairs, tuple[int, ...], int]:
-    """(architecture, accuracy) pairs of a benchmark table's rows, and the input shape and classes of its nets."""
+                      seed: int) -> tuple[Pairs, tuple[int, ...] | None, int | None]:
+    """(architecture, accuracy) pairs of a benchmark table's rows, and the input shape and classes of its nets
+    (None: the space's defaults)."""
     from nas.tabular import TabularEvaluator
 
     table = TabularEvaluator(space, path, dataset)

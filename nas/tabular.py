@@ -7,20 +7,27 @@ one accuracy (%) each, so one file serves several datasets. Two formats are read
   `arch` being the standard arch string (`|nor_conv_3x3~0|+|...|`); `index` is ignored.
 - NATS-Bench size space: `channels,cifar10`, `channels` being `c1:c2:c3:c4:c5`.
 
+- Any other space: `index,arch,<dataset>`, `arch` being the architecture's JSON object (`Architecture.to_json`;
+  keys in any order), e.g. a ground truth trained by `scripts/bench_bossnas_rating.py --table`. The input
+  shape and classes its networks saw (for the cost metrics) are read from `<table>.json` beside the CSV
+  (`{"input": [1, 16, 16], "classes": 10}`) when it exists, else they are the space's defaults.
+
 The key column is `arch` or `channels`, whichever the header has; an `index` column is skipped; every other
-column is a dataset. A row's key is matched against `space.benchmark_key(arch)`, so the table must be one of
-the space's (nb201 with the first format, nats_sss with the second). Dataset names are compared in lower
-case with `-` read as `_` (`ImageNet16-120` finds `imagenet16_120`).
+column is a dataset. A row's key is matched against `space.benchmark_key(arch)` for the spaces with a
+published benchmark (`TabularSpace`: nb201 with the first format, nats_sss with the second), against the
+architecture's JSON for the others. Dataset names are compared in lower case with `-` read as `_`
+(`ImageNet16-120` finds `imagenet16_120`).
 
 Every `evaluate` call counts as a query, repeats included (`queries`); `unique_queries` counts distinct
 architectures. `best()` is the table's optimum (for regret), `items()` every (key, accuracy) row.
 
 Registered as evaluator `tabular` (`--benchmark PATH --dataset COLUMN`, the default evaluator when a
-benchmark is given). Spaces with tables subclass `TabularSpace`; others get a one-line error.
+benchmark is given). Spaces with published tables subclass `TabularSpace`.
 """
 from __future__ import annotations
 
 import csv
+import json
 import math
 from abc import abstractmethod
 from collections.abc import Mapping
@@ -100,17 +107,27 @@ def _read_rows(path: Path, dataset: str) -> dict[str, float]:
     return table
 
 
+def table_input(path: Path) -> tuple[tuple[int, ...] | None, int | None]:
+    """(input shape, classes) from `<table>.json` beside a CSV, (None, None) without one."""
+    meta_path = path.with_suffix(".json")
+    if not meta_path.is_file():
+        return None, None
+    try:
+        meta = json.loads(meta_path.read_text())
+        shape, classes = tuple(int(n) for n in meta["input"]), int(meta["classes"])
+    except (ValueError, KeyError, TypeError) as err:
+        raise NASError(f"{meta_path} is malformed ({type(err).__name__}: {str(err)[:80]}); it needs "
+                       '{"input": [channels, height, width], "classes": N}') from None
+    return shape, classes
+
+
 @register_evaluator("tabular")
 class TabularEvaluator(Evaluator):
     """Accuracy (%) of an architecture from a benchmark table, looked up by `space.benchmark_key(arch)`."""
 
     name = "tabular"
-    input_shape: tuple[int, ...]
-    num_classes: int
 
     def __init__(self, space: SearchSpace, path: str | Path, dataset: str = "cifar10") -> None:
-        if not isinstance(space, TabularSpace):
-            raise NASError(f"space {space.name!r} has no tabular benchmark; use nb201 or nats_sss")
         self.space = space
         self.path = Path(path)
         self.dataset = _column(dataset)
@@ -121,7 +138,11 @@ class TabularEvaluator(Evaluator):
         except NASError:
             raise NASError(f"benchmark table {self.path} does not belong to space {space.name!r}: its first key "
                            f"{first[:80]!r} is not one of that space's architectures") from None
-        self.input_shape, self.num_classes = space.benchmark_input(self.dataset)  # what the table's nets saw
+        if isinstance(space, TabularSpace):
+            self.input_shape, self.num_classes = space.benchmark_input(self.dataset)  # what the table's nets saw
+        else:  # keys: the architectures' JSON, written in one order whatever order the file has
+            self.table = {space.resolve(key).to_json(): value for key, value in self.table.items()}
+            self.input_shape, self.num_classes = table_input(self.path)
         self.queries = 0
         self.seen: set[str] = set()
 
@@ -135,9 +156,13 @@ class TabularEvaluator(Evaluator):
     def unique_queries(self) -> int:
         return len(self.seen)
 
+    def key(self, arch: Architecture) -> str:
+        """The table key of `arch`: the benchmark's for a `TabularSpace`, else the architecture's JSON."""
+        return self.space.benchmark_key(arch) if isinstance(self.space, TabularSpace) else Architecture(arch).to_json()
+
     def lookup(self, arch: Architecture) -> float:
         """The accuracy of `arch`, without counting a query."""
-        key = self.space.benchmark_key(arch)
+        key = self.key(arch)
         if key not in self.table:
             raise NASError(f"architecture {key} is not in the benchmark table {self.path}")
         return self.table[key]
@@ -145,7 +170,7 @@ class TabularEvaluator(Evaluator):
     def evaluate(self, arch: Architecture) -> Evaluation:
         accuracy = self.lookup(arch)
         self.queries += 1
-        self.seen.add(self.space.benchmark_key(arch))
+        self.seen.add(self.key(arch))
         return Evaluation({"accuracy": accuracy})
 
     def best(self) -> tuple[str, float]:

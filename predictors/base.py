@@ -108,3 +108,17 @@ def single_thread() -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(threads)
+
+
+def bootstrap_interval(metric: Callable[[Sequence[float], Sequence[float]], float], predicted: Sequence[float],
+                       actual: Sequence[float], resamples: int = 2000, level: float = 0.95,
+                       seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap interval of `metric(predicted, actual)` (e.g. `kendall_tau`): the pairs are drawn
+    with replacement `resamples` times; returns the (1 - level) / 2 and (1 + level) / 2 quantiles."""
+    p, a = np.asarray(predicted, dtype=np.float64), np.asarray(actual, dtype=np.float64)
+    if p.shape != a.shape or len(p) < 3:
+        raise ValueError(f"bootstrap needs two equal-length sequences of at least 3 values, got {p.shape}, {a.shape}")
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, len(p), size=(resamples, len(p)))
+    values = np.array([metric(p[d], a[d]) for d in draws])
+    return float(np.quantile(values, (1 - level) / 2)), float(np.quantile(values, (1 + level) / 2))

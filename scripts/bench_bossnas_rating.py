@@ -30,7 +30,9 @@ import sys
 import tempfile
 import time
 import traceback
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from itertools import combinations
 from pathlib import Path
 
 import torch
@@ -43,15 +45,11 @@ from nas.registry import make_space  # noqa: E402
 from nas.space import Architecture  # noqa: E402
 from nas.strategy import SupernetContext  # noqa: E402
 from nas.train import TrainConfig, resize_inputs, resolve_device, train_and_evaluate  # noqa: E402
-from predictors.base import kendall_tau, spearman_rho  # noqa: E402
+from predictors.base import bootstrap_interval, kendall_tau, spearman_rho  # noqa: E402
 
 ANCHORS = [("BossNAS, MBConv space / ImageNet (paper)", "0.65", "0.78"),
            ("BossNAS, NATS-Bench size space / CIFAR-10 (paper)", "0.53", "0.73"),
            ("SPOS, MBConv space / ImageNet (paper's table)", "-0.18", "-0.27")]
-
-
-def kendall_spearman(a: list[float], b: list[float]) -> tuple[float, float]:
-    return kendall_tau(a, b), spearman_rho(a, b)
 
 
 # -- data and architectures (rebuilt identically in every worker process) ---------------------------------
@@ -96,7 +94,24 @@ def rating_key(opts: dict) -> str:
     # supernets built from the graph (commit 13ac6a5) initialise in another order than the earlier hand-written
     # ones: results cached before then are not this code's
     key = "supernets=graph/" + "/".join(f"{k}={opts[k]}" for k in keys)
+    key += "/as_preset" if opts.get("boss_as_preset") else ""
     return key + "".join(f"/{k}={v}" for k, v in sorted(boss_options(opts).items()))
+
+
+def ground_key(opts: dict) -> str:
+    """What the rated architectures and their data depend on: ratings with the same ground key rate the same
+    architectures on the same images, so they share one table."""
+    return "/".join(f"{k}={opts[k]}" for k in ("space", "preset", "archs", "train", "val", "size", "seed"))
+
+
+def rating_label(opts: dict) -> dict[str, str]:
+    """Row names of a rating run's BossNAS and SPOS results (its settings that vary between runs)."""
+    extra = "".join(f", {k}={v}" for k, v in sorted(boss_options(opts).items()))
+    training = ("as the preset" if opts.get("boss_as_preset") else
+                f"{opts['boss_epochs']} ep/block, 4 paths, earlier blocks trained")
+    seed = "" if opts["supernet_seed"] is None else f", supernet seed {opts['supernet_seed']}"
+    return {"boss": f"BossNAS '{opts['boss_budget']}' ({training}{extra}{seed})",
+            "spos": f"SPOS ({opts['spos_epochs']} epochs{seed})"}
 
 
 def train_standalone(opts: dict, arch_json: str, seed: int) -> tuple[str, int, float, float]:
@@ -141,7 +156,8 @@ def rate_bossnas(opts: dict) -> dict:
 
     torch.set_num_threads(opts["threads"])
     t = time.perf_counter()
-    options = dict(input_size=opts["size"], train_images=opts["boss_images"] or opts["train"],
+    options = dict(input_size=opts["size"], search="enumerate", device=opts["device"]) if opts["boss_as_preset"] \
+        else dict(input_size=opts["size"], train_images=opts["boss_images"] or opts["train"],
                    epochs_per_block=opts["boss_epochs"],
                    batch_size=opts["boss_batch"], max_rated=opts["max_rated"], rating_images=opts["rating_images"],
                    bn_images=128, search="enumerate", entry_states=opts["entry_states"], device=opts["device"],
@@ -177,7 +193,7 @@ def rate_spos(opts: dict) -> dict:
         trained = time.perf_counter() - t
         t = time.perf_counter()
         accs = [plan.evaluator.evaluate(a).metrics["rating"] for a in bench_archs(opts)]
-    return {"spos": accs, "spos_budget": f"{opts['spos_epochs']} epochs",
+    return {"spos": accs, "spos_budget": f"{opts['spos_epochs']} epochs", "spos_seconds": trained,
             "times": {f"SPOS supernet training ({opts['spos_epochs']} epochs)": trained,
                       "SPOS rating of the architectures": time.perf_counter() - t}}
 
@@ -241,6 +257,11 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--seed", type=int, default=0, help="seed of the data subset, the architectures and the supernets")
     ap.add_argument("--supernet-seed", type=int, default=None,
                     help="seed of BossNAS's and SPOS's training alone (default: --seed), for their run-to-run spread")
+    ap.add_argument("--boss-as-preset", action="store_true",
+                    help="train BossNAS as its --boss-budget preset says (only --size, enumeration and --boss-option "
+                         "set here); without it, the run-C training (--boss-epochs, --boss-images, 4 paths, ...)")
+    ap.add_argument("--table", default=None,
+                    help="also write the ground truth as a tabular benchmark here (table.csv, table.json)")
     ap.add_argument("--out", default="benchmarks/bossnas_rating.md")
     return ap.parse_args(argv)
 
@@ -296,6 +317,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"stand-alone seed {seed}: {acc:.2f}% ({secs:.0f}s) [{done}/{len(jobs)}]", flush=True)
 
     def keep_rating(result: dict) -> None:
+        result = {**result, "ground": ground_key(opts), "labels": rating_label(opts), "commit": commit}
         rated.update(result)
         save_json(rating_file, {**load_json(rating_file), rating_key(opts): result})
 
@@ -342,27 +364,76 @@ def main(argv: list[str] | None = None) -> None:
     if not complete:
         raise SystemExit("no ground-truth seed finished before the deadline; rerun with --standalone-cache to go on")
     records = [[cache[standalone_key(opts, s, a)] for a in archs] for s in complete]
-    noise = noise_ceiling(opts, seeds, archs, cache)
-    write_report(args, out, complete, records, costs, rated, total_wall, noise)
+    if args.table:
+        write_table(Path(args.table), opts, archs, complete, records)
+    others = [r for key, r in load_json(rating_file).items()
+              if r.get("ground") == ground_key(opts) and (key != rating_key(opts) or not rated)]
+    write_report(args, out, complete, records, costs, rated, total_wall, noise_rows(complete, records), others)
 
 
-def noise_ceiling(opts: dict, seeds: list[int], archs: list[Architecture],
-                  cache: dict) -> tuple[str, float, float] | None:
-    """Kendall tau / Spearman rho between the first two seeds, over the architectures trained with both."""
-    if len(seeds) < 2:
-        return None
-    pairs = [(cache[standalone_key(opts, seeds[0], a)]["accuracy"],
-              cache[standalone_key(opts, seeds[1], a)]["accuracy"])
-             for a in archs if all(standalone_key(opts, s, a) in cache for s in seeds[:2])]
-    if len(pairs) < 3:
-        return None
-    first, second = zip(*pairs)
-    return (f"stand-alone seed {seeds[1]} vs. seed {seeds[0]}, {len(pairs)} architectures (noise ceiling of one seed)",
-            *kendall_spearman(second, first))
+def split_halves(seeds: Sequence[int]) -> list[tuple[tuple[int, ...], tuple[int, ...]]]:
+    """Every split of an even number of seeds into two halves (each split once: the first seed's half first)."""
+    if len(seeds) < 2 or len(seeds) % 2:
+        return []
+    first, rest = seeds[0], list(seeds[1:])
+    half = len(seeds) // 2
+    return [((first, *c), tuple(s for s in rest if s not in c)) for c in combinations(rest, half - 1)]
+
+
+def noise_rows(seeds: list[int], records: list[list[dict]]) -> list[tuple[str, list[float], list[float]]]:
+    """The noise ceiling by split half: for each split of the complete seeds into two halves, the mean accuracy
+    of one half against the other's (with 2 seeds: seed against seed). It measures how well a mean over half
+    the seeds ranks; the ground truth averages all of them, so it is a lower bound of the truth's own
+    reliability (the ceiling a rating can reach against it is at least this)."""
+    accs = {s: [r["accuracy"] for r in row] for s, row in zip(seeds, records)}
+    rows = []
+    for a, b in split_halves(seeds):
+        mean_a = [sum(v) / len(a) for v in zip(*(accs[s] for s in a))]
+        mean_b = [sum(v) / len(b) for v in zip(*(accs[s] for s in b))]
+        rows.append((f"noise ceiling: mean of seeds {'+'.join(map(str, b))} vs. seeds {'+'.join(map(str, a))}",
+                     mean_b, mean_a))
+    return rows
+
+
+def write_table(folder: Path, opts: dict, archs: list[Architecture], seeds: list[int],
+                records: list[list[dict]]) -> None:
+    """The ground truth as a tabular benchmark: `table.csv` (`index,arch,fashion_mnist`, the architecture as
+    JSON, the mean over the seeds) and `table.json` (the input and classes its networks saw, the recipe), which
+    `nas search --space S --benchmark folder/table.csv --dataset fashion_mnist` reads."""
+    import csv
+
+    folder.mkdir(parents=True, exist_ok=True)
+    with (folder / "table.csv").open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["index", "arch", "fashion_mnist"])
+        for i, arch in enumerate(archs):
+            writer.writerow([i, arch.to_json(), f"{sum(r[i]['accuracy'] for r in records) / len(records):.4f}"])
+    meta = {"space": opts["space"], "preset": opts["preset"], "input": [1, opts["size"], opts["size"]],
+            "classes": 10, "recipe": recipe(opts), "seeds": seeds,
+            "commits": sorted({str(r[i].get("commit", "not recorded")) for r in records for i in range(len(archs))})}
+    (folder / "table.json").write_text(json.dumps(meta, indent=1) + "\n")
+
+
+def correlation_cells(predicted: Sequence[float], actual: Sequence[float]) -> str:
+    """'tau [lo, hi] | rho [lo, hi]': Kendall tau and Spearman rho with 95% bootstrap intervals over the
+    architectures."""
+    cells = []
+    for metric in (kendall_tau, spearman_rho):
+        lo, hi = bootstrap_interval(metric, predicted, actual)
+        cells.append(f"{metric(predicted, actual):.2f} [{lo:.2f}, {hi:.2f}]")
+    return " | ".join(cells)
+
+
+def rating_rows(result: dict, default_labels: dict[str, str]) -> list[tuple[str, list[float], str]]:
+    """(row name, ratings, supernet seconds and commit) of one cached BossNAS / SPOS result."""
+    labels = result.get("labels", default_labels)
+    return [(labels[k], result[k], f"{result[f'{k}_seconds']:.0f} s" if f"{k}_seconds" in result else "",
+             result.get("commit", "")) for k in ("boss", "spos") if k in result]
 
 
 def write_report(args, out: Path, seeds, records, costs: dict[str, list[int]],  # noqa: ANN001
-                 rated: dict, total_wall: float, noise: tuple[str, float, float] | None) -> None:
+                 rated: dict, total_wall: float, noise: list[tuple[str, list[float], list[float]]],
+                 others: list[dict]) -> None:
     from strategies.bossnas_rating import plot_ratings
 
     per_seed = [[r["accuracy"] for r in row] for row in records]
@@ -370,16 +441,11 @@ def write_report(args, out: Path, seeds, records, costs: dict[str, list[int]],  
     sa_seconds = [r["seconds"] for row in records for r in row]
     machines = sorted({r["machine"] for row in records for r in row} | ({rated["machine"]} if rated else set()))
     command = "python scripts/bench_bossnas_rating.py " + " ".join(sys.argv[1:])
-    rows: list[tuple[str, float, float]] = [noise] if noise else []
-    boss = "boss" in rated
-    if boss:
-        rows.append(("BossNAS (ensemble bootstrapping, this run)", *kendall_spearman(rated["boss"], truth)))
-    spos = "spos" in rated
-    if spos:
-        rows.append((f"SPOS (strategy spos, {rated['spos_budget']}, supernet seed {supernet_seed(vars(args))}, "
-                     "this run)", *kendall_spearman(rated["spos"], truth)))
-    rows += [("parameter count (this run)", *kendall_spearman(costs["params"], truth)),
-             ("multiply-adds (this run)", *kendall_spearman(costs["macs"], truth))]
+    boss, spos = "boss" in rated, "spos" in rated
+    labels = rating_label(vars(args))
+    rows = [(f"{name} (this run)", *rest) for name, *rest in rating_rows(rated, labels)]
+    rows += [row for other in others for row in rating_rows(other, labels)]
+    rows += [("parameter count", costs["params"], "", ""), ("multiply-adds", costs["macs"], "", "")]
     times = {f"stand-alone trainings ({len(sa_seconds)}; sum of their seconds)": sum(sa_seconds),
              **rated.get("times", {}), "this invocation, wall clock (cached parts excluded)": total_wall}
     lines = [
@@ -397,7 +463,12 @@ def write_report(args, out: Path, seeds, records, costs: dict[str, list[int]],  
         f"{args.batch}, augmentation {args.augment}, seeds {', '.join(map(str, seeds))}; ground truth = mean over "
         f"the seeds, {min(truth):.2f}-{max(truth):.2f}%.",
     ]
-    if boss:
+    if boss and args.boss_as_preset:
+        changed = f" with {', '.join(args.boss_option)}" if args.boss_option else ""
+        lines += ["", f"BossNAS: trained as its '{args.boss_budget}' preset says{changed} (`strategies/bossnas.py`), "
+                  f"on the {args.size}x{args.size} training images; every architecture rated from its blocks' "
+                  f"ratings (supernet training {rated['boss_seconds']:.0f} s)."]
+    elif boss:
         changed = f" with {', '.join(args.boss_option)}" if args.boss_option else ""
         lines += ["", f"BossNAS: '{args.boss_budget}' preset{changed}, {args.boss_epochs} epochs per block on "
                   f"{args.boss_images or args.train} of the training images, batch {args.boss_batch}, at most "
@@ -409,9 +480,14 @@ def write_report(args, out: Path, seeds, records, costs: dict[str, list[int]],  
                   f"{args.boss_images or args.train} of the training images for {rated['spos_budget']}; a rating is "
                   "the top-1 on the validation images with inherited weights, BN recalibrated on 256 training "
                   "images."]
-    lines += ["", "| rating | Kendall tau | Spearman rho |", "|---|---|---|",
-              *[f"| {name} | {tau:.2f} | {rho:.2f} |" for name, tau, rho in rows],
-              *[f"| {name} | {tau} | {rho} |" for name, tau, rho in ANCHORS],
+    lines += ["", "Kendall tau and Spearman rho against the ground truth, with 95% bootstrap intervals over the "
+              "architectures (2,000 resamples); rows under 'this run' were computed by this invocation, the others "
+              "read from `--rating-cache` (ratings of the same architectures on the same images).", "",
+              "| rating | Kendall tau | Spearman rho | supernet training | commit |", "|---|---|---|---|---|",
+              *[f"| {name} | {correlation_cells(b, a)} | | |" for name, b, a in noise],
+              *[f"| {name} | {correlation_cells(ratings, truth)} | {sec} | {commit} |"
+                for name, ratings, sec, commit in rows],
+              *[f"| {name} | {tau} | {rho} | | |" for name, tau, rho in ANCHORS],
               "", "| part | seconds |", "|---|---|", *[f"| {name} | {sec:.0f} |" for name, sec in times.items()], ""]
     if boss:
         lines += [f"BossNAS's chosen architecture: `{rated['chosen']}` (rating {rated['chosen_rating']:.4f}).", ""]

@@ -118,3 +118,18 @@ def test_ensemble_members_and_registry(nb201, table_slice):
     with pytest.raises(RuntimeError, match="fit"):
         RandomForestPredictor().predict(nb201, test_a[:2])
 
+
+
+def test_bootstrap_interval_of_rank_correlations():
+    from predictors.base import bootstrap_interval, kendall_tau
+
+    x = np.arange(40.0)
+    assert np.allclose(bootstrap_interval(kendall_tau, x, 2 * x + 1), 1.0)  # every resample is perfectly ordered
+    rng = np.random.default_rng(0)
+    noise = rng.normal(size=40)
+    lo, hi = bootstrap_interval(kendall_tau, x, noise)
+    assert lo < kendall_tau(x, noise) < hi and lo < 0 < hi  # unrelated: the interval holds zero
+    lo_big, hi_big = bootstrap_interval(kendall_tau, np.arange(400.0), rng.normal(size=400))
+    assert hi_big - lo_big < (hi - lo) / 2  # ten times the pairs, about a third of the width
+    with pytest.raises(ValueError, match="at least 3"):
+        bootstrap_interval(kendall_tau, [1.0, 2.0], [1.0, 2.0])

@@ -108,6 +108,34 @@ def test_unknown_architecture_and_wrong_space(nb201, sss, tmp_path):
     one_line_error(TabularEvaluator, sss, path, "cifar10", match="does not belong to space 'nats_sss'")
 
 
+def test_any_space_reads_a_table_keyed_by_architecture_json(tmp_path):
+    import csv
+    import json
+    import random
+
+    space = registry.make_space("hytra", "small")
+    archs = [space.sample(random.Random(seed)) for seed in range(3)]
+    path = tmp_path / "table.csv"
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["index", "arch", "fashion_mnist"])
+        for i, arch in enumerate(archs):  # keys written in reverse order: the lookup must not care
+            writer.writerow([i, json.dumps(dict(reversed(list(arch.items())))), 80.0 + i])
+    evaluator = TabularEvaluator(space, path, "fashion_mnist")
+    assert [evaluator.evaluate(a).metrics["accuracy"] for a in archs] == [80.0, 81.0, 82.0]
+    assert evaluator.best() == (archs[2].to_json(), 82.0) and evaluator.unique_queries == 3
+    assert (evaluator.input_shape, evaluator.num_classes) == (None, None)  # no table.json: the space's defaults
+    path.with_suffix(".json").write_text('{"input": [1, 16, 16], "classes": 10}')
+    assert TabularEvaluator(space, path, "fashion_mnist").input_shape == (1, 16, 16)
+    path.with_suffix(".json").write_text('{"input": 16}')
+    one_line_error(TabularEvaluator, space, path, "fashion_mnist", match="table.json is malformed")
+    mbconv = registry.make_space("mbconv", "small")
+    one_line_error(TabularEvaluator, mbconv, path, "fashion_mnist", match="does not belong to space 'mbconv'")
+    other = next(a for a in (space.sample(random.Random(s)) for s in range(3, 99)) if a not in archs)
+    path.with_suffix(".json").unlink()
+    one_line_error(TabularEvaluator(space, path, "fashion_mnist").evaluate, other, match="not in the benchmark table")
+
+
 @pytest.mark.parametrize("name", ["random", "evolution", "local_search", "optuna"])
 def test_strategies_run_on_the_table_in_seconds(nb201, name):
     evaluator = TabularEvaluator(nb201, need(NB201), "cifar10")
