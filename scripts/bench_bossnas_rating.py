@@ -1,12 +1,19 @@
 """Architecture-rating accuracy of BossNAS on real data, next to a supervised one-shot supernet (SPOS) and size.
 
-Trains `--archs` random HyTra-small architectures stand-alone on Fashion-MNIST with one fixed recipe, once per
-ground-truth seed (`--gt-seeds`; the ground truth is their mean, and the first two seeds' agreement is the
-noise ceiling any rating can reach); rates the same architectures with BossNAS (the `--boss-budget` preset,
-scaled by the options below), with SPOS (Guo et al. 2020: the `spos` strategy's one-shot supernet trained with
-uniform single paths for `--spos-epochs` on the same images; an architecture's rating is its validation accuracy
-with inherited weights after BN recalibration), by parameter count and by multiply-adds; prints Kendall tau and
-Spearman rho of each rating against the ground truth and writes a markdown report (`--out`) with a scatter plot.
+Trains `--archs` random architectures of `--space` / `--preset` (HyTra-small by default) stand-alone on
+Fashion-MNIST with one fixed recipe, once per ground-truth seed (`--gt-seeds`; the ground truth is their mean);
+rates the same architectures with BossNAS (the `--boss-budget` preset, trained as the preset says with
+`--boss-as-preset`, else with run C's training set by the options below; `--boss-option` changes any field),
+with SPOS (Guo et al. 2020: the `spos` strategy's one-shot supernet trained with uniform single paths for
+`--spos-epochs` on the same images; an architecture's rating is its validation accuracy with inherited weights
+after BN recalibration), by parameter count and by multiply-adds; prints Kendall tau and Spearman rho of each
+rating against the ground truth, with 95% bootstrap intervals over the architectures, and writes a markdown
+report (`--out`) with a scatter plot. Every rating of the same architectures on the same images found in
+`--rating-cache` (e.g. BossNAS with one option changed) is a row of the report too. The noise ceiling is by
+split half: the mean accuracy of half the seeds against the other half's, for every such split (with two
+seeds, seed against seed). `--table DIR` writes the ground truth as a tabular benchmark (`table.csv`,
+`table.json`) that `nas search --benchmark DIR/table.csv --dataset fashion_mnist` reads. Every stand-alone
+result records the commit it was trained at.
 
 With `--workers N` the stand-alone trainings run in N processes and the BossNAS + SPOS part in one more,
 all at once (on a GPU they share the card; the timings then say so). Stand-alone accuracies are cached by
