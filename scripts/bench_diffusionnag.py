@@ -323,6 +323,9 @@ def report(args: argparse.Namespace, meta: dict[str, Any]) -> str:
                        f"{r['generate_seconds']:.1f} | {per256} | {r['device']} | {r['commit']} | {r['note']} |")
         out += ["", "Published: " + "; ".join(f"{s} {k} {v} ({src})" for (s, k), (v, src) in PUBLISHED.items()) + ".",
                 f"Published cost: {PUBLISHED_COST}.", ""]
+        if any(r["space"] == "mbconv_small" for r in gen):
+            out += ["mbconv_small: the per-layer positions scaled by 8 (commit 8fef1a9) were chosen by looking at the "
+                    "seed-0 prior's validity; rows of other seeds are the figures on seeds nothing was tuned on.", ""]
     gui = load_units(runs, "guidance")
     if gui:
         out += ["## 2. Does guidance work? (NB201, CIFAR-10 table)", "",
