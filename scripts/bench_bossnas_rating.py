@@ -33,6 +33,7 @@ import json
 import os
 import platform
 import random
+import re
 import sys
 import tempfile
 import time
@@ -260,6 +261,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
                          "incomplete are left out of the ground truth")
     ap.add_argument("--cached-only", action="store_true",
                     help="train nothing stand-alone: use the cached accuracies (e.g. trained on another machine)")
+    ap.add_argument("--report-only", action="store_true",
+                    help="train and rate nothing: the report from the caches (every cached rating)")
     ap.add_argument("--standalone-only", action="store_true", help="only the stand-alone accuracies and their noise")
     ap.add_argument("--seed", type=int, default=0, help="seed of the data subset, the architectures and the supernets")
     ap.add_argument("--supernet-seed", type=int, default=None,
@@ -305,7 +308,7 @@ def main(argv: list[str] | None = None) -> None:
     cache = load_json(cache_file)
     rating_file = Path(args.rating_cache) if args.rating_cache else None
     rated = {} if args.standalone_only else load_json(rating_file).get(rating_key(opts), {})
-    jobs = [] if args.cached_only else [(a.to_json(), s) for s in seeds for a in archs
+    jobs = [] if args.cached_only or args.report_only else [(a.to_json(), s) for s in seeds for a in archs
                                          if standalone_key(opts, s, a) not in cache]
     done = 0
     start = time.perf_counter()
@@ -328,7 +331,7 @@ def main(argv: list[str] | None = None) -> None:
         rated.update(result)
         save_json(rating_file, {**load_json(rating_file), rating_key(opts): result})
 
-    run_rating = not (args.standalone_only or rated)
+    run_rating = not (args.standalone_only or args.report_only or rated)
     if args.workers > 0:
         from multiprocessing import get_context
 
@@ -374,7 +377,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.table:
         write_table(Path(args.table), opts, archs, complete, records)
     others = [r for key, r in load_json(rating_file).items()
-              if r.get("ground") == ground_key(opts) and (key != rating_key(opts) or not rated)]
+              if r.get("ground") == ground_key(opts) and key != rating_key(opts)]
     write_report(args, out, complete, records, costs, rated, total_wall, noise_rows(complete, records), others)
 
 
@@ -438,6 +441,32 @@ def rating_rows(result: dict, default_labels: dict[str, str]) -> list[tuple[str,
              result.get("commit", "")) for k in ("boss", "spos") if k in result]
 
 
+def variant_and_seed(name: str) -> tuple[str, int]:
+    """A rating row's name without its supernet seed, and the seed (0 when the name has none: the default)."""
+    found = re.search(r", supernet seed (\d+)\)$", name)
+    return (name[:found.start()] + ")", int(found.group(1))) if found else (name, 0)
+
+
+def seed_spread(rows: list[tuple[str, list[float], str, str]], truth: list[float]) -> list[str]:
+    """Markdown lines: for each rating run with several supernet seeds, Kendall tau and Spearman rho as mean and
+    standard deviation over the seeds (the supernet's run-to-run spread)."""
+    import numpy as np
+
+    groups: dict[str, dict[int, tuple[float, float]]] = {}
+    for name, ratings, _, _ in rows:
+        variant, seed = variant_and_seed(name)
+        groups.setdefault(variant, {})[seed] = (kendall_tau(ratings, truth), spearman_rho(ratings, truth))
+    def spread(values: list[float]) -> str:
+        return f"{np.mean(values):.2f} ± {np.std(values, ddof=1):.2f}"
+
+    lines = [f"| {variant} | {', '.join(map(str, sorted(by_seed)))} | {spread([t for t, _ in by_seed.values()])} | "
+             f"{spread([r for _, r in by_seed.values()])} |" for variant, by_seed in groups.items() if len(by_seed) > 1]
+    if not lines:
+        return []
+    return ["", "Over supernet seeds (mean ± standard deviation of the seeds' values):", "",
+            "| rating | supernet seeds | Kendall tau | Spearman rho |", "|---|---|---|---|", *lines]
+
+
 def write_report(args, out: Path, seeds, records, costs: dict[str, list[int]],  # noqa: ANN001
                  rated: dict, total_wall: float, noise: list[tuple[str, list[float], list[float]]],
                  others: list[dict]) -> None:
@@ -450,8 +479,8 @@ def write_report(args, out: Path, seeds, records, costs: dict[str, list[int]],  
     command = "python scripts/bench_bossnas_rating.py " + " ".join(sys.argv[1:])
     boss, spos = "boss" in rated, "spos" in rated
     labels = rating_label(vars(args))
-    rows = [(f"{name} (this run)", *rest) for name, *rest in rating_rows(rated, labels)]
-    rows += [row for other in others for row in rating_rows(other, labels)]
+    rows = sorted([*rating_rows(rated, labels), *(row for other in others for row in rating_rows(other, labels))],
+                  key=lambda row: variant_and_seed(row[0]))
     rows += [("parameter count", costs["params"], "", ""), ("multiply-adds", costs["macs"], "", "")]
     times = {f"stand-alone trainings ({len(sa_seconds)}; sum of their seconds)": sum(sa_seconds),
              **rated.get("times", {}), "this invocation, wall clock (cached parts excluded)": total_wall}
@@ -488,13 +517,14 @@ def write_report(args, out: Path, seeds, records, costs: dict[str, list[int]],  
                   "the top-1 on the validation images with inherited weights, BN recalibrated on 256 training "
                   "images."]
     lines += ["", "Kendall tau and Spearman rho against the ground truth, with 95% bootstrap intervals over the "
-              "architectures (2,000 resamples); rows under 'this run' were computed by this invocation, the others "
-              "read from `--rating-cache` (ratings of the same architectures on the same images).", "",
+              "architectures (2,000 resamples); a row per rating of these architectures on these images found in "
+              "`--rating-cache` (this run's included).", "",
               "| rating | Kendall tau | Spearman rho | supernet training | commit |", "|---|---|---|---|---|",
               *[f"| {name} | {correlation_cells(b, a)} | | |" for name, b, a in noise],
               *[f"| {name} | {correlation_cells(ratings, truth)} | {sec} | {commit} |"
                 for name, ratings, sec, commit in rows],
               *[f"| {name} | {tau} | {rho} | | |" for name, tau, rho in ANCHORS],
+              *seed_spread(rows, truth),
               "", "| part | seconds |", "|---|---|", *[f"| {name} | {sec:.0f} |" for name, sec in times.items()], ""]
     if boss:
         lines += [f"BossNAS's chosen architecture: `{rated['chosen']}` (rating {rated['chosen_rating']:.4f}).", ""]
