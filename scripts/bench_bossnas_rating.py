@@ -11,7 +11,8 @@ rating against the ground truth, with 95% bootstrap intervals over the architect
 report (`--out`) with a scatter plot. Every rating of the same architectures on the same images found in
 `--rating-cache` (e.g. BossNAS with one option changed) is a row of the report too. The noise ceiling is by
 split half: the mean accuracy of half the seeds against the other half's, for every such split (with two
-seeds, seed against seed). `--table DIR` writes the ground truth as a tabular benchmark (`table.csv`,
+seeds, seed against seed); from it, stepped up to the mean of all seeds (Spearman-Brown), an estimate of the
+tau an exact rating would reach against the ground truth. `--table DIR` writes the ground truth as a tabular benchmark (`table.csv`,
 `table.json`) that `nas search --benchmark DIR/table.csv --dataset fashion_mnist` reads. Every stand-alone
 result records the commit it was trained at.
 
@@ -30,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import random
@@ -400,9 +402,29 @@ def noise_rows(seeds: list[int], records: list[list[dict]]) -> list[tuple[str, l
     for a, b in split_halves(seeds):
         mean_a = [sum(v) / len(a) for v in zip(*(accs[s] for s in a))]
         mean_b = [sum(v) / len(b) for v in zip(*(accs[s] for s in b))]
-        rows.append((f"noise ceiling: mean of seeds {'+'.join(map(str, b))} vs. seeds {'+'.join(map(str, a))}",
-                     mean_b, mean_a))
+        name = (f"noise ceiling: seed {b[0]} vs. seed {a[0]}" if len(a) == 1 else
+                f"noise ceiling: mean of seeds {'+'.join(map(str, b))} vs. seeds {'+'.join(map(str, a))}")
+        rows.append((name, mean_b, mean_a))
     return rows
+
+
+def truth_ceiling(noise: list[tuple[str, list[float], list[float]]]) -> str:
+    """A sentence estimating the tau and rho an exact rating (the accuracy averaged over infinitely many seeds)
+    would reach against the ground truth (the mean of all seeds): the split halves' Pearson r, stepped up to the
+    whole mean by Spearman-Brown (2r / (1 + r)); its square root is the exact rating's correlation with the
+    truth, turned into tau and rho as for normal data (2/pi asin r, 6/pi asin r/2). A model-based estimate."""
+    import numpy as np
+
+    if not noise:
+        return ""
+    r_half = float(np.mean([np.corrcoef(a, b)[0, 1] for _, a, b in noise]))
+    if r_half <= 0:
+        return f"The split halves do not correlate (Pearson r {r_half:.2f}): no rating can be told from chance here."
+    r = math.sqrt(2 * r_half / (1 + r_half))
+    tau, rho = 2 / math.pi * math.asin(r), 6 / math.pi * math.asin(r / 2)
+    return (f"Estimated ceiling against this ground truth (split halves' Pearson r {r_half:.2f}, stepped up to the "
+            f"mean of all seeds by Spearman-Brown, as for normal data): an exact rating would reach about tau "
+            f"{tau:.2f}, rho {rho:.2f}.")
 
 
 def write_table(folder: Path, opts: dict, archs: list[Architecture], seeds: list[int],
@@ -524,6 +546,7 @@ def write_report(args, out: Path, seeds, records, costs: dict[str, list[int]],  
               *[f"| {name} | {correlation_cells(ratings, truth)} | {sec} | {commit} |"
                 for name, ratings, sec, commit in rows],
               *[f"| {name} | {tau} | {rho} | | |" for name, tau, rho in ANCHORS],
+              "", truth_ceiling(noise),
               *seed_spread(rows, truth),
               "", "| part | seconds |", "|---|---|", *[f"| {name} | {sec:.0f} |" for name, sec in times.items()], ""]
     if boss:

@@ -168,3 +168,18 @@ def test_optuna_gp_sampler_searches_the_table(nb201):
     assert evaluator.unique_queries >= 15
     with pytest.raises(ValueError, match="'bo' is not one of 'auto', 'tpe', 'gp', 'nsga2', 'random'"):
         registry.get("strategies", "optuna")(nb201, [Objective("accuracy", "maximize")], sampler="bo")
+
+
+@pytest.mark.parametrize("folder", sorted(p.parent.name for p in (Path(__file__).resolve().parents[1] / "benchmarks")
+                                          .glob("fashion_*/table.json")))
+def test_shipped_ground_truths_read_as_tabular_benchmarks(folder):
+    import json
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / folder / "table.csv"
+    meta = json.loads(path.with_suffix(".json").read_text())
+    space = registry.make_space(meta["space"], meta["preset"])
+    evaluator = TabularEvaluator(space, path, "fashion_mnist")
+    rows = evaluator.items()
+    assert len(rows) >= 40 and evaluator.input_shape == tuple(meta["input"])
+    arch = space.resolve(rows[0][0])
+    assert evaluator.evaluate(arch).metrics["accuracy"] == rows[0][1]
