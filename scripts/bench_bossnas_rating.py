@@ -12,9 +12,10 @@ report (`--out`) with a scatter plot. Every rating of the same architectures on 
 `--rating-cache` (e.g. BossNAS with one option changed) is a row of the report too. The noise ceiling is by
 split half: the mean accuracy of half the seeds against the other half's, for every such split (with two
 seeds, seed against seed); from it, stepped up to the mean of all seeds (Spearman-Brown), an estimate of the
-tau an exact rating would reach against the ground truth. `--table DIR` writes the ground truth as a tabular benchmark (`table.csv`,
-`table.json`) that `nas search --benchmark DIR/table.csv --dataset fashion_mnist` reads. Every stand-alone
-result records the commit it was trained at.
+tau an exact rating would reach against the ground truth. `--table DIR` writes the ground truth as a tabular
+benchmark (`table.csv`, `table.json`) that `nas search --benchmark DIR/table.csv --dataset fashion_mnist`
+reads. Every stand-alone result records the commit it was trained at. Every architecture is trained at the
+`--size` data's shape unless `--arch-input` trains each at its own (MBConv's resolution choice).
 
 With `--workers N` the stand-alone trainings run in N processes and the BossNAS + SPOS part in one more,
 all at once (on a GPU they share the card; the timings then say so). Stand-alone accuracies are cached by
@@ -44,6 +45,7 @@ from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from itertools import combinations
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -89,7 +91,13 @@ def bench_archs(opts: dict) -> list[Architecture]:
 
 def recipe(opts: dict) -> str:
     return (f"{opts['train']}/{opts['val']}/{opts['size']}px/{opts['epochs']}ep/lr{opts['lr']}/b{opts['batch']}"
-            f"/{opts['augment']}")
+            f"/{opts['augment']}" + ("/arch-input" if opts.get("arch_input") else ""))
+
+
+def arch_input(opts: dict, space: Any, arch: Architecture, data_shape: tuple[int, ...]) -> tuple[int, ...]:
+    """The input a stand-alone network is trained and counted at: the architecture's own (`--arch-input`, as
+    `nas search` trains it: e.g. MBConv's resolution choice) or the data's size for every architecture."""
+    return tuple(space.input_shape_for(arch, data_shape)) if opts.get("arch_input") else data_shape
 
 
 def standalone_key(opts: dict, seed: int, arch: Architecture) -> str:
@@ -131,10 +139,11 @@ def train_standalone(opts: dict, arch_json: str, seed: int) -> tuple[str, int, f
     data = bench_data(opts)
     arch = Architecture.from_json(arch_json)
     torch.manual_seed(seed)
-    model = space.build(arch, data.sample_shape, data.num_classes)
+    shape = arch_input(opts, space, arch, data.sample_shape)
+    model = space.build(arch, shape, data.num_classes)
     config = TrainConfig(epochs=opts["epochs"], batch_size=opts["batch"], lr=opts["lr"], warmup_epochs=0.3,
                          augment=opts["augment"], seed=seed, num_threads=opts["threads"], device=opts["device"])
-    res = train_and_evaluate(model, data, config)
+    res = train_and_evaluate(model, data, config, input_shape=shape)
     return arch_json, seed, res.accuracy, res.seconds
 
 
@@ -232,6 +241,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--lr", type=float, default=0.1, help="stand-alone SGD learning rate")
     ap.add_argument("--batch", type=int, default=128, help="stand-alone batch size")
     ap.add_argument("--augment", default="none", help="stand-alone augmentation (none, shift, shift+flip)")
+    ap.add_argument("--arch-input", action="store_true",
+                    help="train (and count) each architecture at its own input (e.g. MBConv's resolution choice), as "
+                         "nas search does; without it every one sees the --size data as they are")
     ap.add_argument("--gt-seeds", default="0", help="comma-separated stand-alone seeds; the ground truth is the mean")
     ap.add_argument("--boss-budget", default="quick", help="BossNAS preset the options below scale")
     ap.add_argument("--boss-epochs", type=float, default=2.0, help="BossNAS epochs per block")
@@ -304,7 +316,7 @@ def main(argv: list[str] | None = None) -> None:
     space = make_space(args.space, args.preset)
     data = bench_data(opts)
     archs = bench_archs(opts)
-    graphs = [space.graph(a, data.sample_shape, data.num_classes) for a in archs]
+    graphs = [space.graph(a, arch_input(opts, space, a, data.sample_shape), data.num_classes) for a in archs]
     costs = {"params": [g.params() for g in graphs], "macs": [g.macs() for g in graphs]}
     cache_file = Path(args.standalone_cache) if args.standalone_cache else None
     cache = load_json(cache_file)
@@ -451,6 +463,9 @@ def correlation_cells(predicted: Sequence[float], actual: Sequence[float]) -> st
     architectures."""
     cells = []
     for metric in (kendall_tau, spearman_rho):
+        if len(predicted) < 3:
+            cells.append(f"{metric(predicted, actual):.2f}")
+            continue
         lo, hi = bootstrap_interval(metric, predicted, actual)
         cells.append(f"{metric(predicted, actual):.2f} [{lo:.2f}, {hi:.2f}]")
     return " | ".join(cells)
