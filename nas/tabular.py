@@ -1,12 +1,11 @@
 """A tabular benchmark as an evaluator: an architecture's accuracy is read from a table, instantly.
 
 The table is a CSV file with a header row; the first column holds the architecture's key and the others
-one accuracy (%) each, so one file serves several datasets. Two formats are read:
+one accuracy (%) each, so one file serves several datasets. Three formats are read:
 
 - NAS-Bench-201 / NATS-Bench topology space: `index,arch,cifar10,cifar100,imagenet16_120`, one row per cell,
   `arch` being the standard arch string (`|nor_conv_3x3~0|+|...|`); `index` is ignored.
 - NATS-Bench size space: `channels,cifar10`, `channels` being `c1:c2:c3:c4:c5`.
-
 - Any other space: `index,arch,<dataset>`, `arch` being the architecture's JSON object (`Architecture.to_json`;
   keys in any order), e.g. a ground truth trained by `scripts/bench_bossnas_rating.py --table`. The input
   shape and classes its networks saw (for the cost metrics) are read from `<table>.json` beside the CSV
@@ -123,7 +122,7 @@ def table_input(path: Path) -> tuple[tuple[int, ...] | None, int | None]:
 
 @register_evaluator("tabular")
 class TabularEvaluator(Evaluator):
-    """Accuracy (%) of an architecture from a benchmark table, looked up by `space.benchmark_key(arch)`."""
+    """Accuracy (%) of an architecture from a benchmark table, looked up by its `key`."""
 
     name = "tabular"
 
