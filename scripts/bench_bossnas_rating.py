@@ -471,7 +471,7 @@ def correlation_cells(predicted: Sequence[float], actual: Sequence[float]) -> st
     return " | ".join(cells)
 
 
-def rating_rows(result: dict, default_labels: dict[str, str]) -> list[tuple[str, list[float], str]]:
+def rating_rows(result: dict, default_labels: dict[str, str]) -> list[tuple[str, list[float], str, str]]:
     """(row name, ratings, supernet seconds and commit) of one cached BossNAS / SPOS result."""
     labels = result.get("labels", default_labels)
     return [(labels[k], result[k], f"{result[f'{k}_seconds']:.0f} s" if f"{k}_seconds" in result else "",
@@ -493,6 +493,7 @@ def seed_spread(rows: list[tuple[str, list[float], str, str]], truth: list[float
     for name, ratings, _, _ in rows:
         variant, seed = variant_and_seed(name)
         groups.setdefault(variant, {})[seed] = (kendall_tau(ratings, truth), spearman_rho(ratings, truth))
+
     def spread(values: list[float]) -> str:
         return f"{np.mean(values):.2f} ± {np.std(values, ddof=1):.2f}"
 
