@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -26,6 +25,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from nas.timing import cpu_model  # noqa: E402
+
 RUNS = "flagship_runs"
 HISTORY = """## How it got here (2026-12-02)
 
@@ -92,17 +94,17 @@ def run_once(load: str, extra: list[str]) -> dict:
                 "max_rss_mb": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024),
                 "folder_mb": round(folder_mb(run_dir), 1), "accuracy": best["metrics"].get("accuracy"),
                 "threads": threads, "loadavg_before": round(loadavg, 2),
-                "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores",
+                "machine": f"{cpu_model()}, {os.cpu_count()} CPU cores",
                 "date": time.strftime("%Y-%m-%d %H:%M")}
 
 
 def write_report(out: Path) -> str:
     records = [json.loads(p.read_text()) for p in sorted((out / RUNS).glob("*.json"))]
-    head = ("| commit | load | options | wall | " + " | ".join(n for n, _ in PHASES)
+    head = ("| commit | machine | load | options | wall | " + " | ".join(n for n, _ in PHASES)
             + " | threads | max RSS | run folder | accuracy | load avg before | date |")
     lines = [head, "|" + " --- |" * head.count(" | ") + " --- |"]
     for r in records:
-        lines.append(f"| {r['commit']} | {r['load']} | {' '.join(r['extra']) or 'default'} | "
+        lines.append(f"| {r['commit']} | {r['machine']} | {r['load']} | {' '.join(r['extra']) or 'default'} | "
                      f"{int(r['wall'] // 60)} min {r['wall'] % 60:.0f} s | "
                      + " | ".join(f"{r['phases'][n]:.0f} s" for n, _ in PHASES)
                      + f" | {r['threads']} | {r['max_rss_mb']} MB | {r['folder_mb']} MB | {r['accuracy']:.2f}% | "
