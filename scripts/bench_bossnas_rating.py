@@ -3,7 +3,9 @@
 Trains `--archs` random architectures of `--space` / `--preset` (HyTra-small by default) stand-alone on
 Fashion-MNIST with one fixed recipe, once per ground-truth seed (`--gt-seeds`; the ground truth is their mean);
 rates the same architectures with BossNAS (the `--boss-budget` preset, trained as the preset says with
-`--boss-as-preset`, else with run C's training set by the options below; `--boss-option` changes any field),
+`--boss-as-preset` except that its supernet sees the `--size` images (the preset's `input_size` replaced: on
+run C's 32x32 data `quick` trained at 32, not 16), else with run C's training set by the options below;
+`--boss-option` changes any field),
 with SPOS (Guo et al. 2020: the `spos` strategy's one-shot supernet trained with uniform single paths for
 `--spos-epochs` on the same images; an architecture's rating is its validation accuracy with inherited weights
 after BN recalibration), by parameter count and by multiply-adds; prints Kendall tau and Spearman rho of each

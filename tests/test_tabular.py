@@ -15,6 +15,7 @@ from nas.tabular import TabularEvaluator
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "benchmarks"
 NB201 = SHARED / "nasbench201" / "nats_tss_test_accuracy_200ep.csv"
 SSS = SHARED / "nats_sss" / "nats_sss_cifar10_accuracy.csv"
+SHIPPED = Path(__file__).resolve().parents[1] / "benchmarks"  # the ground truths this repository ships
 ROW = "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|"
 
 
@@ -170,12 +171,11 @@ def test_optuna_gp_sampler_searches_the_table(nb201):
         registry.get("strategies", "optuna")(nb201, [Objective("accuracy", "maximize")], sampler="bo")
 
 
-@pytest.mark.parametrize("folder", sorted(p.parent.name for p in (Path(__file__).resolve().parents[1] / "benchmarks")
-                                          .glob("fashion_*/table.json")))
+@pytest.mark.parametrize("folder", sorted(p.parent.name for p in SHIPPED.glob("fashion_*/table.json")))
 def test_shipped_ground_truths_read_as_tabular_benchmarks(folder):
     import json
 
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / folder / "table.csv"
+    path = SHIPPED / folder / "table.csv"
     meta = json.loads(path.with_suffix(".json").read_text())
     space = registry.make_space(meta["space"], meta["preset"])
     evaluator = TabularEvaluator(space, path, "fashion_mnist")
