@@ -254,8 +254,11 @@ def _settings_from_args(args: argparse.Namespace) -> dict[str, Any]:
         raise NASError("nas search needs --space and --strategy (or --resume RUN_DIR)")
     if args.budget < 1:
         raise NASError(f"--budget {args.budget} must be at least 1")
+    from nas.registry import split_space_name
+
+    space, preset = split_space_name(args.space, args.preset)
     settings = {
-        "space": args.space, "preset": args.preset, "strategy": args.strategy, "budget": args.budget,
+        "space": space, "preset": preset, "strategy": args.strategy, "budget": args.budget,
         "budget_preset": args.budget_preset, "objectives": args.objectives, "seed": args.seed,
         "constraints": _constraints(args), "dataset": args.dataset, "data_path": args.data_path,
         "train_subset": args.train_subset, "benchmark": args.benchmark, "evaluator": args.evaluator,

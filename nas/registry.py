@@ -136,8 +136,21 @@ def get(kind: str, name: str) -> Any:
     return table[name]
 
 
+def split_space_name(name: str, preset: str | None = None) -> tuple[str, str | None]:
+    """("spaceevo", "vnni") from "spaceevo@vnni"; a name without "@" keeps `preset`; a one-line error when both
+    name a preset and they differ."""
+    if "@" not in name:
+        return name, preset
+    name, named = name.split("@", 1)
+    if preset is not None and preset != named:
+        raise NASError(f"space {name}@{named} names preset {named!r} but --preset is {preset!r}; give one of them")
+    return name, named
+
+
 def make_space(name: str, preset: str | None = None, arch_name: str | None = None) -> Any:
-    """A space instance; with no preset, the preset holding the named reference architecture, if any."""
+    """A space instance; with no preset, the preset holding the named reference architecture, if any.
+    "name@preset" names both (`spaceevo@vnni`)."""
+    name, preset = split_space_name(name, preset)
     cls = get("spaces", name)
     presets = cls.presets
     if preset is None and arch_name and presets:

@@ -1,0 +1,508 @@
+"""SpaceEvo's hyperspace and the search spaces in it (Wang et al., "SpaceEvo: Hardware-Friendly Search Space
+Design for Efficient INT8 Inference", ICCV 2023).
+
+A *superspace* is a macro architecture of elastic stages (first conv, stage 0, six searchable stages, a fixed
+head) and a list of CNN block types. A *point* of it (a search space of its own) picks, for each searchable
+stage, one block type and a *width window*: a contiguous slice of that stage's channel list. Inside a point an
+architecture picks the input resolution, each stage's depth and each layer's kernel, width (from the window)
+and expand ratio. Points are named as the official code names them: "onnxw-151122-023231" is superspace
+`onnxw`, block types 1,5,1,1,2,2 and windows 0,2,3,2,3,1 of stages 1-6.
+
+Two superspaces, as released: `onnxw` (the Intel VNNI CPU set: MBv1-dual, MBv2 and MBv3 with forced residual,
+ResNet bottleneck with and without SE, FusedMBConv) and `mobilew` (the Pixel 4 set: MBv1-dual, MBv2, MBv3 with
+swish, ResNet, FusedMBConv with SE, and the "K3" MBv3/MBv2 whose 5x5 / 7x7 depthwise convolution is 2 / 3
+stacked 3x3 ones). Every block and the head rebuild the official static blocks' layers (the released
+SEQnet models' parameters and multiply-adds are tested equal to the official code's). The released
+search results are the presets (`vnni`, `vnni-large`, `pixel4`, `pixel4-medium`, `pixel4-tiny`) with the ten
+SEQnet models as named architectures; any other point is a preset by its encoding.
+
+Deviations: LSQ+ quantizers are not part of the graph (INT8 comes from `nas.quantize`); block widths follow
+the official `make_divisible` rules exactly. The official `onnxw`'s MBv3 uses h-swish, `mobilew`'s swish.
+"""
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from functools import cached_property
+from math import prod
+
+from nas.graph import ArchGraph, GraphBuilder
+from nas.layers import conv_bn_act, squeeze_excite
+from nas.ops import Activation, Add, BatchNorm2d, Conv2d, Flatten, GlobalAvgPool, Linear
+from nas.registry import register_space
+from nas.space import Architecture, ArchitectureError, Choice, NASError, SearchSpace, Value, one_of
+from search_spaces.mbconv import make_divisible
+
+#: a block builder: (graph, prefix, input, out channels, kernel, expand, stride) -> output node
+Builder = Callable[[GraphBuilder, str, str, int, int, float, int], str]
+
+
+# -- blocks -------------------------------------------------------------------------------------------------
+def _shortcut(g: GraphBuilder, prefix: str, x: str, out_ch: int, stride: int) -> str:
+    """Identity when shape is kept, else a 1x1 projection (conv, BN) with the block's stride."""
+    if stride == 1 and g.shape(x)[0] == out_ch:
+        return x
+    return conv_bn_act(g, f"{prefix}_down", x, out_ch, 1, stride, act=None)
+
+
+def _depthwise(g: GraphBuilder, prefix: str, x: str, kernel: int, stride: int, act: str, stacked: bool) -> str:
+    """A kxk depthwise conv -> BN -> act; `stacked`: k // 2 stacked 3x3 depthwise convs before the BN (K3)."""
+    ch = g.shape(x)[0]
+    if not stacked:
+        return conv_bn_act(g, f"{prefix}_dw", x, ch, kernel, stride, act, groups=ch)
+    for i in range(kernel // 2):
+        x = g.add(f"{prefix}_dw{i}", Conv2d(ch, ch, 3, stride if i == 0 else 1, groups=ch), x)
+    x = g.add(f"{prefix}_dw_bn", BatchNorm2d(ch), x)
+    return g.add(f"{prefix}_dw_act", Activation(act), x)
+
+
+def inverted_residual(act: str, se: bool, forced: bool = True, stacked: bool = False) -> Builder:
+    """MBv2/MBv3 block: [1x1 expand] -> depthwise -> [SE] -> 1x1 project, mid = divisible(in x e); with
+    `forced` residual a 1x1 projection shortcut where the shape changes (SpaceEvo's "Res" blocks)."""
+    def build(g: GraphBuilder, p: str, x: str, out_ch: int, kernel: int, expand: float, stride: int) -> str:
+        in_ch = g.shape(x)[0]
+        mid = make_divisible(in_ch * expand)
+        short = _shortcut(g, p, x, out_ch, stride) if forced or (stride == 1 and in_ch == out_ch) else None
+        h = conv_bn_act(g, f"{p}_expand", x, mid, 1, act=act) if mid != in_ch else x
+        h = _depthwise(g, p, h, kernel, stride, act, stacked)
+        if se:
+            h = squeeze_excite(g, f"{p}_se", h, make_divisible(mid // 4), "relu", "hsigmoid")
+        h = conv_bn_act(g, f"{p}_project", h, out_ch, 1, act=None)
+        return h if short is None else g.add(f"{p}_add", Add(), short, h)
+    return build
+
+
+def mbv1_dual(g: GraphBuilder, p: str, x: str, out_ch: int, kernel: int, expand: float, stride: int) -> str:
+    """Two depthwise-separable convs (dw -> BN -> ReLU -> 1x1 -> BN -> ReLU, twice) and a residual."""
+    short = _shortcut(g, p, x, out_ch, stride)
+    h = conv_bn_act(g, f"{p}_dw1", x, g.shape(x)[0], kernel, stride, "relu", groups=g.shape(x)[0])
+    h = conv_bn_act(g, f"{p}_pw1", h, out_ch, 1, act="relu")
+    h = conv_bn_act(g, f"{p}_dw2", h, out_ch, kernel, 1, "relu", groups=out_ch)
+    h = conv_bn_act(g, f"{p}_pw2", h, out_ch, 1, act="relu")
+    return g.add(f"{p}_add", Add(), short, h)
+
+
+def resnet_bottleneck(se: bool, act: str = "relu") -> Builder:
+    """ResNet bottleneck: 1x1 -> kxk (stride) -> [SE] -> 1x1, hidden = divisible(out x e), residual, then act;
+    the SE squeezes to divisible(in / 4) (as RegNet)."""
+    def build(g: GraphBuilder, p: str, x: str, out_ch: int, kernel: int, expand: float, stride: int) -> str:
+        in_ch, hidden = g.shape(x)[0], make_divisible(out_ch * expand)
+        short = _shortcut(g, p, x, out_ch, stride)
+        h = conv_bn_act(g, f"{p}_conv1", x, hidden, 1, act=act)
+        h = conv_bn_act(g, f"{p}_conv2", h, hidden, kernel, stride, act)
+        if se:
+            h = squeeze_excite(g, f"{p}_se", h, make_divisible(in_ch // 4), "relu", "hsigmoid")
+        h = conv_bn_act(g, f"{p}_conv3", h, out_ch, 1, act=None)
+        return g.add(f"{p}_out", Activation(act), g.add(f"{p}_add", Add(), short, h))
+    return build
+
+
+def fused_mbconv(se: bool, act: str = "silu") -> Builder:
+    """FusedMBConv (EfficientNetV2): kxk conv (stride) to divisible(in x e) -> [SE] -> 1x1, forced residual."""
+    def build(g: GraphBuilder, p: str, x: str, out_ch: int, kernel: int, expand: float, stride: int) -> str:
+        in_ch = g.shape(x)[0]
+        short = _shortcut(g, p, x, out_ch, stride)
+        h = conv_bn_act(g, f"{p}_fused", x, make_divisible(in_ch * expand), kernel, stride, act)
+        if se:
+            h = squeeze_excite(g, f"{p}_se", h, make_divisible(in_ch // 4), "relu", "hsigmoid")
+        h = conv_bn_act(g, f"{p}_project", h, out_ch, 1, act=None)
+        return g.add(f"{p}_add", Add(), short, h)
+    return build
+
+
+@dataclass(frozen=True)
+class BlockType:
+    """A block type of a superspace: its builder and its kernel and expand-ratio lists (() when it has none)."""
+
+    name: str
+    build: Builder
+    kernels: tuple[int, ...]
+    expands: tuple[float, ...] = ()
+
+
+# -- superspaces ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class StageSpec:
+    """An elastic stage: channel list, depths, stride of its first layer, and its width-window size (0: the
+    whole list, for the stages whose block type is fixed)."""
+
+    name: str
+    widths: tuple[int, ...]
+    depths: tuple[int, ...]
+    stride: int
+    window: int = 0
+
+    @property
+    def windows(self) -> int:
+        """How many width windows the stage offers."""
+        return len(self.widths) - self.window + 1 if self.window else 1
+
+    def window_widths(self, index: int) -> tuple[int, ...]:
+        return self.widths[index:index + self.window] if self.window else self.widths
+
+
+def _channels(first: int, last: int, step: int = 8) -> tuple[int, ...]:
+    return tuple(range(first, last + 1, step))
+
+
+@dataclass(frozen=True)
+class Superspace:
+    """A macro architecture (first conv, stage 0, the searchable stages) with its block types and head."""
+
+    name: str
+    doc: str
+    stages: tuple[StageSpec, ...]
+    blocks: tuple[BlockType, ...]
+    stage0: BlockType
+    head_act: str
+    final_width: int = 1280
+    mix_width: int = 1920
+    resolutions: tuple[int, ...] = (160, 176, 192, 208, 224)
+
+    @property
+    def searchable(self) -> tuple[StageSpec, ...]:
+        return self.stages[2:]
+
+    def size(self) -> int:
+        """The number of points (search spaces): block types ^ stages x the product of window counts."""
+        return len(self.blocks) ** len(self.searchable) * prod(s.windows for s in self.searchable)
+
+
+SUPERSPACES: dict[str, Superspace] = {
+    "onnxw": Superspace(
+        name="onnxw", doc="SpaceEvo's Intel VNNI CPU hyperspace (ONNX Runtime INT8)",
+        stages=(StageSpec("first_conv", (16, 32), (1,), 2), StageSpec("stage0", (16, 32), (1, 2), 1),
+                StageSpec("stage1", _channels(32, 64, 16), (2, 3, 4), 2, 2),
+                StageSpec("stage2", _channels(32, 96, 16), (2, 3, 4), 2, 2),
+                StageSpec("stage3", _channels(64, 144, 16), (2, 3, 4, 5, 6), 2, 3),
+                StageSpec("stage4", _channels(112, 192, 16), (2, 3, 4, 5, 6), 1, 3),
+                StageSpec("stage5", _channels(192, 304, 16), (2, 3, 4, 5, 6), 2, 5),
+                StageSpec("stage6", _channels(304, 448, 16), (1, 2), 1, 7)),
+        blocks=(BlockType("mbv1_dual", mbv1_dual, (3, 5)),
+                BlockType("mbv2_res", inverted_residual("relu6", se=False), (3, 5), (4, 6, 8)),
+                BlockType("mbv3_res", inverted_residual("hswish", se=True), (3, 5), (4, 6, 8)),
+                BlockType("resnet", resnet_bottleneck(se=False), (3, 5, 7), (0.5, 1.0, 1.5)),
+                BlockType("resnet_se", resnet_bottleneck(se=True), (3, 5, 7), (0.5, 1.0, 1.5)),
+                BlockType("fused_mbconv", fused_mbconv(se=False), (3, 5, 7), (1, 2, 3, 4))),
+        stage0=BlockType("resnet", resnet_bottleneck(se=False), (3,), (0.5,)), head_act="hswish"),
+    "mobilew": Superspace(
+        name="mobilew", doc="SpaceEvo's Pixel 4 CPU hyperspace (TFLite INT8)",
+        stages=(StageSpec("first_conv", _channels(16, 32), (1,), 2), StageSpec("stage0", _channels(16, 32), (1, 2), 1),
+                StageSpec("stage1", _channels(24, 40), (2, 3, 4), 2, 2),
+                StageSpec("stage2", _channels(24, 72), (2, 3, 4), 2, 2),
+                StageSpec("stage3", _channels(56, 112), (2, 3, 4, 5, 6), 2, 3),
+                StageSpec("stage4", _channels(112, 176), (2, 3, 4, 5, 6, 7, 8), 1, 3),
+                StageSpec("stage5", (192, 200, 208, 216, 224, 240, 256, 272, 288), (2, 3, 4, 5, 6, 7, 8), 2, 5),
+                StageSpec("stage6", _channels(216, 360, 16), (1, 2), 1, 7)),
+        blocks=(BlockType("mbv1_dual", mbv1_dual, (3, 5, 7)),
+                BlockType("mbv2_res", inverted_residual("relu6", se=False), (3, 5, 7), (3, 6, 8)),
+                BlockType("mbv3_res", inverted_residual("silu", se=True), (3, 5, 7), (3, 6, 8)),
+                BlockType("resnet", resnet_bottleneck(se=False), (3, 5), (0.5, 1.0, 1.5)),
+                BlockType("fused_mbconv_se", fused_mbconv(se=True), (3, 5, 7), (1, 2, 3, 4)),
+                BlockType("mbv3_k3_res", inverted_residual("silu", se=True, stacked=True), (3, 5, 7), (3, 6, 8)),
+                BlockType("mbv2_k3_res", inverted_residual("relu6", se=False, stacked=True), (3, 5, 7), (3, 6, 8))),
+        stage0=BlockType("mbv2", inverted_residual("relu", se=False, forced=False), (3,), (1.0,)), head_act="silu"),
+}
+
+
+# -- points of a superspace ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class SpacePoint:
+    """A search space in a superspace: a block type and a width window for each searchable stage."""
+
+    superspace: str
+    blocks: tuple[int, ...]
+    windows: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        sup = SUPERSPACES.get(self.superspace)
+        if sup is None:
+            raise NASError(f"SpaceEvo space {self.encoding!r}: unknown superspace {self.superspace!r}; accepted: "
+                           f"{one_of(list(SUPERSPACES))}")
+        n = len(sup.searchable)
+        if len(self.blocks) != n or len(self.windows) != n:
+            raise NASError(f"SpaceEvo space {self.encoding!r}: {self.superspace} takes {n} block and {n} window "
+                           f"digits, got {len(self.blocks)} and {len(self.windows)}")
+        for i, (b, w, stage) in enumerate(zip(self.blocks, self.windows, sup.searchable), start=1):
+            if not 0 <= b < len(sup.blocks):
+                raise NASError(f"SpaceEvo space {self.encoding!r}: block type {b} of stage {i} is not in "
+                               f"0..{len(sup.blocks) - 1}")
+            if not 0 <= w < stage.windows:
+                raise NASError(f"SpaceEvo space {self.encoding!r}: width window {w} of stage {i} is not in "
+                               f"0..{stage.windows - 1}")
+
+    @property
+    def encoding(self) -> str:
+        return f"{self.superspace}-{''.join(map(str, self.blocks))}-{''.join(map(str, self.windows))}"
+
+    @classmethod
+    def parse(cls, text: str) -> SpacePoint:
+        """A point from its encoding "superspace-blocks-windows" (one digit per searchable stage)."""
+        parts = text.split("-")
+        if len(parts) != 3 or not parts[1].isdigit() or not parts[2].isdigit():
+            raise NASError(f"SpaceEvo space {text!r} is not a preset ({one_of(list(NAMED_SPACES))}) nor an encoding "
+                           "'superspace-blocks-windows' such as 'onnxw-151122-023231'")
+        return cls(parts[0], tuple(map(int, parts[1])), tuple(map(int, parts[2])))
+
+    def describe(self) -> str:
+        sup = SUPERSPACES[self.superspace]
+        stages = ", ".join(f"{sup.blocks[b].name} {list(s.window_widths(w))}"
+                           for b, w, s in zip(self.blocks, self.windows, sup.searchable))
+        return f"{self.encoding}: {stages}"
+
+
+#: the released search results (the official data/search_result.yaml)
+NAMED_SPACES = {"vnni": "onnxw-151122-023231", "vnni-large": "onnxw-121122-133333",
+                "pixel4": "mobilew-122222-155400", "pixel4-medium": "mobilew-112220-154410",
+                "pixel4-tiny": "mobilew-332160-134200"}
+#: the released SEQnet models: preset and the official subnet encoding (depths per stage; kernel, width and
+#: expand per layer; resolution), the fields joined by "_"
+SEQNETS = {name: (preset, "_".join(fields)) for name, (preset, fields) in {
+    "SEQnet@pixel4-A0": ("pixel4", (
+        "d1#1#2#2#2#2#2#1",
+        "k3#3#3#3#3#3#3#3#3#3#3#3#3",
+        "w16#16#32#32#64#64#96#96#144#144#192#192#216",
+        "e0#1.0#3.0#3.0#3.0#3.0#3.0#3.0#3.0#3.0#3.0#3.0#3.0",
+        "r160",
+    )),
+    "SEQnet@pixel4-A1": ("pixel4", (
+        "d1#1#2#2#2#2#4#1",
+        "k3#3#3#3#3#3#7#3#3#3#3#3#5#3#3",
+        "w16#16#32#32#64#64#96#96#144#144#224#192#208#192#232",
+        "e0#1.0#3.0#3.0#3.0#3.0#3.0#3.0#3.0#3.0#6.0#6.0#6.0#3.0#3.0",
+        "r208",
+    )),
+    "SEQnet@pixel4-A2": ("pixel4", (
+        "d1#1#2#2#2#3#4#1",
+        "k3#3#3#3#3#3#3#3#5#3#3#7#5#7#5#5",
+        "w16#16#40#32#64#72#96#96#152#160#152#200#224#200#200#248",
+        "e0#1.0#3.0#3.0#3.0#3.0#3.0#6.0#3.0#6.0#3.0#6.0#3.0#3.0#6.0#3.0",
+        "r224",
+    )),
+    "SEQnet@pixel4-A3": ("pixel4", (
+        "d1#1#2#3#3#4#4#1",
+        "k3#3#3#3#3#3#5#7#3#3#3#3#3#5#3#3#3#5#3",
+        "w16#16#32#32#64#72#64#112#96#104#152#144#152#152#200#192#208#192#280",
+        "e0#1.0#8.0#3.0#3.0#6.0#3.0#8.0#3.0#6.0#6.0#6.0#3.0#3.0#6.0#8.0#6.0#6.0#6.0",
+        "r224",
+    )),
+    "SEQnet@pixel4-A4": ("pixel4", (
+        "d1#2#2#3#4#4#5#1",
+        "k3#3#3#3#3#3#3#5#3#5#5#3#3#3#3#5#7#5#3#5#3#3",
+        "w24#16#24#32#32#72#64#64#112#96#104#104#152#144#144#152#224#216#208#224#208#296",
+        "e0#1.0#1.0#6.0#8.0#6.0#3.0#3.0#6.0#6.0#3.0#3.0#8.0#8.0#6.0#3.0#8.0#6.0#6.0#3.0#3.0#6.0",
+        "r224",
+    )),
+    "SEQnet@vnni-A0": ("vnni", (
+        "d1#1#2#2#2#2#2#1",
+        "k3#3#3#3#3#3#3#3#3#3#3#3#3",
+        "w16#16#32#32#64#64#112#112#144#144#240#240#320",
+        "e0#0.5#4.0#4.0#1.0#1.0#4.0#4.0#4.0#4.0#4.0#4.0#4.0",
+        "r160",
+    )),
+    "SEQnet@vnni-A1": ("vnni", (
+        "d1#1#2#2#3#2#3#1",
+        "k3#3#3#3#3#3#3#5#3#3#3#3#3#3#5",
+        "w16#16#32#32#64#80#128#112#112#144#176#304#304#256#368",
+        "e0#0.5#4.0#4.0#2.0#1.0#4.0#6.0#4.0#4.0#4.0#4.0#6.0#4.0#4.0",
+        "r192",
+    )),
+    "SEQnet@vnni-A2": ("vnni", (
+        "d1#1#2#2#4#4#4#1",
+        "k3#3#3#3#3#3#3#3#5#5#3#5#5#3#3#3#3#3#5",
+        "w16#16#32#32#64#64#112#112#112#128#144#144#160#160#288#272#288#256#320",
+        "e0#0.5#4.0#6.0#3.0#2.0#4.0#4.0#6.0#8.0#8.0#4.0#4.0#4.0#4.0#6.0#6.0#4.0#4.0",
+        "r208",
+    )),
+    "SEQnet@vnni-A3": ("vnni", (
+        "d1#1#2#2#3#4#4#1",
+        "k3#3#3#3#3#3#5#5#5#3#3#5#3#3#5#3#3#3",
+        "w16#32#32#48#80#80#144#128#112#144#176#144#144#272#288#272#240#320",
+        "e0#0.5#4.0#8.0#4.0#2.0#6.0#6.0#6.0#6.0#8.0#4.0#4.0#8.0#6.0#4.0#6.0#6.0",
+        "r224",
+    )),
+    "SEQnet@vnni-A4": ("vnni", (
+        "d1#1#3#3#4#5#4#2",
+        "k3#3#3#5#3#3#3#3#5#5#5#5#5#3#3#3#5#3#5#5#3#3#3",
+        "w16#32#32#48#32#64#80#80#128#128#144#128#160#144#144#144#176#256#272#272#272#336#320",
+        "e0#0.5#4.0#8.0#6.0#4.0#2.0#2.0#6.0#8.0#6.0#6.0#8.0#8.0#6.0#4.0#6.0#8.0#8.0#6.0#4.0#8.0#6.0",
+        "r224",
+    )),
+}.items()}
+
+
+@register_space("spaceevo")
+class SpaceEvoSpace(SearchSpace):
+    """A SpaceEvo search space: one point of the onnxw / mobilew hyperspace (per-layer kernel, width, expand)."""
+
+    name = "spaceevo"
+    presets = tuple(NAMED_SPACES)
+    default_preset = "vnni"
+    default_input = (3, 224, 224)
+    default_classes = 1000
+    supernet_sharing = "elastic"  # SpaceEvo's quantized-for-all supernet shares weights as Once-for-All
+
+    def __init__(self, preset: str | None = None) -> None:
+        self.preset = preset or self.default_preset
+        self.point = SpacePoint.parse(NAMED_SPACES.get(self.preset, self.preset))
+        self.superspace = SUPERSPACES[self.point.superspace]
+
+    def describe(self) -> str:
+        return self.point.describe()
+
+    @classmethod
+    def preset_of(cls, arch_name: str) -> str | None:
+        return SEQNETS[arch_name][0] if arch_name in SEQNETS else None
+
+    def stage_blocks(self) -> list[tuple[StageSpec, BlockType, tuple[int, ...]]]:
+        """Stage 0 and the searchable stages: spec, block type and the widths of the chosen window."""
+        sup, point = self.superspace, self.point
+        out = [(sup.stages[1], sup.stage0, sup.stages[1].widths)]
+        for stage, b, w in zip(sup.searchable, point.blocks, point.windows):
+            out.append((stage, sup.blocks[b], stage.window_widths(w)))
+        return out
+
+    @cached_property
+    def _choices(self) -> list[Choice]:
+        sup = self.superspace
+        out = [Choice("resolution", sup.resolutions, "ordinal", doc="input resolution"),
+               Choice("stem_w", sup.stages[0].widths, "ordinal", doc="first conv width")]
+        for i, (stage, block, widths) in enumerate(self.stage_blocks()):
+            out.append(Choice(f"s{i}_depth", stage.depths, "ordinal", doc=f"layers in {stage.name}"))
+            for j in range(max(stage.depths)):
+                when = None if j < min(stage.depths) else (lambda a, i=i, j=j: a[f"s{i}_depth"] > j)
+                slot = f"s{i}_l{j}"
+                if len(block.kernels) > 1:
+                    out.append(Choice(f"{slot}_k", block.kernels, "ordinal", when, "kernel", slot))
+                out.append(Choice(f"{slot}_w", widths, "ordinal", when, "output width", slot))
+                if len(block.expands) > 1:
+                    out.append(Choice(f"{slot}_e", block.expands, "ordinal", when, "expand ratio", slot))
+        return out
+
+    def choices(self) -> list[Choice]:
+        return self._choices
+
+    def input_shape_for(self, arch: Mapping[str, Value], data_shape: tuple[int, ...]) -> tuple[int, ...]:
+        return (data_shape[0], arch["resolution"], arch["resolution"])
+
+    def layer(self, arch: Mapping[str, Value], i: int, j: int) -> tuple[int, int, float]:
+        """Layer j of stage i: (kernel, width, expand), fixed values filled in."""
+        _, block, _ = self.stage_blocks()[i]
+        slot = f"s{i}_l{j}"
+        return (arch.get(f"{slot}_k", block.kernels[0]), arch[f"{slot}_w"],
+                arch.get(f"{slot}_e", block.expands[0] if block.expands else 0.0))
+
+    def graph(self, arch: Mapping[str, Value], input_shape: tuple[int, ...] | None = None,
+              num_classes: int | None = None) -> ArchGraph:
+        sup = self.superspace
+        g = GraphBuilder(input_shape or (self.default_input[0], arch["resolution"], arch["resolution"]))
+        g.group = "stem"
+        x = conv_bn_act(g, "stem", g.input, arch["stem_w"], 3, sup.stages[0].stride, "relu")
+        for i, (stage, block, _) in enumerate(self.stage_blocks()):
+            for j in range(arch[f"s{i}_depth"]):
+                g.group = f"stage{i}.layer{j}"
+                kernel, width, expand = self.layer(arch, i, j)
+                with g.candidate(f"s{i}_l{j}", f"k{kernel}_w{width}_e{expand}"):
+                    x = block.build(g, f"s{i}_l{j}", x, width, kernel, expand, stage.stride if j == 0 else 1)
+        g.group = "head"
+        x = conv_bn_act(g, "final_expand", x, sup.final_width, 1, act=sup.head_act)
+        x = g.add("pool", GlobalAvgPool(), x)
+        x = conv_bn_act(g, "feature_mix", x, sup.mix_width, 1, act=sup.head_act)
+        x = g.add("flatten", Flatten(), x)
+        x = g.add("classifier", Linear(sup.mix_width, num_classes or self.default_classes), x)
+        return g.finish(x)
+
+    def reference_archs(self) -> dict[str, Architecture]:
+        return {name: self.from_subnet_encoding(code) for name, (preset, code) in SEQNETS.items()
+                if NAMED_SPACES[preset] == self.point.encoding}
+
+    def from_subnet_encoding(self, code: str) -> Architecture:
+        """An architecture from the official subnet string "d.._k.._w.._e.._r.." (per stage: first conv,
+        stage 0, stages 1-6; per layer: kernel, width, expand)."""
+        try:
+            fields = {part[0]: part[1:].split("#") for part in code.split("_")}
+            depths = [int(v) for v in fields["d"]]
+            layers = list(zip((int(v) for v in fields["k"]), (int(v) for v in fields["w"]),
+                              (float(v) for v in fields["e"])))
+            values: dict[str, Value] = {"resolution": int(fields["r"][0]), "stem_w": layers[0][1]}
+        except (KeyError, ValueError, IndexError):
+            raise ArchitectureError(f"subnet encoding {code[:60]!r} is not 'd.._k.._w.._e.._r..'") from None
+        if len(depths) != len(self.stage_blocks()) + 1 or sum(depths) != len(layers) or depths[0] != 1:
+            raise ArchitectureError(f"subnet encoding {code[:60]!r} does not fit the stages of {self.point.encoding}")
+        at = 1
+        for i, depth in enumerate(depths[1:]):
+            values[f"s{i}_depth"] = depth
+            for j, (k, w, e) in enumerate(layers[at:at + depth]):
+                values.update({f"s{i}_l{j}_k": k, f"s{i}_l{j}_w": w, f"s{i}_l{j}_e": e})
+            at += depth
+        known = self.choice_map()
+        arch = self.declared_values({k: v for k, v in values.items() if k in known})
+        self.validate(arch)
+        for i, (_, block, _) in enumerate(self.stage_blocks()):  # the fixed values must be the block's own
+            for j in range(arch[f"s{i}_depth"]):
+                k, e = values[f"s{i}_l{j}_k"], values[f"s{i}_l{j}_e"]
+                if k not in block.kernels or (block.expands and e not in block.expands):
+                    raise ArchitectureError(f"layer {j} of stage {i} has kernel {k} / expand {e}, not accepted by "
+                                            f"{block.name}")
+        return arch
+
+    def supernet_cover(self) -> list[Architecture]:
+        """Every layer at its deepest and widest with every kernel index, once with every width at its window's
+        largest and twice with consecutive layers alternating between their window's largest two widths (so
+        each projection shortcut meets its largest input and its largest output): 3 x (most kernels)
+        architectures hold every weight the elastic supernet needs."""
+        most_kernels = max(len(b.kernels) for _, b, _ in self.stage_blocks())
+        out = []
+        for kernel_index in range(most_kernels):
+            for widths in ("largest", "alternate", "alternate-shifted"):
+                values: dict[str, Value] = {}
+                layer = 0  # consecutive layers (the stem first) across stage boundaries
+                for choice in self.choices():
+                    if not choice.is_active(values):
+                        continue
+                    vals = choice.values
+                    if choice.name.endswith("_k"):
+                        values[choice.name] = vals[min(kernel_index, len(vals) - 1)]
+                    elif choice.name.endswith("_w"):
+                        second = widths != "largest" and (layer + (widths == "alternate")) % 2 == 1
+                        values[choice.name] = vals[-2] if second and len(vals) > 1 else vals[-1]
+                        layer += 1
+                    else:
+                        values[choice.name] = vals[-1]
+                out.append(Architecture(values))
+        return out
+
+
+# -- the hyperspace: sampling and mutation of points (SpaceEvo's evolution over spaces) ------------------------
+def sample_point(superspace: str, rng: random.Random) -> SpacePoint:
+    """A uniformly random point (the released code's `random_sample` fixes the block types to [1,2,1,2,2,2], a
+    debugging leftover not reproduced here)."""
+    sup = SUPERSPACES[superspace]
+    return SpacePoint(superspace, tuple(rng.randrange(len(sup.blocks)) for _ in sup.searchable),
+                      tuple(rng.randrange(s.windows) for s in sup.searchable))
+
+
+def uniform_points(superspace: str) -> list[SpacePoint]:
+    """SpaceEvo's initial population: every block type used in all stages, with every window index (clipped to
+    each stage's last window)."""
+    sup = SUPERSPACES[superspace]
+    most = max(s.windows for s in sup.searchable)
+    return [SpacePoint(superspace, (b,) * len(sup.searchable), tuple(min(w, s.windows - 1) for s in sup.searchable))
+            for b in range(len(sup.blocks)) for w in range(most)]
+
+
+def mutate_block(point: SpacePoint, rng: random.Random) -> SpacePoint:
+    """One random stage takes another block type."""
+    sup = SUPERSPACES[point.superspace]
+    stage = rng.randrange(len(point.blocks))
+    new = rng.choice([b for b in range(len(sup.blocks)) if b != point.blocks[stage]])
+    return SpacePoint(point.superspace, point.blocks[:stage] + (new,) + point.blocks[stage + 1:], point.windows)
+
+
+def mutate_window(point: SpacePoint, rng: random.Random) -> SpacePoint:
+    """One random stage with more than one window takes another of its windows."""
+    sup = SUPERSPACES[point.superspace]
+    stage = rng.choice([i for i, s in enumerate(sup.searchable) if s.windows > 1])
+    new = rng.choice([w for w in range(sup.searchable[stage].windows) if w != point.windows[stage]])
+    return SpacePoint(point.superspace, point.blocks, point.windows[:stage] + (new,) + point.windows[stage + 1:])

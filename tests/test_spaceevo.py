@@ -1,0 +1,122 @@
+"""SpaceEvo's hyperspace and spaces: the released models and random subnets of every block type count what the
+official code's models count, the hyperspace's size, point encodings and the mutation operators."""
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+
+from nas import registry
+from nas.space import NASError
+from search_spaces.spaceevo import (
+    NAMED_SPACES,
+    SEQNETS,
+    SUPERSPACES,
+    SpaceEvoSpace,
+    SpacePoint,
+    mutate_block,
+    mutate_window,
+    sample_point,
+    uniform_points,
+)
+
+OFFICIAL = json.loads((Path(__file__).parent / "data" / "spaceevo_official_counts.json").read_text())["rows"]
+
+
+def test_released_models_and_random_subnets_of_every_block_type_count_as_the_official_code() -> None:
+    """Parameters (quantizer scales excluded) and multiply-adds of the official static subnets, written by
+    `scripts/spaceevo_official_counts.py` from microsoft/Moonlit@348a402."""
+    covered = set()
+    for row in OFFICIAL:
+        space = SpaceEvoSpace(row["space"])
+        arch = space.from_subnet_encoding(row["subnet"])
+        graph = space.graph(arch)
+        assert (graph.params(), graph.macs()) == (row["params"], row["madds"]), row["subnet"]
+        if "name" in row:
+            assert SEQNETS[row["name"]] == (SpaceEvoSpace.preset_of(row["name"]), row["subnet"])
+            assert registry.make_space("spaceevo", None, row["name"]).resolve(row["name"]) == arch
+        covered |= {(space.superspace.name, b) for b in space.point.blocks}
+    assert covered == {(s, b) for s, sup in SUPERSPACES.items() for b in range(len(sup.blocks))}
+    assert sum("name" in row for row in OFFICIAL) == len(SEQNETS) == 10
+
+
+def test_hyperspace_sizes_are_the_published_ones() -> None:
+    assert SUPERSPACES["onnxw"].size() == 6 ** 6 * 2048
+    assert SUPERSPACES["mobilew"].size() == 7 ** 6 * 10080
+
+
+def test_the_vnni_space_is_the_released_search_result() -> None:
+    space = registry.make_space("spaceevo@vnni")
+    assert space.point == SpacePoint("onnxw", (1, 5, 1, 1, 2, 2), (0, 2, 3, 2, 3, 1))
+    assert space.describe() == ("onnxw-151122-023231: mbv2_res [32, 48], fused_mbconv [64, 80], "
+                                "mbv2_res [112, 128, 144], mbv2_res [144, 160, 176], mbv3_res [240, 256, 272, 288, "
+                                "304], mbv3_res [320, 336, 352, 368, 384, 400, 416]")
+    assert sorted(space.reference_archs()) == [f"SEQnet@vnni-A{i}" for i in range(5)]
+    assert registry.make_space("spaceevo", "onnxw-151122-023231").choices() == space.choices()
+
+
+@pytest.mark.parametrize("bad", ["onnxw-15112-023231", "onnxw-151122-0232a1", "onnxw-171122-023231",
+                                 "onnxw-151122-093231", "tflite-151122-023231", "vnni2"])
+def test_bad_space_names_are_one_line_errors(bad: str) -> None:
+    with pytest.raises(NASError) as err:
+        SpaceEvoSpace(bad)
+    assert "\n" not in str(err.value) and bad in str(err.value)
+
+
+def test_space_name_and_preset_must_agree() -> None:
+    with pytest.raises(NASError, match="names preset 'vnni' but --preset is 'pixel4'"):
+        registry.make_space("spaceevo@vnni", "pixel4")
+
+
+@pytest.mark.parametrize("superspace", list(SUPERSPACES))
+def test_mutations_change_one_stage_and_keep_windows_valid(superspace: str) -> None:
+    rng = random.Random(0)
+    sup = SUPERSPACES[superspace]
+    for _ in range(200):
+        point = sample_point(superspace, rng)
+        for child, changed, same in ((mutate_block(point, rng), "blocks", "windows"),
+                                     (mutate_window(point, rng), "windows", "blocks")):
+            assert getattr(child, same) == getattr(point, same)
+            assert sum(a != b for a, b in zip(getattr(child, changed), getattr(point, changed))) == 1
+            assert all(0 <= w < s.windows for w, s in zip(child.windows, sup.searchable))
+            assert SpacePoint.parse(child.encoding) == child
+
+
+@pytest.mark.parametrize("superspace", list(SUPERSPACES))
+def test_uniform_initial_points(superspace: str) -> None:
+    sup = SUPERSPACES[superspace]
+    points = uniform_points(superspace)
+    assert len(points) == len(set(points)) == len(sup.blocks) * max(s.windows for s in sup.searchable)
+    assert all(len(set(p.blocks)) == 1 for p in points)
+    assert {p.windows[-1] for p in points} == set(range(sup.searchable[-1].windows))
+
+
+@pytest.mark.parametrize("preset", list(NAMED_SPACES))
+def test_every_released_space_builds_its_largest_and_smallest_member(preset: str) -> None:
+    space = SpaceEvoSpace(preset)
+    cover = space.supernet_cover()
+    for arch in cover:
+        space.validate(arch)
+    widest = cover[0]
+    assert all(widest[f"s{i}_depth"] == max(stage.depths) for i, (stage, _, _) in enumerate(space.stage_blocks()))
+
+
+@pytest.mark.parametrize("superspace", list(SUPERSPACES))
+def test_one_elastic_supernet_runs_every_block_type_as_its_stand_alone_subnet(superspace: str) -> None:
+    """For each block type (all stages of that type): the supernet built from the cover computes, for random
+    members, what the stand-alone subnet with the weights it hands out computes (64x64 inputs keep it fast)."""
+    import torch
+
+    from nas.supernet import Supernet
+
+    rng = random.Random(0)
+    for b in range(len(SUPERSPACES[superspace].blocks)):
+        space = SpaceEvoSpace(f"{superspace}-{str(b) * 6}-{'0' * 6}")
+        torch.manual_seed(b)
+        net = Supernet(space, space.default_input, 10).eval()
+        for arch in (space.sample(rng), space.sample(rng)):
+            x = torch.randn(2, 3, 64, 64)
+            with torch.no_grad():
+                torch.testing.assert_close(net.subnet(arch).eval()(x), net(x, arch), rtol=1e-4, atol=1e-5)
