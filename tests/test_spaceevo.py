@@ -120,3 +120,36 @@ def test_one_elastic_supernet_runs_every_block_type_as_its_stand_alone_subnet(su
             x = torch.randn(2, 3, 64, 64)
             with torch.no_grad():
                 torch.testing.assert_close(net.subnet(arch).eval()(x), net(x, arch), rtol=1e-4, atol=1e-5)
+
+
+def test_nsr_loss_on_known_tensors() -> None:
+    import torch
+
+    from strategies.spaceevo_parts import nsr_loss
+
+    teacher = torch.tensor([1.0, 2.0, 3.0, 4.0]).reshape(1, 1, 2, 2)  # unbiased variance 5/3
+    student = 2 * teacher  # MSE (1 + 4 + 9 + 16) / 4 = 7.5, variance 20/3
+    assert float(nsr_loss(student, teacher)) == pytest.approx(7.5 / (5 / 3))
+    assert float(nsr_loss(student, teacher, variance_of="student")) == pytest.approx(7.5 / (20 / 3))
+    pair = torch.cat([teacher, student], dim=1)  # a second channel the student gets right: mean of 4.5 and 0
+    assert float(nsr_loss(torch.cat([student, student], dim=1), pair)) == pytest.approx(2.25)
+    with pytest.raises(NASError, match="at least 2 pixels"):
+        nsr_loss(torch.ones(2, 3, 1, 1), torch.ones(2, 3, 1, 1))
+
+
+def test_qt_score_on_a_hand_checked_example() -> None:
+    from strategies.spaceevo_parts import qt_score
+
+    losses, latencies = [0.5, 0.2, 0.9, 0.4], [10.0, 30.0, 5.0, 12.0]
+    # C = 15: three of four meet it, P = 0.75 + 1e-5; the best two losses 0.4 and 0.5 -> L = 0.9 / (2 + 1e-5)
+    one = qt_score(losses, latencies, [15.0], top=2, t=0.9, a=0.01)
+    share, top_loss = 0.75 + 1e-5, 0.9 / (2 + 1e-5)
+    penalty = (0.9 / share) ** 0.01
+    assert penalty > 1 and one.latency_penalty == pytest.approx(penalty)
+    assert one.top_loss == pytest.approx(top_loss) and one.score == pytest.approx(1 / (top_loss * penalty))
+    relaxed = qt_score(losses, latencies, [15.0], top=2)  # t = 0.1 < P: no penalty
+    assert relaxed.latency_penalty == 1.0
+    none = qt_score(losses, latencies, [1.0], top=2)  # nobody meets 1 ms: the code's loss of 1e5
+    assert none.top_loss == 1e5 and none.latency_penalty == pytest.approx((0.1 / 1e-5) ** 0.01)
+    both = qt_score(losses, latencies, [15.0, 1.0], top=2)
+    assert both.score == pytest.approx(relaxed.score + none.score)
