@@ -241,8 +241,8 @@ class SpacePoint:
         """A point from its encoding "superspace-blocks-windows" (one digit per searchable stage)."""
         parts = text.split("-")
         if len(parts) != 3 or not parts[1].isdigit() or not parts[2].isdigit():
-            raise NASError(f"SpaceEvo space {text!r} is not a preset ({one_of(list(NAMED_SPACES))}) nor an encoding "
-                           "'superspace-blocks-windows' such as 'onnxw-151122-023231'")
+            raise NASError(f"SpaceEvo space {text!r} is not a preset ({one_of(list(SUPERSPACES) + list(NAMED_SPACES))})"
+                           " nor an encoding 'superspace-blocks-windows' such as 'onnxw-151122-023231'")
         return cls(parts[0], tuple(map(int, parts[1])), tuple(map(int, parts[2])))
 
     def describe(self) -> str:
@@ -332,53 +332,133 @@ SEQNETS = {name: (preset, "_".join(fields)) for name, (preset, fields) in {
 }.items()}
 
 
+#: a layer of a stage: (kernel, width, expand ratio; 0.0 for blocks without one)
+Layer = tuple[int, int, float]
+
+
+def _pick(widths: tuple[int, ...], layer: int, mode: str) -> int:
+    """The cover's width of consecutive layer `layer`: the window's largest ("largest"), or alternately its
+    largest and second largest ("alternate" starts with the second at odd layers, "alternate-shifted" at even)."""
+    second = mode != "largest" and (layer + (mode == "alternate")) % 2 == 1
+    return widths[-2] if second and len(widths) > 1 else widths[-1]
+
+
+def _label(values: tuple[float, ...]) -> str:
+    return "_".join(f"{v:g}" for v in values)
+
+
 @register_space("spaceevo")
 class SpaceEvoSpace(SearchSpace):
-    """A SpaceEvo search space: one point of the onnxw / mobilew hyperspace (per-layer kernel, width, expand)."""
+    """SpaceEvo: a whole hyperspace (presets onnxw, mobilew) or one search space in it (a released or encoded
+    point), with per-layer kernel, width and expand ratio."""
 
     name = "spaceevo"
-    presets = tuple(NAMED_SPACES)
-    default_preset = "vnni"
+    presets = tuple(SUPERSPACES) + tuple(NAMED_SPACES)
+    default_preset = "onnxw"
     default_input = (3, 224, 224)
     default_classes = 1000
     supernet_sharing = "elastic"  # SpaceEvo's quantized-for-all supernet shares weights as Once-for-All
 
     def __init__(self, preset: str | None = None) -> None:
+        """`preset`: "onnxw" / "mobilew" (the whole superspace: each searchable stage's block type and width
+        window are choices `s<i>_block` and `s<i>_window` of the architecture, a layer's width is its index `wi`
+        in the window and its kernel / expand choices are named by the value list of the block types that have
+        them, e.g. `s1_l0_k35`, `s1_l0_e4_6_8`), a released search result (`vnni`, ...) or a point's encoding
+        (`onnxw-151122-023231`; layer choices `k`, `w`, `e` with the block's own values)."""
         self.preset = preset or self.default_preset
-        self.point = SpacePoint.parse(NAMED_SPACES.get(self.preset, self.preset))
-        self.superspace = SUPERSPACES[self.point.superspace]
+        if self.preset in SUPERSPACES:
+            self.point: SpacePoint | None = None
+            self.superspace = SUPERSPACES[self.preset]
+        else:
+            self.point = SpacePoint.parse(NAMED_SPACES.get(self.preset, self.preset))
+            self.superspace = SUPERSPACES[self.point.superspace]
 
     def describe(self) -> str:
+        if self.point is None:
+            return f"{self.superspace.doc}: {self.superspace.size():.3g} spaces"
         return self.point.describe()
 
     @classmethod
     def preset_of(cls, arch_name: str) -> str | None:
         return SEQNETS[arch_name][0] if arch_name in SEQNETS else None
 
-    def stage_blocks(self) -> list[tuple[StageSpec, BlockType, tuple[int, ...]]]:
-        """Stage 0 and the searchable stages: spec, block type and the widths of the chosen window."""
-        sup, point = self.superspace, self.point
+    # -- the stages of an architecture --------------------------------------------------------------------
+    def point_of(self, arch: Mapping[str, Value]) -> SpacePoint:
+        """The search space `arch` lies in (this preset's point, or the one `arch` chooses in a superspace)."""
+        if self.point is not None:
+            return self.point
+        sup = self.superspace
+        names = [b.name for b in sup.blocks]
+        n = len(sup.searchable)
+        return SpacePoint(sup.name, tuple(names.index(arch[f"s{i}_block"]) for i in range(1, n + 1)),
+                          tuple(arch[f"s{i}_window"] for i in range(1, n + 1)))
+
+    def stage_blocks(self, point: SpacePoint) -> list[tuple[StageSpec, BlockType, tuple[int, ...]]]:
+        """Stage 0 and the searchable stages of `point`: spec, block type and the widths of the chosen window."""
+        sup = self.superspace
         out = [(sup.stages[1], sup.stage0, sup.stages[1].widths)]
         for stage, b, w in zip(sup.searchable, point.blocks, point.windows):
             out.append((stage, sup.blocks[b], stage.window_widths(w)))
         return out
 
+    def _layer_names(self, i: int, j: int, block: BlockType) -> tuple[str | None, str, str | None]:
+        """The choice names of layer j of stage i given its block type: kernel, width, expand (None: fixed)."""
+        slot = f"s{i}_l{j}"
+        if self.point is not None or i == 0:
+            return (f"{slot}_k" if len(block.kernels) > 1 else None, f"{slot}_w",
+                    f"{slot}_e" if len(block.expands) > 1 else None)
+        return (f"{slot}_k{_label(block.kernels)}" if len(block.kernels) > 1 else None, f"{slot}_wi",
+                f"{slot}_e{_label(block.expands)}" if len(block.expands) > 1 else None)
+
+    def layer(self, arch: Mapping[str, Value], i: int, j: int) -> Layer:
+        """Layer j of stage i of `arch`: (kernel, width, expand), fixed values filled in."""
+        _, block, widths = self.stage_blocks(self.point_of(arch))[i]
+        k, w, e = self._layer_names(i, j, block)
+        width = arch[w] if w.endswith("_w") else widths[arch[w]]
+        return (arch[k] if k else block.kernels[0], width,
+                arch[e] if e else (block.expands[0] if block.expands else 0.0))
+
+    # -- declaration -----------------------------------------------------------------------------------------
     @cached_property
     def _choices(self) -> list[Choice]:
         sup = self.superspace
         out = [Choice("resolution", sup.resolutions, "ordinal", doc="input resolution"),
                Choice("stem_w", sup.stages[0].widths, "ordinal", doc="first conv width")]
-        for i, (stage, block, widths) in enumerate(self.stage_blocks()):
+        for i, stage in enumerate(sup.stages[1:]):
+            if self.point is None and i > 0:
+                out.append(Choice(f"s{i}_block", tuple(b.name for b in sup.blocks), doc=f"block type of {stage.name}"))
+                out.append(Choice(f"s{i}_window", tuple(range(stage.windows)), "ordinal", doc="width window"))
+                options = list(sup.blocks)
+            else:
+                options = [self.stage_blocks(self.point)[i][1] if self.point is not None and i > 0 else sup.stage0]
             out.append(Choice(f"s{i}_depth", stage.depths, "ordinal", doc=f"layers in {stage.name}"))
             for j in range(max(stage.depths)):
-                when = None if j < min(stage.depths) else (lambda a, i=i, j=j: a[f"s{i}_depth"] > j)
-                slot = f"s{i}_l{j}"
-                if len(block.kernels) > 1:
-                    out.append(Choice(f"{slot}_k", block.kernels, "ordinal", when, "kernel", slot))
-                out.append(Choice(f"{slot}_w", widths, "ordinal", when, "output width", slot))
-                if len(block.expands) > 1:
-                    out.append(Choice(f"{slot}_e", block.expands, "ordinal", when, "expand ratio", slot))
+                declared: set[str] = set()
+                for block in options:
+                    for name, values, doc in zip(self._layer_names(i, j, block),
+                                                 (block.kernels, self._widths(i, stage), block.expands),
+                                                 ("kernel", "output width", "expand ratio")):
+                        if name is None or name in declared:
+                            continue
+                        declared.add(name)
+                        users = tuple(b.name for b in options if name in self._layer_names(i, j, b))
+                        out.append(Choice(name, tuple(values), "ordinal", self._when(i, j, stage, users, options),
+                                          doc, f"s{i}_l{j}"))
         return out
+
+    def _widths(self, i: int, stage: StageSpec) -> tuple[int, ...]:
+        if self.point is None and i > 0:
+            return tuple(range(stage.window))
+        return self.stage_blocks(self.point)[i][2] if self.point is not None else stage.widths
+
+    @staticmethod
+    def _when(i: int, j: int, stage: StageSpec, users: tuple[str, ...],
+              options: list[BlockType]) -> Callable[[Mapping[str, Value]], bool] | None:
+        """The predicate of a layer choice: the layer exists (depth) and its block type has the choice."""
+        deep = j >= min(stage.depths)
+        if len(users) == len(options):
+            return (lambda a: a[f"s{i}_depth"] > j) if deep else None
+        return lambda a: (not deep or a[f"s{i}_depth"] > j) and a[f"s{i}_block"] in users
 
     def choices(self) -> list[Choice]:
         return self._choices
@@ -386,24 +466,17 @@ class SpaceEvoSpace(SearchSpace):
     def input_shape_for(self, arch: Mapping[str, Value], data_shape: tuple[int, ...]) -> tuple[int, ...]:
         return (data_shape[0], arch["resolution"], arch["resolution"])
 
-    def layer(self, arch: Mapping[str, Value], i: int, j: int) -> tuple[int, int, float]:
-        """Layer j of stage i: (kernel, width, expand), fixed values filled in."""
-        _, block, _ = self.stage_blocks()[i]
-        slot = f"s{i}_l{j}"
-        return (arch.get(f"{slot}_k", block.kernels[0]), arch[f"{slot}_w"],
-                arch.get(f"{slot}_e", block.expands[0] if block.expands else 0.0))
-
     def graph(self, arch: Mapping[str, Value], input_shape: tuple[int, ...] | None = None,
               num_classes: int | None = None) -> ArchGraph:
         sup = self.superspace
         g = GraphBuilder(input_shape or (self.default_input[0], arch["resolution"], arch["resolution"]))
         g.group = "stem"
         x = conv_bn_act(g, "stem", g.input, arch["stem_w"], 3, sup.stages[0].stride, "relu")
-        for i, (stage, block, _) in enumerate(self.stage_blocks()):
+        for i, (stage, block, _) in enumerate(self.stage_blocks(self.point_of(arch))):
             for j in range(arch[f"s{i}_depth"]):
                 g.group = f"stage{i}.layer{j}"
                 kernel, width, expand = self.layer(arch, i, j)
-                with g.candidate(f"s{i}_l{j}", f"k{kernel}_w{width}_e{expand}"):
+                with g.candidate(f"s{i}_l{j}", f"{block.name}_k{kernel}_w{width}_e{expand}"):
                     x = block.build(g, f"s{i}_l{j}", x, width, kernel, expand, stage.stride if j == 0 else 1)
         g.group = "head"
         x = conv_bn_act(g, "final_expand", x, sup.final_width, 1, act=sup.head_act)
@@ -413,64 +486,90 @@ class SpaceEvoSpace(SearchSpace):
         x = g.add("classifier", Linear(sup.mix_width, num_classes or self.default_classes), x)
         return g.finish(x)
 
-    def reference_archs(self) -> dict[str, Architecture]:
-        return {name: self.from_subnet_encoding(code) for name, (preset, code) in SEQNETS.items()
-                if NAMED_SPACES[preset] == self.point.encoding}
+    # -- architectures from layer lists ---------------------------------------------------------------------
+    def compose(self, point: SpacePoint, resolution: int, stem_width: int,
+                stages: list[list[Layer]]) -> Architecture:
+        """The architecture of `point` with these layers per stage (stage 0 first), validated."""
+        if self.point is not None and point != self.point:
+            raise ArchitectureError(f"space {point.encoding} is not this preset's {self.point.encoding}")
+        values: dict[str, Value] = {"resolution": resolution, "stem_w": stem_width}
+        specs = self.stage_blocks(point)
+        if len(stages) != len(specs):
+            raise ArchitectureError(f"{point.encoding} has {len(specs)} stages (stage 0 first), got {len(stages)}")
+        for i, ((_, block, widths), layers) in enumerate(zip(specs, stages)):
+            if self.point is None and i > 0:
+                values[f"s{i}_block"], values[f"s{i}_window"] = block.name, point.windows[i - 1]
+            values[f"s{i}_depth"] = len(layers)
+            for j, (k, w, e) in enumerate(layers):
+                names = self._layer_names(i, j, block)
+                if w not in widths:
+                    raise ArchitectureError(f"width {w} of layer {j} of stage {i} is not in its window {list(widths)}")
+                for name, value, fixed in zip(names, (k, w, e), (block.kernels, widths, block.expands)):
+                    if name is None:
+                        if fixed and value != fixed[0]:
+                            raise ArchitectureError(f"layer {j} of stage {i} has {value}; {block.name} takes "
+                                                    f"{fixed[0]} only")
+                    else:
+                        values[name] = widths.index(value) if name.endswith("_wi") else value
+        arch = self.declared_values(values)
+        self.validate(arch)
+        return arch
 
-    def from_subnet_encoding(self, code: str) -> Architecture:
-        """An architecture from the official subnet string "d.._k.._w.._e.._r.." (per stage: first conv,
-        stage 0, stages 1-6; per layer: kernel, width, expand)."""
+    def from_subnet_encoding(self, code: str, point: SpacePoint | None = None) -> Architecture:
+        """An architecture of `point` (default: this preset's) from the official subnet string
+        "d.._k.._w.._e.._r.." (depths per stage: first conv, stage 0, stages 1-6; per layer: kernel, width,
+        expand)."""
+        point = point or self.point
+        if point is None:
+            raise ArchitectureError("a subnet encoding of a superspace preset needs its point (search space)")
         try:
             fields = {part[0]: part[1:].split("#") for part in code.split("_")}
             depths = [int(v) for v in fields["d"]]
             layers = list(zip((int(v) for v in fields["k"]), (int(v) for v in fields["w"]),
                               (float(v) for v in fields["e"])))
-            values: dict[str, Value] = {"resolution": int(fields["r"][0]), "stem_w": layers[0][1]}
+            resolution = int(fields["r"][0])
         except (KeyError, ValueError, IndexError):
             raise ArchitectureError(f"subnet encoding {code[:60]!r} is not 'd.._k.._w.._e.._r..'") from None
-        if len(depths) != len(self.stage_blocks()) + 1 or sum(depths) != len(layers) or depths[0] != 1:
-            raise ArchitectureError(f"subnet encoding {code[:60]!r} does not fit the stages of {self.point.encoding}")
-        at = 1
-        for i, depth in enumerate(depths[1:]):
-            values[f"s{i}_depth"] = depth
-            for j, (k, w, e) in enumerate(layers[at:at + depth]):
-                values.update({f"s{i}_l{j}_k": k, f"s{i}_l{j}_w": w, f"s{i}_l{j}_e": e})
+        if sum(depths) != len(layers) or not depths or depths[0] != 1:
+            raise ArchitectureError(f"subnet encoding {code[:60]!r} does not fit the stages of {point.encoding}")
+        stages, at = [], 1
+        for depth in depths[1:]:
+            stages.append(layers[at:at + depth])
             at += depth
-        known = self.choice_map()
-        arch = self.declared_values({k: v for k, v in values.items() if k in known})
-        self.validate(arch)
-        for i, (_, block, _) in enumerate(self.stage_blocks()):  # the fixed values must be the block's own
-            for j in range(arch[f"s{i}_depth"]):
-                k, e = values[f"s{i}_l{j}_k"], values[f"s{i}_l{j}_e"]
-                if k not in block.kernels or (block.expands and e not in block.expands):
-                    raise ArchitectureError(f"layer {j} of stage {i} has kernel {k} / expand {e}, not accepted by "
-                                            f"{block.name}")
-        return arch
+        return self.compose(point, resolution, layers[0][1], stages)
+
+    def reference_archs(self) -> dict[str, Architecture]:
+        out = {}
+        for name, (preset, code) in SEQNETS.items():
+            point = SpacePoint.parse(NAMED_SPACES[preset])
+            if point == self.point or (self.point is None and point.superspace == self.superspace.name):
+                out[name] = self.from_subnet_encoding(code, point)
+        return out
 
     def supernet_cover(self) -> list[Architecture]:
-        """Every layer at its deepest and widest with every kernel index, once with every width at its window's
+        """For each point (this preset's; in a superspace, each block type in every stage at the widest
+        windows): every layer at its deepest with every kernel index, once with every width at its window's
         largest and twice with consecutive layers alternating between their window's largest two widths (so
-        each projection shortcut meets its largest input and its largest output): 3 x (most kernels)
-        architectures hold every weight the elastic supernet needs."""
-        most_kernels = max(len(b.kernels) for _, b, _ in self.stage_blocks())
+        each projection shortcut meets its largest input and its largest output), expand ratios at their
+        largest: 3 x (most kernels) architectures per point hold every weight the elastic supernet needs."""
+        sup = self.superspace
+        points = [self.point] if self.point is not None else [
+            SpacePoint(sup.name, (b,) * len(sup.searchable), tuple(s.windows - 1 for s in sup.searchable))
+            for b in range(len(sup.blocks))]
         out = []
-        for kernel_index in range(most_kernels):
-            for widths in ("largest", "alternate", "alternate-shifted"):
-                values: dict[str, Value] = {}
-                layer = 0  # consecutive layers (the stem first) across stage boundaries
-                for choice in self.choices():
-                    if not choice.is_active(values):
-                        continue
-                    vals = choice.values
-                    if choice.name.endswith("_k"):
-                        values[choice.name] = vals[min(kernel_index, len(vals) - 1)]
-                    elif choice.name.endswith("_w"):
-                        second = widths != "largest" and (layer + (widths == "alternate")) % 2 == 1
-                        values[choice.name] = vals[-2] if second and len(vals) > 1 else vals[-1]
-                        layer += 1
-                    else:
-                        values[choice.name] = vals[-1]
-                out.append(Architecture(values))
+        for point in points:
+            specs = self.stage_blocks(point)
+            for kernel_index in range(max(len(block.kernels) for _, block, _ in specs)):
+                for mode in ("largest", "alternate", "alternate-shifted"):
+                    stages, layer = [], 1  # consecutive layers (the stem is layer 0) across stage boundaries
+                    for stage, block, widths in specs:
+                        layers = []
+                        for _ in range(max(stage.depths)):
+                            layers.append((block.kernels[min(kernel_index, len(block.kernels) - 1)],
+                                           _pick(widths, layer, mode), block.expands[-1] if block.expands else 0.0))
+                            layer += 1
+                        stages.append(layers)
+                    out.append(self.compose(point, sup.resolutions[-1], _pick(sup.stages[0].widths, 0, mode), stages))
         return out
 
 

@@ -100,7 +100,7 @@ def test_every_released_space_builds_its_largest_and_smallest_member(preset: str
     for arch in cover:
         space.validate(arch)
     widest = cover[0]
-    assert all(widest[f"s{i}_depth"] == max(stage.depths) for i, (stage, _, _) in enumerate(space.stage_blocks()))
+    assert all(widest[f"s{i}_depth"] == max(stage.depths) for i, (stage, _, _) in enumerate(space.stage_blocks(space.point)))
 
 
 @pytest.mark.parametrize("superspace", list(SUPERSPACES))
@@ -153,3 +153,28 @@ def test_qt_score_on_a_hand_checked_example() -> None:
     assert none.top_loss == 1e5 and none.latency_penalty == pytest.approx((0.1 / 1e-5) ** 0.01)
     both = qt_score(losses, latencies, [15.0, 1.0], top=2)
     assert both.score == pytest.approx(relaxed.score + none.score)
+
+
+@pytest.mark.parametrize("superspace", list(SUPERSPACES))
+def test_the_superspace_preset_holds_every_point_and_its_members(superspace: str) -> None:
+    """A superspace's architectures choose their point: the released models count as in their own space, random
+    members build the graph of the same layers in the point's own preset, and restricting the block and window
+    choices to a point keeps samples inside it."""
+    hyper = SpaceEvoSpace(superspace)
+    for name, arch in hyper.reference_archs().items():
+        own = registry.make_space("spaceevo", None, name)
+        assert hyper.point_of(arch) == own.point
+        assert hyper.graph(arch).params() == own.graph(own.resolve(name)).params()
+    rng = random.Random(0)
+    for arch in (hyper.sample(rng) for _ in range(10)):
+        point = hyper.point_of(arch)
+        own = SpaceEvoSpace(point.encoding)
+        layers = [[hyper.layer(arch, i, j) for j in range(arch[f"s{i}_depth"])] for i in range(7)]
+        same = own.compose(point, arch["resolution"], arch["stem_w"], layers)
+        assert hyper.graph(arch).macs() == own.graph(same).macs()
+        assert hyper.compose(point, arch["resolution"], arch["stem_w"], layers) == arch
+    point = sample_point(superspace, rng)
+    names = [b.name for b in SUPERSPACES[superspace].blocks]
+    inside = hyper.restrict({**{f"s{i}_block": [names[b]] for i, b in enumerate(point.blocks, 1)},
+                             **{f"s{i}_window": [w] for i, w in enumerate(point.windows, 1)}})
+    assert all(hyper.point_of(inside.sample(rng)) == point for _ in range(10))
