@@ -24,6 +24,7 @@ from typing import Any
 
 from nas import registry
 from nas.blockwise import BlockPaths, BlockSpace, Path as BlockPath
+from nas.costs import CostModel
 from nas.evaluate import Evaluation, Evaluator
 from nas.graph import ArchGraph, GraphBuilder
 from nas.layers import conv_bn_act
@@ -314,6 +315,10 @@ FAST_OPTIONS: dict[str, dict[str, Any]] = {
              "search_options": {"population": 2, "top_k": 1, "mutations": 1, "crossovers": 1}},
     "gm_nas": {"epochs": 2, "split_epochs": [1], "gm_batches": 1, "batch_size": 16, "bn_images": 16, "val_images": 16,
                "search_budget": 4},
+    "spaceevo": {"resolution": 64, "latency_resolution": 64, "latency": "macs", "teacher_epochs": 1.0,
+                 "kd_images": 32, "eval_images": 16, "student_epochs": 0.5, "batch_size": 16, "lut_samples": 1,
+                 "samples_per_space": 200, "population": 6, "sample_size": 3, "cycles": 12, "search_budget": 3,
+                 "search_options": {"population_size": 2, "sample_size": 1}},
     "bossnas": {"train_images": 16, "batch_size": 8, "proj_hidden": 16, "proj_dim": 8, "rating_images": 8,
                 "bn_images": 8, "max_rated": 2, "warmup_epochs": 0.0, "population": 3, "sample_size": 2, "cycles": 2},
 }
@@ -356,19 +361,21 @@ def run_ask_tell(name: str, folder: Path, space: SearchSpace, evaluator: Evaluat
     return [(r.arch, r.metrics, r.info.get("cached", False)) for r in run.history()]
 
 
-def made_up_latency(space: SearchSpace) -> tuple[Any, float]:
-    """A `latency` cost model over a hand-made table of `space`'s blocks (made-up times from each block's
-    multiply-adds: nothing is measured) and the median latency of 20 random architectures under it."""
-    from nas.blocks import block_graph
-    from nas.latency_model import LatencyCost, LatencyModel
-    from nas.latency_table import BuildSpec, LatencyTable, find_blocks
-    from nas.timing import Conditions
+class MadeUpLatency(CostModel):
+    """A `latency` cost made up from each block's multiply-adds (0.01 + MAdds / 1e5 per block): nothing is
+    measured, every architecture of any space has one."""
 
-    found, _ = find_blocks(space, BuildSpec(space.name, patience=30))
-    table = LatencyTable(Conditions.make(), {"cpu": "made up"},
-                         {key: {"ms": 0.01 + block_graph(graph, group).macs() / 1e5} for key, (graph, group) in
-                          found.items()})
-    cost = LatencyCost(space, LatencyModel(table, measure_missing=False))
+    metric = "latency"
+
+    def cost(self, graph: ArchGraph) -> float:
+        from nas.blocks import block_graph, block_names
+
+        return sum(0.01 + block_graph(graph, group).macs() / 1e5 for group in block_names(graph))
+
+
+def made_up_latency(space: SearchSpace) -> tuple[Any, float]:
+    """A made-up `latency` cost model (`MadeUpLatency`) and the median latency of 20 random architectures."""
+    cost = MadeUpLatency()
     rng = random.Random(0)
     samples = [cost.cost(space.graph(a, space.default_input, space.default_classes))
                for a in (space.sample(rng) for _ in range(20))]
@@ -472,6 +479,13 @@ STRATEGY_CHECKS: dict[str, Callable[..., None]] = {
 
 
 # -- supernet strategies ---------------------------------------------------------------------------------------
+def contract_space(name: str) -> SearchSpace:
+    """The space supernet strategy `name` is checked on: its own `contract_space()` when it is made for one
+    space family (SpaceEvo's superspaces), else the toy block space."""
+    own = getattr(registry.get("strategies", name), "contract_space", None)
+    return own() if own is not None else ToyBlockSpace()
+
+
 def run_supernet_strategy(name: str, folder: Path, seed: int = 0, options: Mapping[str, Any] | None = None,
                           dying_after: int | None = None, constraints: Sequence[Any] = (),
                           cost_models: Sequence[Any] | None = None) -> tuple[list[tuple[Any, ...]], dict[str, Any]]:
@@ -481,7 +495,7 @@ def run_supernet_strategy(name: str, folder: Path, seed: int = 0, options: Mappi
     from nas.search import run_search
     from nas.strategy import StrategyContext, SupernetContext, rating_objectives
 
-    space, data = ToyBlockSpace(), toy_data()
+    space, data = contract_space(name), toy_data()
     opts = dict(FAST_OPTIONS.get(name, {}) if options is None else options)
     strategy = registry.get("strategies", name)([Objective("accuracy")], seed=seed, **opts)
     folder.mkdir(parents=True, exist_ok=True)
@@ -545,7 +559,7 @@ def check_supernet_search_respects_a_latency_limit(name: str, options: Mapping[s
     """The search over supernet ratings rates only architectures within the limit (`made_up_latency`)."""
     from nas.objectives import Constraint
 
-    cost, limit = made_up_latency(ToyBlockSpace())
+    cost, limit = made_up_latency(contract_space(name))
     with tempfile.TemporaryDirectory() as tmp:
         history, _ = run_supernet_strategy(name, Path(tmp), options=options,
                                            constraints=[Constraint("latency", limit)], cost_models=[cost])

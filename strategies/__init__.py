@@ -9,5 +9,6 @@ from strategies import (  # noqa: F401
     local_search,
     optuna_sampler,
     random_search,
+    spaceevo,
     spos,
 )

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from nas.space import NASError
+
+if TYPE_CHECKING:
+    import torch
 
 #: the loss the released code gives a space none of whose samples meets the latency constraint
 NO_SAMPLE_LOSS = 1e5

@@ -46,8 +46,13 @@ def test_strategy_contract(name: str, check: str) -> None:
     STRATEGY_CHECKS[check](name)
 
 
+#: strategies whose contract runs take minutes (SpaceEvo distils 36 ImageNet-wide students per run): slow job
+SLOW_SUPERNET = {"spaceevo"}
+
+
 @pytest.mark.parametrize("check", list(SUPERNET_STRATEGY_CHECKS))
-@pytest.mark.parametrize("name", SUPERNET)
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW_SUPERNET else n
+                                  for n in SUPERNET])
 def test_supernet_strategy_contract(name: str, check: str) -> None:
     SUPERNET_STRATEGY_CHECKS[check](name)
 
@@ -55,7 +60,7 @@ def test_supernet_strategy_contract(name: str, check: str) -> None:
 def test_every_registered_plugin_gets_its_checks() -> None:
     assert {"hytra", "mbconv", "nb201", "nats_sss"} <= set(SPACES)
     assert {"random", "evolution", "genetic", "local_search", "optuna", "bananas"} <= set(ASK_TELL)
-    assert {"spos", "bossnas"} <= set(SUPERNET)
+    assert {"spos", "bossnas", "spaceevo"} <= set(SUPERNET)
     assert checks_for_strategy("spos") is SUPERNET_STRATEGY_CHECKS and checks_for_strategy("random") is STRATEGY_CHECKS
 
 
