@@ -8,7 +8,8 @@ import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-ORDER = ["flagship.md", "supernet_step.md", "latency.md", "int8_speedup.md", "hw_search.md", "strategies.md", "bananas.md",
+ORDER = ["flagship.md", "supernet_step.md", "latency.md", "int8_speedup.md", "hw_search.md", "spaceevo.md",
+         "strategies.md", "bananas.md",
          "predictors.md", "bossnas_rating.md", "bossnas_rating_hytra16.md", "bossnas_rating_mbconv16.md",
          "bossnas_rating_32px_quick.md", "bossnas_rating_32px.md", "spos_rating_32px.md",
          "spos_rating_32px_seed1.md", "spos_rating_32px_seed2.md"]

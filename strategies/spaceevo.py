@@ -61,7 +61,8 @@ class SpaceEvoConfig:
     teacher: str = "efficientnet_b0"
     teacher_epochs: float = 30.0
     kd_images: int = 0  # 0: the whole training split
-    eval_images: int = 1000
+    eval_images: int = 1000  # held-out images whose teacher features score sub-stages (NSR)
+    bn_images: int = 1000  # training images whose features re-estimate a sub-stage's BatchNorm statistics
     student_epochs: float = 5.0
     batch_size: int = 64
     nsr_variance_of: str = "teacher"
@@ -97,7 +98,7 @@ PRESETS: dict[str, SpaceEvoConfig] = {
                                     kd_images=10000, student_epochs=2.0, lut_samples=100, latency_layers=1000,
                                     latency_rounds=2, population=200, sample_size=50, cycles=2000, search_budget=200),
     "quick": dataclasses.replace(PAPER, resolution=64, latency_resolution=160, teacher_epochs=4.0, kd_images=1024,
-                                 eval_images=256, student_epochs=0.5, lut_samples=6, latency_layers=150,
+                                 eval_images=64, bn_images=64, student_epochs=0.5, lut_samples=6, latency_layers=150,
                                  latency_rounds=1, samples_per_space=20_000, population=40, sample_size=10,
                                  cycles=200, search_budget=16,
                                  search_options={"population_size": 8, "sample_size": 4}),
@@ -317,7 +318,7 @@ class Proxy:
 
     def rating_features(self) -> dict[str, Any]:
         """Teacher features for ratings: BatchNorm images (from the training features) and held-out ones."""
-        return {"bn": [f[:256] for f in self.train_features], "eval": self.eval_features}
+        return {"bn": [f[:self.cfg.bn_images] for f in self.train_features], "eval": self.eval_features}
 
     def lookup(self) -> Lookup:
         """The lookup rows (loss and latency per sampled sub-stage), from lut.json or built now."""
@@ -337,8 +338,9 @@ class Proxy:
             widths = sup.searchable[i - 1].window_widths(w)
             for _ in range(cfg.lut_samples):
                 arch = net.space.sample_in_window(widths, rng)
-                loss = sub_stage_loss(net, arch, self.train_features[i - 1][:256], self.eval_features[i - 1],
-                                      self.eval_features[i], cfg.nsr_variance_of)
+                features = self.rating_features()
+                loss = sub_stage_loss(net, arch, features["bn"][i - 1], features["eval"][i - 1], features["eval"][i],
+                                      cfg.nsr_variance_of)
                 rows.append({"stage": i, "block": b, "window": w, "in_w": arch["in_w"],
                              "layers": net.space.layers(arch), "loss": loss})
         specs = [self._layer_specs(row) for row in rows]
