@@ -141,7 +141,7 @@ def _run_supernet(run: RunDir, space: SearchSpace, strategy: SupernetStrategy, e
     assert data is not None  # execute() checked it
     run.checkpoint_dir.mkdir(exist_ok=True)
     supernet_context = SupernetContext(space, data, objectives, settings["seed"], settings["budget_preset"],
-                                       run.checkpoint_dir, progress, settings.get("options", {}))
+                                       run.checkpoint_dir, progress, settings.get("options", {}), list(constraints))
     plan = strategy.prepare(supernet_context)
     rating = rating_objectives(objectives)
     cost_models = plan_costs(rating, constraints, plan.evaluator, space, settings)

@@ -193,7 +193,9 @@ class SupernetContext:
 
     `data` is the training data (`nas.data.TensorData`); `budget` names the schedule preset ("quick",
     "standard", "paper"); `checkpoint_dir` is where the strategy saves and finds its checkpoints (resume after
-    a kill); `options` are the run's `--option` values (overriding the preset's).
+    a kill); `options` are the run's `--option` values (overriding the preset's); `constraints` the run's
+    (`nas.objectives.Constraint`; the search over ratings checks them anyway, a strategy may also aim its
+    training at them, as SpaceEvo aims its space search at a latency limit).
     """
 
     space: SearchSpace
@@ -204,6 +206,7 @@ class SupernetContext:
     checkpoint_dir: Path
     progress: bool = True
     options: dict[str, Any] = field(default_factory=dict)
+    constraints: list[Any] = field(default_factory=list)
 
 
 @dataclass

@@ -315,7 +315,7 @@ FAST_OPTIONS: dict[str, dict[str, Any]] = {
              "search_options": {"population": 2, "top_k": 1, "mutations": 1, "crossovers": 1}},
     "gm_nas": {"epochs": 2, "split_epochs": [1], "gm_batches": 1, "batch_size": 16, "bn_images": 16, "val_images": 16,
                "search_budget": 4},
-    "spaceevo": {"resolution": 64, "latency_resolution": 64, "latency": "macs", "teacher_epochs": 1.0,
+    "spaceevo": {"resolution": 64, "latency_resolutions": (64,), "latency": "macs", "teacher_epochs": 1.0,
                  "kd_images": 32, "eval_images": 16, "bn_images": 16, "student_epochs": 0.5, "batch_size": 16,
                  "lut_samples": 1, "samples_per_space": 200, "population": 6, "sample_size": 3, "cycles": 12,
                  "search_budget": 3,
@@ -501,7 +501,7 @@ def run_supernet_strategy(name: str, folder: Path, seed: int = 0, options: Mappi
     strategy = registry.get("strategies", name)([Objective("accuracy")], seed=seed, **opts)
     folder.mkdir(parents=True, exist_ok=True)
     plan = strategy.prepare(SupernetContext(space, data, [Objective("accuracy")], seed, "quick",
-                                            folder / "checkpoints", False))
+                                            folder / "checkpoints", False, constraints=list(constraints)))
     run = RunDir.open(folder / "run") if (folder / "run").exists() else \
         RunDir.create(folder / "run", {"space": space.name, "strategy": name, "settings": {}})
     objectives = rating_objectives([Objective("accuracy")])

@@ -11,13 +11,14 @@ and expand ratio. Points are named as the official code names them: "onnxw-15112
 Two superspaces, as released: `onnxw` (the Intel VNNI CPU set: MBv1-dual, MBv2 and MBv3 with forced residual,
 ResNet bottleneck with and without SE, FusedMBConv) and `mobilew` (the Pixel 4 set: MBv1-dual, MBv2, MBv3 with
 swish, ResNet, FusedMBConv with SE, and the "K3" MBv3/MBv2 whose 5x5 / 7x7 depthwise convolution is 2 / 3
-stacked 3x3 ones). Every block and the head rebuild the official static blocks' layers (the released
-SEQnet models' parameters and multiply-adds are tested equal to the official code's). The released
-search results are the presets (`vnni`, `vnni-large`, `pixel4`, `pixel4-medium`, `pixel4-tiny`) with the ten
-SEQnet models as named architectures; any other point is a preset by its encoding.
+stacked 3x3 ones). Every block and the head rebuild the official static blocks' layers, widths rounded by
+the official `make_divisible` rules (the released SEQnet models and random subnets of every block type count
+the official code's parameters and multiply-adds, `tests/test_spaceevo.py`). Presets: the superspaces
+themselves (`onnxw`, the default, and `mobilew`: an architecture also chooses its point), the released search
+results (`vnni`, `vnni-large`, `pixel4`, `pixel4-medium`, `pixel4-tiny`, the ten SEQnet models as named
+architectures), and any other point by its encoding.
 
-Deviations: LSQ+ quantizers are not part of the graph (INT8 comes from `nas.quantize`); block widths follow
-the official `make_divisible` rules exactly. The official `onnxw`'s MBv3 uses h-swish, `mobilew`'s swish.
+Deviations: LSQ+ quantizers are not part of the graph (INT8 comes from `nas.quantize`, QAT from `nas.lsq`).
 """
 from __future__ import annotations
 

@@ -10,8 +10,9 @@ Runs on a superspace preset of the `spaceevo` space (`--space spaceevo`, i.e. on
    `sample_size` members, the best one's two children (one stage's block type changed, one stage's window
    changed) are scored unless seen before, each joining the population as its oldest member leaves; until
    `cycles` points are scored. A point's score is the Q-T score (`strategies.spaceevo_parts.qt_score`) of
-   `samples_per_space` models drawn from its lookup rows (one row per stage, latencies summed with the fixed
-   stages'). Latency constraints (`latency_ms`, milliseconds) default to the 30% quantile of the latencies of
+   `samples_per_space` models drawn from its lookup rows (each model at a random one of `latency_resolutions`,
+   one row per stage, latencies summed with the fixed stages'). Latency constraints: `latency_ms`
+   (milliseconds), else the run's latency limit (`--latency-max`), else the 30% quantile of the latencies of
    models drawn from uniformly random points (ours: the paper's constraints were set for its devices).
 3. In the found space (the superspace restricted to its block types and windows), an evolutionary search
    (`search`, default `evolution`) over ratings, within the run's constraints; the best-rated architecture is
@@ -24,8 +25,9 @@ spaceevo_search.json and the trajectory plot spaceevo_search.png.
 
 Budget presets (`SpaceEvoConfig`): `paper` as published where the paper says (5 student epochs, 1,000 rows per
 (stage, block, window), 100,000 samples per space, population 500, sample size 125, 5,000 points, t 0.1, a
-0.01, every layer's latency measured, resolution 224); `quick` keeps a run in minutes on this CPU (64 px proxy,
-a fraction of an epoch per student, 6 rows, a latency forest on 150 measured layers, 200 points).
+0.01, every layer's latency measured at 160, 192 and 224 px, the proxy at 224 px: the official block-KD runs at
+160-224); `quick` keeps a run in minutes on this CPU (a 64 px proxy, half an epoch of 1,024 images per
+student, 6 rows, a latency forest on 150 measured layers, 200 points).
 """
 from __future__ import annotations
 
@@ -55,7 +57,7 @@ class SpaceEvoConfig:
     """Hyperparameters of one budget (see the module docstring for the presets)."""
 
     resolution: int = 224  # input resolution of the teacher and the students (the proxy)
-    latency_resolution: int = 224  # deployment resolution of the lookup rows' latencies
+    latency_resolutions: tuple[int, ...] = (160, 192, 224)  # the lookup's deployment resolutions (the official's)
     precision: str = "int8"
     latency: str = "measured"  # "measured" on this machine, or "macs" (multiply-adds in millions: deterministic)
     teacher: str = "efficientnet_b0"
@@ -94,10 +96,10 @@ class SpaceEvoConfig:
 PAPER = SpaceEvoConfig()
 PRESETS: dict[str, SpaceEvoConfig] = {
     "paper": PAPER,
-    "standard": dataclasses.replace(PAPER, resolution=128, latency_resolution=192, teacher_epochs=20.0,
+    "standard": dataclasses.replace(PAPER, resolution=128, teacher_epochs=20.0,
                                     kd_images=10000, student_epochs=2.0, lut_samples=100, latency_layers=1000,
                                     latency_rounds=2, population=200, sample_size=50, cycles=2000, search_budget=200),
-    "quick": dataclasses.replace(PAPER, resolution=64, latency_resolution=160, teacher_epochs=4.0, kd_images=1024,
+    "quick": dataclasses.replace(PAPER, resolution=64, teacher_epochs=4.0, kd_images=1024,
                                  eval_images=64, bn_images=64, student_epochs=0.5, lut_samples=6, latency_layers=150,
                                  latency_rounds=1, samples_per_space=20_000, population=40, sample_size=10,
                                  cycles=200, search_budget=16,
@@ -106,31 +108,38 @@ PRESETS: dict[str, SpaceEvoConfig] = {
 
 
 def make_config(budget: str, **overrides: Any) -> SpaceEvoConfig:
-    if "latency_ms" in overrides and not isinstance(overrides["latency_ms"], tuple):
-        value = overrides["latency_ms"]
-        overrides["latency_ms"] = tuple(float(v) for v in (value.split("+") if isinstance(value, str) else [value]))
+    """The preset `budget` with `overrides`; tuples may be given as "a+b" (`--option latency_ms=15+20`)."""
+    for key, kind in (("latency_ms", float), ("latency_resolutions", int)):
+        value = overrides.get(key)
+        if value is not None and not isinstance(value, tuple):
+            overrides[key] = tuple(kind(v) for v in (value.split("+") if isinstance(value, str) else [value]))
     return budget_config("SpaceEvo", PRESETS, budget, overrides)
 
 
 # -- lookup rows and the Q-T score of points -------------------------------------------------------------------
 class Lookup:
-    """The lookup rows by (stage, block type, window): arrays of loss and latency; plus the fixed stages' latency."""
+    """The lookup rows by (stage, block type, window): arrays of loss and of latency at each deployment
+    resolution (`rows[k]["ms"]`: {resolution: ms}); plus the fixed stages' latency per resolution."""
 
-    def __init__(self, rows: list[dict[str, Any]], fixed_ms: float) -> None:
+    def __init__(self, rows: list[dict[str, Any]], fixed_ms: dict[str, float]) -> None:
         grouped: dict[tuple[int, int, int], list[dict[str, Any]]] = collections.defaultdict(list)
         for row in rows:
             grouped[(row["stage"], row["block"], row["window"])].append(row)
+        self.resolutions = sorted(fixed_ms, key=int)
         self.loss = {k: np.array([r["loss"] for r in v]) for k, v in grouped.items()}
-        self.latency = {k: np.array([r["ms"] for r in v]) for k, v in grouped.items()}
-        self.fixed_ms = fixed_ms
+        self.latency = {k: np.array([[r["ms"][res] for res in self.resolutions] for r in v])
+                        for k, v in grouped.items()}
+        self.fixed_ms = np.array([fixed_ms[res] for res in self.resolutions])
 
     def sample(self, point: SpacePoint, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        """Loss and latency of `n` models of `point`: one random row per stage, summed (the official sampler)."""
-        loss, latency = np.zeros(n), np.full(n, self.fixed_ms)
+        """Loss and latency of `n` models of `point`, each at a random deployment resolution with one random row
+        per stage (the official sampler draws the resolution per 500 models), summed with the fixed stages."""
+        res = rng.integers(len(self.resolutions), size=n)
+        loss, latency = np.zeros(n), self.fixed_ms[res].copy()
         for i, (b, w) in enumerate(zip(point.blocks, point.windows), start=1):
             idx = rng.integers(len(self.loss[(i, b, w)]), size=n)
             loss += self.loss[(i, b, w)][idx]
-            latency += self.latency[(i, b, w)][idx]
+            latency += self.latency[(i, b, w)][idx, res]
         return loss, latency
 
 
@@ -236,13 +245,15 @@ class SpaceEvo(SupernetStrategy):
         folder, data = self.folder_and_data(context, 0)
         proxy = Proxy(space, data, cfg, folder, self.seed, context.progress)
         lookup = proxy.lookup()
-        constraints = cfg.latency_ms or (self._default_constraint(lookup, space.superspace.name),)
+        given = tuple(c.limit for c in context.constraints if c.metric == "latency")
+        constraints = cfg.latency_ms or given or (self._default_constraint(lookup, space.superspace.name),)
         if (folder / SEARCH_FILE).exists():
             result = json.loads((folder / SEARCH_FILE).read_text())
         else:
             history = evolve_spaces(lookup, space.superspace.name, cfg, constraints, self.seed)
             best = max(history, key=lambda h: h["score"])
-            result = {"best": best, "constraints_ms": list(constraints), "fixed_ms": lookup.fixed_ms,
+            fixed = dict(zip(lookup.resolutions, lookup.fixed_ms.tolist()))
+            result = {"best": best, "constraints_ms": list(constraints), "fixed_ms": fixed,
                       "teacher_accuracy": proxy.teacher.accuracy, "history": history}
             tmp = folder / (SEARCH_FILE + ".tmp")
             tmp.write_text(json.dumps(result, indent=1))
@@ -343,34 +354,38 @@ class Proxy:
                                       cfg.nsr_variance_of)
                 rows.append({"stage": i, "block": b, "window": w, "in_w": arch["in_w"],
                              "layers": net.space.layers(arch), "loss": loss})
-        specs = [self._layer_specs(row) for row in rows]
-        distinct = list(dict.fromkeys(s for layer_specs in specs for s in layer_specs))
-        fixed = fixed_graphs(sup, cfg.latency_resolution)
+        resolutions = [str(r) for r in cfg.latency_resolutions]
+        specs = {res: [self._layer_specs(row, int(res)) for row in rows] for res in resolutions}
+        distinct = list(dict.fromkeys(s for per in specs.values() for layer_specs in per for s in layer_specs))
+        fixed = {res: fixed_graphs(sup, int(res)) for res in resolutions}
         if cfg.latency == "macs":
             by_key = {s.key: s.graph(sup).macs() / 1e6 for s in distinct}
-            fixed_ms, chosen = sum(g.macs() for g in fixed) / 1e6, distinct
+            fixed_ms, chosen = {res: sum(g.macs() for g in fixed[res]) / 1e6 for res in resolutions}, distinct
         else:
             latency = LayerLatency(sup, self.folder / "layer_latency.json", cfg.precision, cfg.latency_rounds)
             chosen = distinct if not cfg.latency_layers else random.Random(self.seed).sample(
                 distinct, min(cfg.latency_layers, len(distinct)))
-            latency.measure({**{s.key: s.graph(sup) for s in chosen}, "fixed/front": fixed[0],
-                             "fixed/head": fixed[1]}, self.progress)
+            latency.measure({**{s.key: s.graph(sup) for s in chosen},
+                             **{f"fixed/{part}/{res}": fixed[res][k] for res in resolutions
+                                for k, part in enumerate(("front", "head"))}}, self.progress)
             latency.fit(distinct, self.seed)
             by_key = {s.key: float(t) for s, t in zip(distinct, latency.ms(distinct))}
-            fixed_ms = latency.measured["fixed/front"] + latency.measured["fixed/head"]
-        for row, layer_specs in zip(rows, specs):
-            row["ms"] = sum(by_key[s.key] for s in layer_specs)
+            fixed_ms = {res: latency.measured[f"fixed/front/{res}"] + latency.measured[f"fixed/head/{res}"]
+                        for res in resolutions}
+        for k, row in enumerate(rows):
+            row["ms"] = {res: sum(by_key[s.key] for s in specs[res][k]) for res in resolutions}
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps({"rows": rows, "fixed_ms": fixed_ms, "measured_layers": len(chosen),
                                    "distinct_layers": len(distinct)}))
         tmp.replace(path)
         return Lookup(rows, fixed_ms)
 
-    def _layer_specs(self, row: dict[str, Any]) -> list[Any]:
+    def _layer_specs(self, row: dict[str, Any], resolution: int) -> list[Any]:
+        """The layers of a lookup row at their input size in a network at `resolution`."""
         from strategies.spaceevo_proxy import LayerSpec
 
         i, sup = row["stage"], self.superspace
-        hw = self.cfg.latency_resolution // 2 // math.prod(s.stride for s in sup.searchable[:i - 1])
+        hw = resolution // 2 // math.prod(s.stride for s in sup.searchable[:i - 1])
         stride, cin, out = sup.searchable[i - 1].stride, row["in_w"], []
         for j, (k, w, e) in enumerate(row["layers"]):
             out.append(LayerSpec(row["block"], cin, hw, w, k, e, stride if j == 0 else 1))

@@ -15,17 +15,17 @@ from strategies.spaceevo_parts import qt_score
 
 
 def made_up_lookup(best: SpacePoint) -> Lookup:
-    """Rows where each stage's block type and window of `best` have the lowest loss (the loss adds up over
-    stages, so single-stage mutations can climb to it), at a latency no higher than the others'."""
+    """Rows whose loss is lower by 0.45 for each stage whose block type, and for each whose window, is `best`'s
+    (so single mutations can climb to it), at a latency no higher than the others'."""
     sup, rows = SUPERSPACES[best.superspace], []
     for i, stage in enumerate(sup.searchable, start=1):
         for b in range(len(sup.blocks)):
             for w in range(stage.windows):
-                good = (b, w) == (best.blocks[i - 1], best.windows[i - 1])
+                loss = 1.0 - 0.45 * (b == best.blocks[i - 1]) - 0.45 * (w == best.windows[i - 1])
                 for r in range(5):
-                    rows.append({"stage": i, "block": b, "window": w, "loss": (0.1 if good else 1.0) + 0.01 * r,
-                                 "ms": 1.0 + 0.1 * r + 0.05 * b})
-    return Lookup(rows, fixed_ms=2.0)
+                    rows.append({"stage": i, "block": b, "window": w, "loss": loss + 0.01 * r,
+                                 "ms": {"160": 1.0 + 0.1 * r + 0.05 * b, "224": 2.0 + 0.2 * r + 0.1 * b}})
+    return Lookup(rows, fixed_ms={"160": 2.0, "224": 4.0})
 
 
 VNNI = SpacePoint.parse("onnxw-151122-023231")
@@ -36,24 +36,31 @@ def test_lookup_samples_one_row_per_stage_and_adds_the_fixed_stages() -> None:
     lookup = made_up_lookup(point)
     loss, ms = lookup.sample(point, 1000, np.random.default_rng(0))
     assert loss.min() >= 0.6 - 1e-9 and loss.max() <= 0.6 + 6 * 0.04 + 1e-9
-    assert ms.min() >= 2.0 + 6 * 1.1 - 1e-9
+    at_160, at_224 = ms[ms < 12], ms[ms >= 12]  # each model at one resolution: 8.6..11 ms or 17.2..22 ms
+    assert at_160.min() >= 2.0 + 6 * 1.1 - 1e-9 and at_160.max() <= 2.0 + 6 * 1.5 + 1e-9
+    assert at_224.min() >= 4.0 + 6 * 2.2 - 1e-9 and 300 < len(at_224) < 700
 
 
-CYCLES = 600
+def wrong(point: SpacePoint, target: SpacePoint) -> int:
+    """How many block types and windows of `point` differ from `target`'s (12 in all)."""
+    return sum(a != b for a, b in zip(point.blocks + point.windows, target.blocks + target.windows))
 
 
-def test_aging_evolution_finds_the_made_up_best_space_and_scores_each_point_once() -> None:
-    cfg = SpaceEvoConfig(samples_per_space=200, top=10, population=20, sample_size=5, cycles=CYCLES)
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_aging_evolution_climbs_to_the_made_up_best_space_and_scores_each_point_once(seed: int) -> None:
+    """From the uniform spaces (at least 5 of 12 choices wrong) to within one choice of the best in 400 spaces
+    (single mutations as coded can stall one step short: a one-wrong parent must win a tournament of 5 and hit
+    the one fix among 30 block or 18 window changes)."""
+    cfg = SpaceEvoConfig(samples_per_space=200, top=10, population=20, sample_size=5, cycles=400)
     lookup = made_up_lookup(VNNI)
-    history = evolve_spaces(lookup, "onnxw", cfg, (12.0,), seed=0)
+    history = evolve_spaces(lookup, "onnxw", cfg, (30.0,), seed=seed)
     spaces = [h["space"] for h in history]
-    assert len(spaces) == len(set(spaces)) == CYCLES
+    assert len(spaces) == len(set(spaces)) == 400
     assert spaces[:20] == [p.encoding for p in uniform_points("onnxw")[:20]]
-    assert VNNI.encoding not in spaces[:20]
+    assert min(wrong(SpacePoint.parse(s), VNNI) for s in spaces[:20]) >= 5
     best = max(history, key=lambda h: h["score"])
-    assert best["space"] == VNNI.encoding
-    again = evolve_spaces(lookup, "onnxw", cfg, (12.0,), seed=0)
-    assert again == history
+    assert wrong(SpacePoint.parse(best["space"]), VNNI) <= 1
+    assert evolve_spaces(lookup, "onnxw", cfg, (30.0,), seed=seed) == history
 
 
 def test_a_space_whose_models_miss_the_constraint_is_penalised() -> None:
