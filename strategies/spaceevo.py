@@ -13,7 +13,9 @@ Runs on a superspace preset of the `spaceevo` space (`--space spaceevo`, i.e. on
    `samples_per_space` models drawn from its lookup rows (each model at a random one of `latency_resolutions`,
    one row per stage, latencies summed with the fixed stages'). Latency constraints: `latency_ms`
    (milliseconds), else the run's latency limit (`--latency-max`), else the 30% quantile of the latencies of
-   models drawn from uniformly random points (ours: the paper's constraints were set for its devices).
+   models drawn from uniformly random points (ours: the paper's constraints were set for its devices). The
+   sum of a model's separately measured layers is corrected by a line fitted on `calibration_models` whole
+   models measured (ours; the official lookup sums its blocks as they are).
 3. In the found space (the superspace restricted to its block types and windows), an evolutionary search
    (`search`, default `evolution`) over ratings, within the run's constraints; the best-rated architecture is
    then trained stand-alone by the session. Deviation: ratings come from the block-KD students (minus the sum
@@ -71,6 +73,7 @@ class SpaceEvoConfig:
     lut_samples: int = 1000
     latency_layers: int = 0  # 0: measure every distinct layer
     latency_rounds: int = 3
+    calibration_models: int = 20  # whole models measured to correct the sum of layers (0: none)
     samples_per_space: int = 100_000
     top: int = 50
     latency_ms: tuple[float, ...] = ()
@@ -101,6 +104,7 @@ PRESETS: dict[str, SpaceEvoConfig] = {
                                     latency_rounds=2, population=200, sample_size=50, cycles=2000, search_budget=200),
     "quick": dataclasses.replace(PAPER, resolution=64, teacher_epochs=4.0, kd_images=1024,
                                  eval_images=64, bn_images=64, student_epochs=0.5, lut_samples=6, latency_layers=150,
+                                 calibration_models=8,
                                  latency_rounds=1, samples_per_space=20_000, population=40, sample_size=10,
                                  cycles=200, search_budget=16,
                                  search_options={"population_size": 8, "sample_size": 4}),
@@ -121,7 +125,9 @@ class Lookup:
     """The lookup rows by (stage, block type, window): arrays of loss and of latency at each deployment
     resolution (`rows[k]["ms"]`: {resolution: ms}); plus the fixed stages' latency per resolution."""
 
-    def __init__(self, rows: list[dict[str, Any]], fixed_ms: dict[str, float]) -> None:
+    def __init__(self, rows: list[dict[str, Any]], fixed_ms: dict[str, float],
+                 calibration: tuple[float, float] = (1.0, 0.0)) -> None:
+        self.scale, self.offset = calibration
         grouped: dict[tuple[int, int, int], list[dict[str, Any]]] = collections.defaultdict(list)
         for row in rows:
             grouped[(row["stage"], row["block"], row["window"])].append(row)
@@ -133,14 +139,15 @@ class Lookup:
 
     def sample(self, point: SpacePoint, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """Loss and latency of `n` models of `point`, each at a random deployment resolution with one random row
-        per stage (the official sampler draws the resolution per 500 models), summed with the fixed stages."""
+        per stage (the official sampler draws the resolution per 500 models), summed with the fixed stages and
+        corrected by the linear calibration against whole models (`Proxy.calibrate`)."""
         res = rng.integers(len(self.resolutions), size=n)
         loss, latency = np.zeros(n), self.fixed_ms[res].copy()
         for i, (b, w) in enumerate(zip(point.blocks, point.windows), start=1):
             idx = rng.integers(len(self.loss[(i, b, w)]), size=n)
             loss += self.loss[(i, b, w)][idx]
             latency += self.latency[(i, b, w)][idx, res]
-        return loss, latency
+        return loss, self.scale * latency + self.offset
 
 
 def evolve_spaces(lookup: Lookup, superspace: str, cfg: SpaceEvoConfig, constraints: tuple[float, ...],
@@ -340,7 +347,7 @@ class Proxy:
         path = self.folder / LUT_FILE
         if path.exists():
             saved = json.loads(path.read_text())
-            return Lookup(saved["rows"], saved["fixed_ms"])
+            return Lookup(saved["rows"], saved["fixed_ms"], tuple(saved["calibration"]["line"]))
         sup, cfg, rng = self.superspace, self.cfg, random.Random(self.seed)
         rows = []
         jobs = [(i, b, w) for (i, b) in self.students for w in range(sup.searchable[i - 1].windows)]
@@ -374,11 +381,38 @@ class Proxy:
                         for res in resolutions}
         for k, row in enumerate(rows):
             row["ms"] = {res: sum(by_key[s.key] for s in specs[res][k]) for res in resolutions}
+        calibration = {"line": [1.0, 0.0], "models": []}
+        if cfg.latency == "measured" and cfg.calibration_models:
+            calibration = self.calibrate(latency, fixed_ms)
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps({"rows": rows, "fixed_ms": fixed_ms, "measured_layers": len(chosen),
-                                   "distinct_layers": len(distinct)}))
+                                   "distinct_layers": len(distinct), "calibration": calibration}))
         tmp.replace(path)
-        return Lookup(rows, fixed_ms)
+        return Lookup(rows, fixed_ms, tuple(calibration["line"]))
+
+    def calibrate(self, latency: Any, fixed_ms: dict[str, float]) -> dict[str, Any]:
+        """Measure `calibration_models` random architectures of the superspace whole (at the lookup's
+        resolutions) and fit measured = scale x (sum of their layers + fixed stages) + offset by least squares:
+        what a sum of separately measured layers misses (`nas.latency_model` corrects its tables alike)."""
+        rng = random.Random(self.seed + 7)
+        models = []
+        for k in range(self.cfg.calibration_models):
+            arch = self.space.sample(rng).replace(resolution=rng.choice(self.cfg.latency_resolutions))
+            point, res = self.space.point_of(arch), arch["resolution"]
+            previous, specs = self.space.layer(arch, 0, arch["s0_depth"] - 1)[1], []
+            for i, b in enumerate(point.blocks, start=1):
+                layers = [self.space.layer(arch, i, j) for j in range(arch[f"s{i}_depth"])]
+                specs += self._layer_specs({"stage": i, "block": b, "in_w": previous, "layers": layers}, res)
+                previous = layers[-1][1]
+            summed = float(latency.ms(specs).sum()) + fixed_ms[str(res)]
+            models.append({"arch": dict(arch), "key": f"model/{k}", "summed_ms": summed,
+                           "graph": self.space.graph(arch, (3, res, res), 1000)})
+        latency.measure({m["key"]: m.pop("graph") for m in models}, self.progress)
+        for m in models:
+            m["measured_ms"] = latency.measured[m.pop("key")]
+        x, y = np.array([m["summed_ms"] for m in models]), np.array([m["measured_ms"] for m in models])
+        scale, offset = np.polyfit(x, y, 1) if len(models) > 1 else (y[0] / x[0], 0.0)
+        return {"line": [float(scale), float(offset)], "models": models}
 
     def _layer_specs(self, row: dict[str, Any], resolution: int) -> list[Any]:
         """The layers of a lookup row at their input size in a network at `resolution`."""

@@ -323,7 +323,7 @@ class LayerLatency:
         from sklearn.ensemble import RandomForestRegressor
 
         known = [s for s in layers if s.key in self.measured]
-        if len(known) < len(set(layers)):
+        if len(known) < len(set(layers)) and known:
             x = np.array([s.features(self.superspace) for s in known])
             y = np.log([self.measured[s.key] for s in known])
             self.model = RandomForestRegressor(n_estimators=200, random_state=seed).fit(x, y)

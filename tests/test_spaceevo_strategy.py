@@ -121,3 +121,12 @@ def test_the_strategy_needs_a_superspace_and_valid_options() -> None:
     with pytest.raises(NASError, match="latency 'flops'"):
         make_config("quick", latency="flops")
     assert make_config("quick", latency_ms="5+7.5").latency_ms == (5.0, 7.5)
+
+
+def test_the_lookup_applies_its_whole_model_calibration() -> None:
+    point = SpacePoint("onnxw", (3,) * 6, (0,) * 6)
+    lookup = made_up_lookup(point)
+    raw = lookup.sample(point, 500, np.random.default_rng(0))[1]
+    lookup.scale, lookup.offset = 1.5, 0.25
+    corrected = lookup.sample(point, 500, np.random.default_rng(0))[1]
+    np.testing.assert_allclose(corrected, 1.5 * raw + 0.25)
