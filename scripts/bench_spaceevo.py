@@ -79,6 +79,11 @@ def report(run: Path, seconds: float | None, commit: str) -> str:
         "forest for the rest); fixed stages "
         + ", ".join(f"{v:.2f} ms at {r}" for r, v in lut["fixed_ms"].items())
         + f"; Q-T constraint {', '.join(f'{c:.2f}' for c in constraints)} ms (the run's --latency-max).",
+        "- Whole-model calibration: {} random architectures measured whole against the sum of their layers: "
+        "measured = {:.2f} x summed {:+.2f} ms (summed {} ms; measured {} ms).".format(
+            len(lut["calibration"]["models"]), *lut["calibration"]["line"],
+            ", ".join(f"{m['summed_ms']:.1f}" for m in lut["calibration"]["models"]),
+            ", ".join(f"{m['measured_ms']:.1f}" for m in lut["calibration"]["models"])),
         f"- Evolution over spaces: {len(search['history'])} spaces scored; found **{best}** "
         f"({SpacePoint.parse(best).describe().split(': ', 1)[1]}), Q-T score {score(best):.3f}; the released "
         f"spaceevo@vnni ({NAMED_SPACES['vnni']}) scores {score(NAMED_SPACES['vnni']):.3f} on the same rows; the "

@@ -40,7 +40,7 @@ from nas import registry
 from nas.graph import ArchGraph, GraphBuilder
 from nas.layers import conv_bn_act
 from nas.ops import Conv2d
-from nas.space import Architecture, Choice, SearchSpace, Value
+from nas.space import Architecture, Choice, NASError, SearchSpace, Value
 from search_spaces.spaceevo import BlockType, StageSpec, Superspace, _pick
 from strategies.spaceevo_parts import nsr_loss
 
@@ -88,14 +88,17 @@ def train_teacher(name: str, data: Any, resolution: int, epochs: float, batch_si
     space = registry.make_space("mbconv", None, name)
     shape = (data.sample_shape[0], resolution, resolution)
     graph = space.graph(space.resolve(name), shape, data.num_classes)
+    strides = [s.input_shape[-1] // s.output_shape[-1] for s in teacher_sections(graph)]
+    if strides[1:] != [2, 2, 2, 1, 2, 1]:
+        raise NASError(f"teacher {name!r} has stage strides {strides[1:]}; SpaceEvo's students need six stages "
+                       "with strides 2, 2, 2, 1, 2, 1 (efficientnet_b0, mobilenet_v2, mnasnet1_0, proxylessnas_mobile)")
+    torch.manual_seed(seed)
     model = build_module(graph)
     if path.exists():
         saved = torch.load(path, map_location="cpu", weights_only=True)
         model.load_state_dict(saved["model"])
         accuracy = saved["accuracy"]
     else:
-        torch.manual_seed(seed)
-        model = build_module(graph)
         config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=0.1, seed=seed)
         accuracy = train_and_evaluate(model, data, config, input_shape=shape).accuracy
         tmp = path.with_suffix(".tmp")

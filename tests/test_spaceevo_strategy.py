@@ -130,3 +130,12 @@ def test_the_lookup_applies_its_whole_model_calibration() -> None:
     lookup.scale, lookup.offset = 1.5, 0.25
     corrected = lookup.sample(point, 500, np.random.default_rng(0))[1]
     np.testing.assert_allclose(corrected, 1.5 * raw + 0.25)
+
+
+def test_a_teacher_without_spaceevo_stages_is_a_one_line_error(tmp_path: Path) -> None:
+    from nas.testing import toy_data
+    from strategies.spaceevo_proxy import train_teacher
+
+    with pytest.raises(NASError, match=r"teacher 'mobilenet_v3_large' has stage strides \[2, 2, 2, 1, 2\]"):
+        train_teacher("mobilenet_v3_large", toy_data(), 64, 1, 16, 0, tmp_path / "teacher.pt")
+    assert not (tmp_path / "teacher.pt").exists()
