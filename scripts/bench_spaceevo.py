@@ -109,7 +109,8 @@ def report(run: Path, seconds: float | None, commit: str) -> str:
         f"INT8 latency {int8_ms(best_json):.2f} ms measured now.",
         "- With `--latency-max 6 --latency-precision int8` added (the space search then aims at 6 ms), the same "
         "command's rating search found 2 models within 6 ms among its first 72 proposals (measured 7-21 ms) and was "
-        "stopped after 18 min: the Q-T score leaves spaces unpenalised once 10% of their sampled models meet the "
+        "stopped 7 min into it (18 min into the run; at commit 7645278): the Q-T score leaves spaces unpenalised "
+        "once 10% of their sampled models meet the "
         "limit (t = 0.1), and the evolution proposes the best-rated, larger members; a search inside the found "
         "space that aims at the limit (SpaceEvo's own subnet search keeps latency within [C - d, C]) is not built.",
         "", "Trajectory (score of every space scored, best so far):", "", "![SpaceEvo search](spaceevo_search.png)", "",
