@@ -9,12 +9,14 @@ latency constraint, and the architecture found in the space with its accuracy an
 ONNX Runtime, one thread, batch 1).
 
     python scripts/bench_spaceevo.py
+    python scripts/bench_spaceevo.py --run runs/bench_spaceevo --seconds S --commit C --peak-gb G  # report only
 """
 from __future__ import annotations
 
 import argparse
 import json
 import platform
+import resource
 import shutil
 import subprocess
 import sys
@@ -32,14 +34,15 @@ def git(*args: str, cwd: Path = ROOT) -> str:
     return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=True).stdout.strip()
 
 
-def run_search(out: Path) -> tuple[Path, float, str]:
+def run_search(out: Path) -> tuple[Path, float, str, float]:
     if git("status", "--porcelain", "--untracked-files=no"):
         sys.exit("commit first: figures must come from committed code")
     clone = Path(tempfile.mkdtemp()) / "clone"
     subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)
     start = time.perf_counter()
     subprocess.run([sys.executable, "-m", "nas", *COMMAND, "--run-dir", str(out)], cwd=clone, check=True)
-    return out, time.perf_counter() - start, git("rev-parse", "HEAD", cwd=clone)
+    peak_gb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20
+    return out, time.perf_counter() - start, git("rev-parse", "HEAD", cwd=clone), peak_gb
 
 
 def int8_ms(best: dict) -> float:
@@ -54,7 +57,7 @@ def int8_ms(best: dict) -> float:
     return measure(build_module(graph), graph.input_shape, Conditions.make(precision="int8"))
 
 
-def report(run: Path, seconds: float | None, commit: str) -> str:
+def report(run: Path, seconds: float | None, commit: str, peak_gb: float | None) -> str:
     import numpy as np
 
     from nas.timing import cpu_model
@@ -83,7 +86,9 @@ def report(run: Path, seconds: float | None, commit: str) -> str:
         f"{time.strftime('%Y-%m-%d')}, on {cpu_model()} ({platform.machine()}, 2 cores), torch "
         f"{config.get('versions', {}).get('torch', '')}.",
         "",
-        f"- Wall time: {seconds / 60:.1f} min." if seconds else "- Wall time: not measured (report of an earlier run).",
+        (f"- Wall time: {seconds / 60:.1f} min" if seconds else "- Wall time: not measured")
+        + (f"; peak resident memory {peak_gb:.1f} GB (the 36 students, ImageNet-wide elastic stages, stay in "
+           "memory; not reduced yet)." if peak_gb else "."),
         f"- Teacher (EfficientNet-B0 at the proxy's 64 px, 4 epochs): {search['teacher_accuracy']:.2f}% on the "
         "digits' validation split.",
         f"- Lookup: {len(lut['rows'])} rows (6 per stage, block type and window), INT8 latency at 160, 192 and "
@@ -126,12 +131,13 @@ def main() -> None:
     parser.add_argument("--run", default=None, help="report on this run folder instead of running the search")
     parser.add_argument("--seconds", type=float, default=None, help="the wall time of --run, if measured")
     parser.add_argument("--commit", default="", help="the commit --run was made at")
+    parser.add_argument("--peak-gb", type=float, default=None, help="the peak memory of --run (GB), if measured")
     args = parser.parse_args()
     if args.run:
-        run, seconds, commit = Path(args.run), args.seconds, args.commit or "unknown"
+        run, seconds, commit, peak_gb = Path(args.run), args.seconds, args.commit or "unknown", args.peak_gb
     else:
-        run, seconds, commit = run_search(ROOT / "runs" / "bench_spaceevo")
-    (ROOT / "benchmarks" / "spaceevo.md").write_text(report(run, seconds, commit))
+        run, seconds, commit, peak_gb = run_search(ROOT / "runs" / "bench_spaceevo")
+    (ROOT / "benchmarks" / "spaceevo.md").write_text(report(run, seconds, commit, peak_gb))
     shutil.copy(run / "checkpoints" / "spaceevo_search.png", ROOT / "benchmarks" / "spaceevo_search.png")
     print((ROOT / "benchmarks" / "spaceevo.md").read_text())
 
