@@ -3,9 +3,9 @@ elastic student per (searchable stage, block type) distilled from the teacher's 
 lookup rows of sampled sub-stages (loss, INT8 latency) per (stage, block type, width window), and the INT8
 latency of layers on this CPU.
 
-- Teacher: a named MBConv model (default EfficientNet-B0, whose stage strides 2-1-2-2-2-1-2-1 are SpaceEvo's
-  macro architecture's; the paper distils from an LSQ+-quantized EfficientNet-B5 trained on ImageNet), trained on
-  the run's data at the proxy resolution.
+- Teacher: a named MBConv model (default EfficientNet-B0, whose stem and stage strides 2, 1, 2, 2, 2, 1, 2, 1
+  are SpaceEvo's macro architecture's; the paper distils from an LSQ+-quantized EfficientNet-B5 trained on
+  ImageNet), trained on the run's data at the proxy resolution.
 - Student of stage i and block type b (`StageSpace`): a 1x1 input projection from the teacher's stage-(i-1)
   channels to a width of stage i-1's list, the stage's layers of type b over its whole width list (elastic
   weights, `nas.supernet`), a 1x1 output projection to the teacher's stage-i channels. Trained as the official
@@ -15,7 +15,8 @@ latency of layers on this CPU.
   students are FP32); BatchNorm statistics recalibrated per sampled sub-stage before its loss is read.
 - Lookup rows: per (stage, block type, window), sampled sub-stages with the input width drawn from the previous
   stage's list, depth, kernels and expand ratios uniformly and widths from the window (as the official sampler);
-  loss = NSR on held-out images; latency = the sum of the layers' INT8 latency at the deployment resolution.
+  loss = NSR on held-out images; latency = the sum of the layers' INT8 latency at each deployment resolution
+  (`strategies.spaceevo` corrects the sums by a line fitted on whole models).
 - Layer latency (`LayerLatency`): INT8 (ONNX Runtime static quantization, one thread) of single layers,
   measured for every distinct layer when `latency_layers` is 0, else for that many drawn at random with a
   random forest (nn-Meter's kernel predictor: scikit-learn, on the layer's shape, MAdds and parameters) predicting
