@@ -87,8 +87,8 @@ def report(run: Path, seconds: float | None, commit: str, peak_gb: float | None)
         f"{config.get('versions', {}).get('torch', '')}.",
         "",
         (f"- Wall time: {seconds / 60:.1f} min" if seconds else "- Wall time: not measured")
-        + (f"; peak resident memory {peak_gb:.1f} GB (the 36 students, ImageNet-wide elastic stages, stay in "
-           "memory; not reduced yet)." if peak_gb else "."),
+        + (f"; peak resident memory {peak_gb:.1f} GB (the stand-alone training of the model found, at its "
+           "ImageNet resolution with the default batch of 128, is the largest part)." if peak_gb else "."),
         f"- Teacher (EfficientNet-B0 at the proxy's 64 px, 4 epochs): {search['teacher_accuracy']:.2f}% on the "
         "digits' validation split.",
         f"- Lookup: {len(lut['rows'])} rows (6 per stage, block type and window), INT8 latency at 160, 192 and "
