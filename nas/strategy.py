@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from nas.objectives import Objective
+from nas.objectives import Constraint, Objective
 from nas.space import Architecture, NASError, SearchSpace, Value, one_of
 
 
@@ -206,7 +206,7 @@ class SupernetContext:
     checkpoint_dir: Path
     progress: bool = True
     options: dict[str, Any] = field(default_factory=dict)
-    constraints: list[Any] = field(default_factory=list)
+    constraints: list[Constraint] = field(default_factory=list)
 
 
 @dataclass

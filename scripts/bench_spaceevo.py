@@ -89,11 +89,12 @@ def report(run: Path, seconds: float | None, commit: str, peak_gb: float | None)
         (f"- Wall time: {seconds / 60:.1f} min" if seconds else "- Wall time: not measured")
         + (f"; peak resident memory {peak_gb:.1f} GB (the stand-alone training of the model found, at its "
            "ImageNet resolution with the default batch of 128, is the largest part)." if peak_gb else "."),
-        f"- Teacher (EfficientNet-B0 at the proxy's 64 px, 4 epochs): {search['teacher_accuracy']:.2f}% on the "
+        f"- Teacher ({cfg.teacher} at the proxy's {cfg.resolution} px, {cfg.teacher_epochs:g} epochs): "
+        f"{search['teacher_accuracy']:.2f}% on the "
         "digits' validation split.",
-        f"- Lookup: {len(lut['rows'])} rows (6 per stage, block type and window), INT8 latency at 160, 192 and "
-        f"224 px from {lut['measured_layers']} measured layers of {lut['distinct_layers']} distinct (a random "
-        "forest for the rest); fixed stages "
+        f"- Lookup: {len(lut['rows'])} rows ({cfg.lut_samples} per stage, block type and window), INT8 latency at "
+        f"{', '.join(map(str, cfg.latency_resolutions))} px from {lut['measured_layers']} measured layers of "
+        f"{lut['distinct_layers']} distinct (a random forest for the rest); fixed stages "
         + ", ".join(f"{v:.2f} ms at {r}" for r, v in lut["fixed_ms"].items())
         + f"; Q-T constraint {', '.join(f'{c:.2f}' for c in constraints)} ms (the 30% quantile of models of "
         "random spaces).",
@@ -119,7 +120,8 @@ def report(run: Path, seconds: float | None, commit: str, peak_gb: float | None)
         "limit (t = 0.1), and the evolution proposes the best-rated, larger members; a search inside the found "
         "space that aims at the limit (SpaceEvo's own subnet search keeps latency within [C - d, C]) is not built.",
         "", "Trajectory (score of every space scored, best so far):", "", "![SpaceEvo search](spaceevo_search.png)", "",
-        "At this scale the proxy is small (64 px, half an epoch per student, 6 rows per window): the figures show the "
+        f"At this scale the proxy is small ({cfg.resolution} px, {cfg.student_epochs:g} epoch per student, "
+        f"{cfg.lut_samples} rows per window): the figures show the "
         "pipeline works end to end on this CPU, not that the space found is better than the released one on "
         "ImageNet.",
     ]

@@ -89,7 +89,8 @@ def train_teacher(name: str, data: Any, resolution: int, epochs: float, batch_si
     space = registry.make_space("mbconv", None, name)
     shape = (data.sample_shape[0], resolution, resolution)
     graph = space.graph(space.resolve(name), shape, data.num_classes)
-    strides = [s.input_shape[-1] // s.output_shape[-1] for s in teacher_sections(graph)]
+    cut = teacher_sections(graph)
+    strides = [s.input_shape[-1] // s.output_shape[-1] for s in cut]
     if strides[1:] != [2, 2, 2, 1, 2, 1]:
         raise NASError(f"teacher {name!r} has stage strides {strides[1:]}; SpaceEvo's students need six stages "
                        "with strides 2, 2, 2, 1, 2, 1 (efficientnet_b0, mobilenet_v2, mnasnet1_0, proxylessnas_mobile)")
@@ -107,7 +108,7 @@ def train_teacher(name: str, data: Any, resolution: int, epochs: float, batch_si
         tmp.replace(path)
     state = model.state_dict()
     sections = []
-    for section in teacher_sections(graph):
+    for section in cut:
         module = build_module(section)
         module.load_state_dict({k: v for k, v in state.items() if k in module.state_dict()})
         sections.append(module)
