@@ -16,7 +16,9 @@ the official `make_divisible` rules (the released SEQnet models and random subne
 the official code's parameters and multiply-adds, `tests/test_spaceevo.py`). Presets: the superspaces
 themselves (`onnxw`, the default, and `mobilew`: an architecture also chooses its point), the released search
 results (`vnni`, `vnni-large`, `pixel4`, `pixel4-medium`, `pixel4-tiny`, the ten SEQnet models as named
-architectures), and any other point by its encoding.
+architectures), and any other point by its encoding. Any preset may end in `+r` and the input resolutions to
+use instead of the published 160-224 (`spaceevo@vnni+r64`, `spaceevo@vnni+r48,64`): the architectures are the
+same, only their input is smaller (for small images and a CPU; named architectures take the largest of them).
 
 Deviations: LSQ+ quantizers are not part of the graph (INT8 comes from `nas.quantize`, QAT from `nas.lsq`).
 """
@@ -365,14 +367,17 @@ class SpaceEvoSpace(SearchSpace):
         window are choices `s<i>_block` and `s<i>_window` of the architecture, a layer's width is its index `wi`
         in the window and its kernel / expand choices are named by the value list of the block types that have
         them, e.g. `s1_l0_k35`, `s1_l0_e4_6_8`), a released search result (`vnni`, ...) or a point's encoding
-        (`onnxw-151122-023231`; layer choices `k`, `w`, `e` with the block's own values)."""
+        (`onnxw-151122-023231`; layer choices `k`, `w`, `e` with the block's own values); `+rR1,R2..` at the
+        end replaces the input resolutions."""
         self.preset = preset or self.default_preset
-        if self.preset in SUPERSPACES:
+        base, _, resolutions = self.preset.partition("+r")
+        if base in SUPERSPACES:
             self.point: SpacePoint | None = None
-            self.superspace = SUPERSPACES[self.preset]
+            self.superspace = SUPERSPACES[base]
         else:
-            self.point = SpacePoint.parse(NAMED_SPACES.get(self.preset, self.preset))
+            self.point = SpacePoint.parse(NAMED_SPACES.get(base, base))
             self.superspace = SUPERSPACES[self.point.superspace]
+        self.resolutions = _resolutions(resolutions, self.preset) if resolutions else self.superspace.resolutions
 
     def describe(self) -> str:
         if self.point is None:
@@ -423,7 +428,7 @@ class SpaceEvoSpace(SearchSpace):
     @cached_property
     def _choices(self) -> list[Choice]:
         sup = self.superspace
-        out = [Choice("resolution", sup.resolutions, "ordinal", doc="input resolution"),
+        out = [Choice("resolution", self.resolutions, "ordinal", doc="input resolution"),
                Choice("stem_w", sup.stages[0].widths, "ordinal", doc="first conv width")]
         for i, stage in enumerate(sup.stages[1:]):
             if self.point is None and i > 0:
@@ -529,6 +534,7 @@ class SpaceEvoSpace(SearchSpace):
             layers = list(zip((int(v) for v in fields["k"]), (int(v) for v in fields["w"]),
                               (float(v) for v in fields["e"])))
             resolution = int(fields["r"][0])
+            resolution = resolution if resolution in self.resolutions else self.resolutions[-1]
         except (KeyError, ValueError, IndexError):
             raise ArchitectureError(f"subnet encoding {code[:60]!r} is not 'd.._k.._w.._e.._r..'") from None
         if sum(depths) != len(layers) or not depths or depths[0] != 1:
@@ -570,8 +576,20 @@ class SpaceEvoSpace(SearchSpace):
                                            _pick(widths, layer, mode), block.expands[-1] if block.expands else 0.0))
                             layer += 1
                         stages.append(layers)
-                    out.append(self.compose(point, sup.resolutions[-1], _pick(sup.stages[0].widths, 0, mode), stages))
+                    out.append(self.compose(point, self.resolutions[-1], _pick(sup.stages[0].widths, 0, mode), stages))
         return out
+
+
+def _resolutions(text: str, preset: str) -> tuple[int, ...]:
+    """The resolutions of a preset's `+r` suffix ("48,64"): ascending, each 16-1024."""
+    try:
+        values = tuple(sorted({int(v) for v in text.split(",")}))
+    except ValueError:
+        values = ()
+    if not values or not all(16 <= v <= 1024 for v in values):
+        raise NASError(f"spaceevo preset {preset!r}: the resolutions after '+r' must be integers 16..1024 separated "
+                       "by commas, e.g. vnni+r64 or vnni+r48,64")
+    return values
 
 
 # -- the hyperspace: sampling and mutation of points (SpaceEvo's evolution over spaces) ------------------------
