@@ -335,6 +335,21 @@ class SearchSpace(ABC):
         """The number of architectures when it is cheap to count; None otherwise."""
         return None
 
+    def extreme(self, largest: bool) -> Architecture:
+        """The largest (smallest) member: every active choice at its last (first) value, as the sandwich rule
+        of slimmable networks, BigNAS and AlphaNet takes it; a seeded sample when that breaks `check`."""
+        rng = random.Random(0)
+        values: dict[str, Value] = {}
+        for choice in self.choices():
+            if choice.is_active(values):
+                values[choice.name] = choice.values[-1 if largest else 0]
+        arch = self.complete(values, rng)
+        try:
+            self.check(arch)
+        except ArchitectureError:
+            return self.sample(rng)
+        return arch
+
     def supernet_cover(self) -> list[Architecture]:
         """Architectures whose graphs together hold every layer a supernet of this space needs (`nas.supernet`).
 
@@ -361,13 +376,6 @@ class SearchSpace(ABC):
                 return None
             return arch
 
-        def extreme(pick: int) -> Architecture:
-            values: dict[str, Value] = {}
-            for choice in self.choices():
-                if choice.is_active(values):
-                    values[choice.name] = choice.values[pick]
-            return valid(values) or self.sample(rng)
-
         def layers(arch: Architecture) -> dict[str, set]:
             out: dict[str, set] = {}
             for node in self.graph(arch).layers():
@@ -379,9 +387,10 @@ class SearchSpace(ABC):
             for values in itertools.product(*(c.values for c in chosen)):
                 yield {c.name: v for c, v in zip(chosen, values)}
 
-        largest = extreme(-1)
-        bases = [largest, extreme(0)] + [a for c in self.active_choices(largest) if not c.slot for v in c.values
-                                         if v != largest[c.name] and (a := valid({**largest, c.name: v}))]
+        largest = self.extreme(largest=True)
+        bases = [largest, self.extreme(largest=False)] + [
+            a for c in self.active_choices(largest) if not c.slot for v in c.values
+            if v != largest[c.name] and (a := valid({**largest, c.name: v}))]
         cover: dict[Architecture, None] = {}
         seen: set[tuple] = set()
         for base in bases:
