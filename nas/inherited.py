@@ -26,13 +26,15 @@ if TYPE_CHECKING:
 
 
 def save_supernet(path: str | Path, supernet: Supernet) -> None:
-    """The supernet's weights and what rebuilds it (space name and preset, sharing, data shape, classes)."""
+    """The supernet's weights and what rebuilds it (space name and preset, sharing, data shape, classes, LSQ+
+    bits when quantized)."""
     import torch
 
     tmp = Path(path).with_suffix(".tmp")
     torch.save({"space": supernet.space.name, "preset": supernet.space.preset,
                 "sharing": supernet.sharing, "data_shape": list(supernet.data_shape),
-                "num_classes": supernet.num_classes, "state": supernet.state_dict()}, tmp)
+                "num_classes": supernet.num_classes, "quantized_bits": supernet.quantized_bits,
+                "state": supernet.state_dict()}, tmp)
     tmp.replace(path)
 
 
@@ -51,6 +53,10 @@ def load_supernet(path: str | Path, space: SearchSpace, device: str | torch.devi
         raise NASError(f"supernet checkpoint {str(file)!r} was trained on space {saved['space']!r} preset "
                        f"{saved['preset']!r}, not {space.name!r} preset {preset!r}")
     supernet = Supernet(space, tuple(saved["data_shape"]), saved["num_classes"], sharing=saved["sharing"])
+    if saved.get("quantized_bits"):
+        from nas.lsq import quantize_supernet
+
+        quantize_supernet(supernet, saved["quantized_bits"])
     supernet.load_state_dict(saved["state"])
     return supernet.to(device)
 

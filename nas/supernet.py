@@ -87,6 +87,7 @@ class Supernet(nn.Module):
         self._stateless_keys: dict[Any, str] = {}
         self._nodes_of: dict[str, list[Node]] = {}  # store key -> the nodes that use it (from the cover)
         self._programs: OrderedDict[Hashable, Program] = OrderedDict()
+        self.quantized_bits = 0  # LSQ+ bits once `nas.lsq.quantize_supernet` wrapped its layers (0: float)
         graphs = [self.graph(arch) for arch in (space.supernet_cover() if cover is None else cover)]
         self._build_store([node for graph in graphs for node in self._stored_layers(graph)], kernel_transform)
 
@@ -182,6 +183,10 @@ class Supernet(nn.Module):
         else:
             self._programs.move_to_end(key)
         return program
+
+    def forget_programs(self) -> None:
+        """Drop the compiled programs (after the store's modules were replaced, e.g. by quantized ones)."""
+        self._programs.clear()
 
     def forward(self, x: torch.Tensor, arch: Mapping[str, Value]) -> torch.Tensor:
         arch = Architecture(arch)
