@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import logging
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -54,9 +55,12 @@ class _Batches:
 
 
 def quantize_onnx(fp32_path: str | Path, int8_path: str | Path, calibration: Iterable[np.ndarray],
-                  per_channel: bool = True, reduce_range: bool | None = None) -> Path:
+                  per_channel: bool = True, reduce_range: bool | None = None,
+                  overrides: Callable[[Any], dict[str, list[dict[str, Any]]]] | None = None) -> Path:
     """Write the statically quantized INT8 model of `fp32_path` to `int8_path`, calibrated on `calibration`
-    (input batches); `reduce_range` None: 7-bit weights exactly where the CPU lacks VNNI."""
+    (input batches); `reduce_range` None: 7-bit weights exactly where the CPU lacks VNNI. `overrides(model)`
+    gives ONNX Runtime's TensorQuantOverrides (fixed scales and zero points by tensor name) for the model as
+    pre-processed (BatchNorm folded), e.g. the scales a quantization-aware training learned (`nas.lsq_onnx`)."""
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -68,7 +72,9 @@ def quantize_onnx(fp32_path: str | Path, int8_path: str | Path, calibration: Ite
     with tempfile.TemporaryDirectory() as tmp:
         prepared = Path(tmp) / "prepared.onnx"
         quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
-        name = onnx.load(str(prepared), load_external_data=False).graph.input[0].name
+        model = onnx.load(str(prepared), load_external_data=False)
+        name = model.graph.input[0].name
+        extra = {"TensorQuantOverrides": overrides(model)} if overrides is not None else {}
         root = logging.getLogger()
         level = root.level
         root.setLevel(logging.ERROR)  # the quantizer warns on the root logger for every integer shape tensor
@@ -76,7 +82,7 @@ def quantize_onnx(fp32_path: str | Path, int8_path: str | Path, calibration: Ite
             quantize_static(str(prepared), str(out), _Batches(name, batches), quant_format=QuantFormat.QOperator,
                             activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=per_channel,
                             reduce_range=(not has_vnni()) if reduce_range is None else reduce_range,
-                            calibrate_method=CalibrationMethod.MinMax)
+                            calibrate_method=CalibrationMethod.MinMax, extra_options=extra)
         finally:
             root.setLevel(level)
     return out
