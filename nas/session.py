@@ -155,7 +155,7 @@ def _run_supernet(run: RunDir, space: SearchSpace, strategy: SupernetStrategy, e
     searched = run_search(run, plan.search, plan.evaluator, context, constraints, cost_models)
     if searched.best is None:
         raise NASError("the search over supernet ratings rated no architecture (all were infeasible)")
-    strategy.finish(supernet_context)
+    strategy.finish(supernet_context, searched.best)
     run.write_json("searched.json", {"arch": dict(searched.best.arch), "metrics": searched.best.metrics,
                                      "plots": plan.plots})
     if not settings.get("retrain", True):

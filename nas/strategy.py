@@ -270,8 +270,9 @@ class SupernetStrategy(ABC):
             data = data.subset(train=train_images, seed=self.seed)
         return folder, data
 
-    def finish(self, context: SupernetContext) -> None:
-        """Called once the search over the ratings is complete: drop checkpoints only that search needed."""
+    def finish(self, context: SupernetContext, best: Record | None = None) -> None:
+        """Called once the search over the ratings is complete, with the best-rated record: drop checkpoints
+        only that search needed, write what the strategy makes of the best architecture (QFA's INT8 models)."""
 
     @classmethod
     def describe(cls) -> str:

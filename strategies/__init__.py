@@ -8,6 +8,7 @@ from strategies import (  # noqa: F401
     gm_nas,
     local_search,
     optuna_sampler,
+    qfa,
     random_search,
     spaceevo,
     spos,

@@ -93,6 +93,7 @@ from nas.evaluate import Evaluation, Evaluator
 from nas.registry import register_strategy
 from nas.space import Architecture, NASError, Value
 from nas.strategy import (
+    Record,
     Seeded,
     Strategy,
     SupernetContext,
@@ -542,7 +543,7 @@ class BossNAS(SupernetStrategy):
         search, budget = self._searcher()
         return SupernetPlan(BossNASRating(self), search, budget, [self._plot_losses()])
 
-    def finish(self, context: SupernetContext) -> None:
+    def finish(self, context: SupernetContext, best: Record | None = None) -> None:
         """Delete the block snapshots once the search over ratings is recorded (a resumed run needs no more
         ratings), unless `keep_snapshots`; the state, rankings and plots stay."""
         if not self.config.keep_snapshots:

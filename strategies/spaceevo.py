@@ -22,7 +22,7 @@ Runs on a superspace preset of the `spaceevo` space (`--space spaceevo`, i.e. on
    (`search`, default `evolution`) over ratings, within the run's constraints; the best-rated architecture is
    then trained stand-alone by the session. Deviation: ratings come from the block-KD students (minus the sum
    of the six stages' NSR losses, each sub-stage's BatchNorm recalibrated) instead of SpaceEvo's
-   quantized-for-all supernet (sandwich rule, in-place distillation, then LSQ+; not built yet).
+   quantized-for-all supernet, which is strategy `qfa` (`strategies.qfa`), run on the found space.
 
 Files in the run's checkpoint folder (resumable): teacher.pt, students/*.pt, lut.json, layer_latency.json,
 spaceevo_search.json and the trajectory plot spaceevo_search.png.
@@ -249,7 +249,7 @@ class SpaceEvo(SupernetStrategy):
         if not isinstance(space, SpaceEvoSpace) or space.point is not None:
             raise NASError(f"strategy 'spaceevo' searches the spaces of a superspace: use --space spaceevo (onnxw) or "
                            f"spaceevo@mobilew, not {getattr(space, 'name', space)!r} preset "
-                           f"{getattr(space, 'preset', None)!r}")
+                           f"{getattr(space, 'preset', None)!r} (--strategy qfa searches INT8 subnets in one space)")
         cfg = make_config(context.budget or "quick", **{**self.options, **context.options})
         folder, data = self.folder_and_data(context, 0)
         proxy = Proxy(space, data, cfg, folder, self.seed, context.progress)
