@@ -1,0 +1,158 @@
+"""INT8 subnets of three spaces at one INT8 latency limit: SpaceEvo's quantized-for-all stage (`--strategy qfa`) on
+the space our quick SpaceEvo run found, on the released `spaceevo@vnni` and on MBConv's small space.
+
+For each space, on a clean clone of HEAD (refuses a dirty tree), runs
+
+    nas search --space SPACE --strategy qfa --dataset digits --no-retrain --latency-max MS \
+        --latency-precision int8 --run-dir RUNS/NAME [--option ...]
+
+(every proposal's INT8 latency measured end to end before it is rated; resumable: an interrupted run is resumed
+by the same command), then writes `benchmarks/qfa.md` and `benchmarks/qfa.png` (each rated architecture's INT8
+rating against its measured INT8 latency, the limit as a line): the best rating, and the chosen subnet's
+accuracy in FP32, LSQ+ fake-quantized, LSQ+ INT8 in ONNX Runtime and post-training INT8 in ONNX Runtime, and its
+FP32 and INT8 latency (batch 1, one thread).
+
+    python scripts/bench_qfa.py --runs runs/bench_qfa            # run what is missing, then report
+    python scripts/bench_qfa.py --runs runs/bench_qfa --report-only --commit C
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+SPACES = {  # name -> --space
+    "found": "spaceevo@onnxw-152250-010103+r32",  # benchmarks/spaceevo.md's space, at 32 px
+    "vnni": "spaceevo@vnni+r32",
+    "mbconv": "mbconv@small",
+}
+LATENCY_MAX_MS = 1.2
+OPTIONS: list[str] = []  # the quick preset as it is
+
+
+def git(*args: str, cwd: Path = ROOT) -> str:
+    return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=True).stdout.strip()
+
+
+def command(name: str, run_dir: Path) -> list[str]:
+    return ["search", "--space", SPACES[name], "--strategy", "qfa", "--dataset", "digits", "--no-retrain",
+            "--no-progress", "--latency-max", str(LATENCY_MAX_MS), "--latency-precision", "int8",
+            "--run-dir", str(run_dir), *[x for o in OPTIONS for x in ("--option", o)]]
+
+
+def run_missing(runs: Path) -> str:
+    """Run (or resume) every space's search from a clean clone of HEAD; the commit."""
+    if git("status", "--porcelain", "--untracked-files=no"):
+        sys.exit("commit first: figures must come from committed code")
+    clone = Path(tempfile.mkdtemp()) / "clone"
+    subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)
+    commit = git("rev-parse", "HEAD", cwd=clone)
+    for name in SPACES:
+        run_dir = (runs / name).resolve()
+        if (run_dir / "checkpoints" / "qfa_int8.json").exists():
+            continue
+        if (run_dir / "config.json").exists():
+            args = ["search", "--resume", str(run_dir), "--no-progress"]
+        else:
+            args = command(name, run_dir)
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "nas", *args], cwd=clone, check=True)
+        (run_dir / "bench_seconds.txt").write_text(f"{time.perf_counter() - start:.0f}\n")
+    return commit
+
+
+def plot(runs: Path, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name in SPACES:
+        history = runs / name / "history.jsonl"
+        if not history.exists():
+            continue
+        rated = [r["metrics"] for r in map(json.loads, history.read_text().splitlines()) if r.get("metrics")]
+        ax.scatter([m["latency"] for m in rated], [m["rating"] for m in rated], s=14, label=f"{name} ({SPACES[name]})")
+    ax.axvline(LATENCY_MAX_MS, color="grey", linestyle="--", linewidth=1)
+    ax.set_xlabel("INT8 latency, ms (ONNX Runtime, batch 1, 1 thread, measured)")
+    ax.set_ylabel("INT8 rating: fake-quantized top-1 (%)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def report(runs: Path, commit: str) -> str:
+    from nas.timing import cpu_model
+    from strategies.qfa import make_config
+
+    cfg = make_config("quick", **{o.split("=")[0]: json.loads(o.split("=")[1]) for o in OPTIONS})
+    rows = []
+    for name, space in SPACES.items():
+        file = runs / name / "checkpoints" / "qfa_int8.json"
+        if not file.exists():
+            rows.append(f"| {name} | `{space}` | not run | | | | | | | |")
+            continue
+        r = json.loads(file.read_text())
+        rated = [x["metrics"] for x in map(json.loads, (runs / name / "history.jsonl").read_text().splitlines())
+                 if x.get("metrics")]
+        timed = runs / name / "bench_seconds.txt"
+        minutes = f"{int(timed.read_text()) / 60:.1f}" if timed.exists() else "?"
+        rows.append(
+            f"| {name} | `{space}` | {max(m['rating'] for m in rated):.1f} ({len(rated)}) | "
+            f"{r['accuracy_fp32_ort']:.1f} | {r['accuracy_lsq_fake_quant_torch']:.1f} | "
+            f"{r['accuracy_lsq_int8_ort']:.1f} | {r['accuracy_ptq_int8_ort']:.1f} | "
+            f"{r['latency_fp32_ms']:.2f} / {r['latency_lsq_int8_ms']:.2f} ({r['speedup_lsq_int8']:.2f}x) | "
+            f"{r['lsq_export']['matched']}/{r['lsq_export']['lsq_layers']} "
+            f"({r['lsq_export']['shared_input_conflicts']}) | {minutes} |")
+    config = json.loads((runs / next(iter(SPACES)) / "config.json").read_text())
+    lines = [
+        "# QFA: INT8 subnets of three spaces at one INT8 latency limit", "",
+        f"Command per space: `nas {' '.join(command('NAME', Path('RUNS/NAME')))}` with `--space` from the table "
+        f"(`python scripts/bench_qfa.py --runs RUNS`), at commit {commit[:7]}, {time.strftime('%Y-%m-%d')}, on "
+        f"{cpu_model()} ({platform.machine()}, 2 cores, no GPU), torch {config.get('versions', {}).get('torch', '')}.",
+        "",
+        f"Quick preset{' with ' + ', '.join(OPTIONS) if OPTIONS else ''}: {cfg.epochs:g} FP32 sandwich epochs (largest, two random, smallest; "
+        f"in-place alpha-divergence distillation) and {cfg.qat_epochs:g} LSQ+ epoch on the digits' "
+        f"training split at 32 px, lr {cfg.lr:g}; ratings: fake-quantized INT8 top-1 on {cfg.val_images} "
+        f"validation images after BatchNorm recalibration on {cfg.bn_images} training images; genetic search of "
+        f"{cfg.search_budget} ratings, every proposal's INT8 latency measured and kept within "
+        f"{LATENCY_MAX_MS:g} ms. The chosen subnet (inherited weights, no retraining) is exported three ways and "
+        "scored on the whole validation split (359 images).",
+        "",
+        "| space | `--space` | best INT8 rating (ratings) | FP32 (ORT) | LSQ+ fake-quant (torch) | LSQ+ INT8 (ORT) "
+        "| PTQ INT8 (ORT) | FP32 / INT8 ms (speed-up) | LSQ+ layers matched (shared-input conflicts) | minutes |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+        *rows, "",
+        "![ratings against INT8 latency](qfa.png)", "",
+        "PTQ INT8: the same subnet of the FP32 supernet (before LSQ+), quantized by ONNX Runtime's static "
+        "quantization (min-max, per-channel weights). LSQ+ INT8: the LSQ+ subnet exported with its learned scales "
+        "(`nas.lsq_onnx`; the conflicts are tensors two convolutions read with different learned scales, where "
+        "the first reader's is kept).",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", default="runs/bench_qfa", help="folder of the three runs")
+    parser.add_argument("--report-only", action="store_true", help="report on the runs as they are")
+    parser.add_argument("--commit", default="", help="the commit the runs were made at (with --report-only)")
+    args = parser.parse_args()
+    runs = Path(args.runs)
+    commit = (args.commit or "unknown") if args.report_only else run_missing(runs)
+    plot(runs, ROOT / "benchmarks" / "qfa.png")
+    (ROOT / "benchmarks" / "qfa.md").write_text(report(runs, commit))
+    print((ROOT / "benchmarks" / "qfa.md").read_text())
+
+
+if __name__ == "__main__":
+    main()
