@@ -370,14 +370,14 @@ class SpaceEvoSpace(SearchSpace):
         (`onnxw-151122-023231`; layer choices `k`, `w`, `e` with the block's own values); `+rR1,R2..` at the
         end replaces the input resolutions."""
         self.preset = preset or self.default_preset
-        base, _, resolutions = self.preset.partition("+r")
+        base, suffix, resolutions = self.preset.partition("+r")
         if base in SUPERSPACES:
             self.point: SpacePoint | None = None
             self.superspace = SUPERSPACES[base]
         else:
             self.point = SpacePoint.parse(NAMED_SPACES.get(base, base))
             self.superspace = SUPERSPACES[self.point.superspace]
-        self.resolutions = _resolutions(resolutions, self.preset) if resolutions else self.superspace.resolutions
+        self.resolutions = _resolutions(resolutions, self.preset) if suffix else self.superspace.resolutions
 
     def describe(self) -> str:
         if self.point is None:

@@ -65,6 +65,19 @@ def test_bad_space_names_are_one_line_errors(bad: str) -> None:
     assert "\n" not in str(err.value) and bad in str(err.value)
 
 
+def test_a_resolution_suffix_changes_only_the_input() -> None:
+    small, published = registry.make_space("spaceevo@vnni+r48,32"), registry.make_space("spaceevo@vnni")
+    assert small.resolutions == (32, 48) and small.choice_map()["resolution"].values == (32, 48)
+    assert [c for c in small.choices() if c.name != "resolution"] == \
+        [c for c in published.choices() if c.name != "resolution"]
+    a0, published_a0 = small.reference_archs()["SEQnet@vnni-A0"], published.reference_archs()["SEQnet@vnni-A0"]
+    assert a0["resolution"] == 48 and a0.replace(resolution=published_a0["resolution"]) == published_a0
+    assert small.graph(a0).input_shape == (3, 48, 48)
+    for bad in ("vnni+r", "vnni+r8", "vnni+r32;64"):
+        with pytest.raises(NASError, match="integers 16..1024"):
+            SpaceEvoSpace(bad)
+
+
 def test_space_name_and_preset_must_agree() -> None:
     with pytest.raises(NASError, match="names preset 'vnni' but --preset is 'pixel4'"):
         registry.make_space("spaceevo@vnni", "pixel4")
