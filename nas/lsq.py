@@ -179,6 +179,8 @@ def quantized_subnet(supernet: Supernet, arch: Mapping[str, Value]) -> nn.Module
     """The stand-alone LSQ+ model of `arch` with its weights and quantizers from a `quantize_supernet` supernet."""
     from nas.build import build_module
 
-    model = prepare_lsq(build_module(supernet.graph(arch)))
+    if not supernet.quantized_bits:
+        raise NASError("quantized_subnet needs a supernet with LSQ+ quantizers (nas.lsq.quantize_supernet)")
+    model = prepare_lsq(build_module(supernet.graph(arch)), supernet.quantized_bits)
     model.load_state_dict(supernet.subnet_state_dict(arch))
     return model

@@ -118,8 +118,7 @@ class Overrides:
             params = {"scale": np.array(input_scale, np.float32), "zero_point": np.array(zero, np.uint8)}
             tensor = node.input[0]
             # ONNX Runtime drops a ReLU / Clip into the layer before it, quantizing that layer's output instead
-            tensors = [tensor] + [producer[tensor].input[0] for _ in [0] if tensor in producer]
-            for name in tensors:
+            for name in [tensor] + ([producer[tensor].input[0]] if tensor in producer else []):
                 if name in out:
                     self.report.conflicts += int(out[name][0]["scale"] != params["scale"])
                 else:

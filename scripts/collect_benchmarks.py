@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-ORDER = ["flagship.md", "supernet_step.md", "latency.md", "int8_speedup.md", "hw_search.md", "spaceevo.md",
+ORDER = ["flagship.md", "supernet_step.md", "latency.md", "int8_speedup.md", "hw_search.md", "spaceevo.md", "qfa.md",
          "strategies.md", "bananas.md",
          "predictors.md", "bossnas_rating.md", "bossnas_rating_hytra16.md", "bossnas_rating_mbconv16.md",
          "bossnas_rating_32px_quick.md", "bossnas_rating_32px.md", "spos_rating_32px.md",
