@@ -248,6 +248,32 @@ class TrainProgress:
     epoch_losses: list[float] = field(default_factory=list)  # mean micro-batch loss of each finished epoch
 
 
+class EpochCheckpoint:
+    """A supernet's training at its last finished epoch, in one file: the weights, the optimizer state and the
+    `TrainProgress`, written atomically at every epoch end (`save`, for `Trainer.fit`'s `on_epoch_end`), so a
+    killed `fit` continues exactly from `load` (SPOS, GM-NAS, QFA)."""
+
+    def __init__(self, path: str | os.PathLike[str], module: nn.Module) -> None:
+        from pathlib import Path
+
+        self.path, self.module = Path(path), module
+
+    def load(self, device: torch.device | str = "cpu") -> tuple[TrainProgress, dict | None]:
+        """The progress and optimizer state to resume from (the weights are loaded into the module); a fresh
+        start when there is no file."""
+        if not self.path.exists():
+            return TrainProgress(), None
+        saved = torch.load(self.path, map_location=device, weights_only=True)
+        self.module.load_state_dict(saved["supernet"])
+        return TrainProgress(*saved["progress"]), saved["optimizer"]
+
+    def save(self, progress: TrainProgress, optimizer: torch.optim.Optimizer) -> None:
+        tmp = self.path.with_suffix(".tmp")
+        torch.save({"supernet": self.module.state_dict(), "optimizer": optimizer.state_dict(),
+                    "progress": [progress.step, progress.epoch, progress.epoch_losses]}, tmp)
+        tmp.replace(self.path)
+
+
 class Trainer:
     """The training loop (module docstring); `config` gives batch size, optimizer, schedule, augmentation."""
 

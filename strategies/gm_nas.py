@@ -238,7 +238,7 @@ class GMNAS(SupernetStrategy):
         end), resumable at epoch ends from `state_file` (which a child starts from as its parent left it)."""
         import torch
 
-        from nas.train import CrossEntropy, TrainConfig, Trainer, TrainProgress, resize_inputs, supervised_step
+        from nas.train import CrossEntropy, EpochCheckpoint, TrainConfig, Trainer, resize_inputs, supervised_step
 
         epochs = cfg.epochs - cfg.splits[-1] if fresh else cfg.epochs
         config = TrainConfig(epochs=epochs, batch_size=cfg.batch_size, lr=cfg.lr, momentum=cfg.momentum,
@@ -248,11 +248,8 @@ class GMNAS(SupernetStrategy):
         device = trainer.runtime.device
         x, y = self._inputs(supernet, space, data)
         x, y = x.to(device), y.to(device)
-        state, optimizer_state = TrainProgress(), None
-        if state_file.exists():
-            saved = torch.load(state_file, map_location=device, weights_only=True)
-            supernet.load_state_dict(saved["supernet"])
-            state, optimizer_state = TrainProgress(*saved["progress"]), saved["optimizer"]
+        checkpoint = EpochCheckpoint(state_file, supernet)
+        state, optimizer_state = checkpoint.load(device)
         if state.epoch >= (stop or epochs):
             return
         rngs: dict[int, random.Random] = {}
@@ -262,15 +259,9 @@ class GMNAS(SupernetStrategy):
             arch = space.sample(rng)
             return supernet(resize_inputs(batch.x, supernet.arch_input_shape(arch)), arch)
 
-        def on_epoch_end(progress: TrainProgress, optimizer: torch.optim.Optimizer, last: bool) -> None:
-            tmp = state_file.with_suffix(".tmp")
-            torch.save({"supernet": supernet.state_dict(), "optimizer": optimizer.state_dict(),
-                        "progress": [progress.step, progress.epoch, progress.epoch_losses]}, tmp)
-            tmp.replace(state_file)
-
         trainer.fit(supervised_step(forward, CrossEntropy(cfg.label_smoothing)), [supernet], x, y,
                     augment=config.augment_mode(data.name), state=state, optimizer_state=optimizer_state,
-                    on_epoch_end=on_epoch_end, stop_epoch=stop,
+                    on_epoch_end=lambda progress, optimizer, _: checkpoint.save(progress, optimizer), stop_epoch=stop,
                     epoch_generator=lambda e: torch.Generator().manual_seed(hash_seed(self.seed, node_id, e)))
 
     @staticmethod

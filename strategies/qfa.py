@@ -120,7 +120,6 @@ def alpha_divergence(student: Any, teacher: Any, alpha: float, iw_clip: float) -
     `iw_clip`. Computed from log-probabilities (log t = log p - log q, kept above -50; q t = p at alpha 1), so a
     class whose probability underflows gives a finite loss (ours; the official code divides the probabilities,
     which gives NaN once a student's logits spread by about 100)."""
-    import torch
     import torch.nn.functional as F
 
     log_q = F.log_softmax(student.float(), 1)
@@ -195,7 +194,7 @@ class QFA(SupernetStrategy):
         epoch ends from `folder/qfa_<phase>_state.pt`."""
         import torch
 
-        from nas.train import TrainConfig, Trainer, TrainProgress, resize_inputs
+        from nas.train import EpochCheckpoint, TrainConfig, Trainer, TrainProgress, resize_inputs
 
         qat = phase == "lsq"
         config = TrainConfig(epochs=cfg.qat_epochs if qat else cfg.epochs, batch_size=cfg.batch_size,
@@ -229,18 +228,11 @@ class QFA(SupernetStrategy):
             torch.nn.utils.clip_grad_value_(params, cfg.grad_clip_value)
             return total / cfg.subnets_per_step
 
-        state_file = folder / f"qfa_{phase}_state.pt"
-        state, optimizer_state = TrainProgress(), None
-        if state_file.exists():
-            saved = torch.load(state_file, map_location=device, weights_only=True)
-            supernet.load_state_dict(saved["supernet"])
-            state, optimizer_state = TrainProgress(*saved["progress"]), saved["optimizer"]
+        checkpoint = EpochCheckpoint(folder / f"qfa_{phase}_state.pt", supernet)
+        state, optimizer_state = checkpoint.load(device)
 
         def on_epoch_end(progress: TrainProgress, optimizer: torch.optim.Optimizer, last: bool) -> None:
-            tmp = state_file.with_suffix(".tmp")
-            torch.save({"supernet": supernet.state_dict(), "optimizer": optimizer.state_dict(),
-                        "progress": [progress.step, progress.epoch, progress.epoch_losses]}, tmp)
-            tmp.replace(state_file)
+            checkpoint.save(progress, optimizer)
             if last:
                 _plot_losses(folder, phase, progress.epoch_losses)
 
@@ -248,7 +240,7 @@ class QFA(SupernetStrategy):
             x = resize_inputs(x, supernet.arch_input_shape(largest))  # one resolution: resize once
         trainer.fit(step, [supernet], x, y, augment=config.augment_mode(data.name), state=state,
                     optimizer_state=optimizer_state, on_epoch_end=on_epoch_end)
-        state_file.unlink(missing_ok=True)
+        checkpoint.path.unlink(missing_ok=True)
 
     def finish(self, context: SupernetContext, best: Record | None = None) -> None:
         """The best architecture's INT8 models and their accuracy and latency (module docstring, step 4)."""

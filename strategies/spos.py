@@ -110,7 +110,15 @@ class SPOS(SupernetStrategy):
         """Uniform single-path training, resumable at epoch ends from `folder/spos_state.pt`."""
         import torch
 
-        from nas.train import CrossEntropy, TrainConfig, Trainer, TrainProgress, resize_inputs, supervised_step
+        from nas.train import (
+            CrossEntropy,
+            EpochCheckpoint,
+            TrainConfig,
+            Trainer,
+            TrainProgress,
+            resize_inputs,
+            supervised_step,
+        )
 
         config = TrainConfig(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, momentum=cfg.momentum,
                              weight_decay=cfg.weight_decay, warmup_epochs=cfg.warmup_epochs,
@@ -128,18 +136,11 @@ class SPOS(SupernetStrategy):
             arch = space.sample(rng)
             return supernet(resize_inputs(batch.x, supernet.arch_input_shape(arch)), arch)
 
-        state_file = folder / STATE_FILE
-        state, optimizer_state = TrainProgress(), None
-        if state_file.exists():
-            saved = torch.load(state_file, map_location=device, weights_only=True)
-            supernet.load_state_dict(saved["supernet"])
-            state, optimizer_state = TrainProgress(*saved["progress"]), saved["optimizer"]
+        checkpoint = EpochCheckpoint(folder / STATE_FILE, supernet)
+        state, optimizer_state = checkpoint.load(device)
 
         def on_epoch_end(progress: TrainProgress, optimizer: torch.optim.Optimizer, last: bool) -> None:
-            tmp = state_file.with_suffix(".tmp")
-            torch.save({"supernet": supernet.state_dict(), "optimizer": optimizer.state_dict(),
-                        "progress": [progress.step, progress.epoch, progress.epoch_losses]}, tmp)
-            tmp.replace(state_file)
+            checkpoint.save(progress, optimizer)
             if last:
                 plot_losses(progress.epoch_losses, folder / "spos_training.png")
 
