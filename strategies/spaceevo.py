@@ -27,11 +27,12 @@ Runs on a superspace preset of the `spaceevo` space (`--space spaceevo`, i.e. on
 Files in the run's checkpoint folder (resumable): teacher.pt, students/*.pt, lut.json, layer_latency.json,
 spaceevo_search.json and the trajectory plot spaceevo_search.png.
 
-Budget presets (`SpaceEvoConfig`): `paper` as published where the paper says (5 student epochs, 1,000 rows per
-(stage, block, window), 100,000 samples per space, population 500, sample size 125, 5,000 points, t 0.1, a
-0.01, every layer's latency measured at 160, 192 and 224 px, the proxy at 224 px: the official block-KD runs at
-160-224); `quick` keeps a run in minutes on this CPU (a 64 px proxy, half an epoch of 1,024 images per
-student, 6 rows, a latency forest on 150 measured layers, 200 points).
+Budget presets (`SpaceEvoConfig`): `paper` as published where the paper says (5 FP32 and 1 LSQ+ student
+epochs, 1,000 rows per (stage, block, window), 100,000 samples per space, population 500, sample size 125,
+5,000 points, t 0.1, a 0.01, every layer's latency measured at 160, 192 and 224 px, the proxy at 224 px: the
+official block-KD runs at 160-224); `quick` keeps a run in minutes on this CPU (a 64 px proxy, half an FP32
+and a quarter of an LSQ+ epoch of 1,024 images per student, 6 rows, a latency forest on 150 measured layers,
+200 points).
 """
 from __future__ import annotations
 
@@ -70,6 +71,7 @@ class SpaceEvoConfig:
     eval_images: int = 1000  # held-out images whose teacher features score sub-stages (NSR)
     bn_images: int = 1000  # training images whose features re-estimate a sub-stage's BatchNorm statistics
     student_epochs: float = 5.0
+    student_lsq_epochs: float = 1.0  # LSQ+ epochs after the FP32 ones (0: FP32 students)
     batch_size: int = 64
     nsr_variance_of: str = "teacher"
     lut_samples: int = 1000
@@ -102,10 +104,12 @@ PAPER = SpaceEvoConfig()
 PRESETS: dict[str, SpaceEvoConfig] = {
     "paper": PAPER,
     "standard": dataclasses.replace(PAPER, resolution=128, teacher_epochs=20.0,
-                                    kd_images=10000, student_epochs=2.0, lut_samples=100, latency_layers=1000,
+                                    kd_images=10000, student_epochs=2.0, student_lsq_epochs=0.5, lut_samples=100,
+                                    latency_layers=1000,
                                     latency_rounds=2, population=200, sample_size=50, cycles=2000, search_budget=200),
     "quick": dataclasses.replace(PAPER, resolution=64, teacher_epochs=4.0, kd_images=1024,
-                                 eval_images=64, bn_images=64, student_epochs=0.5, lut_samples=6, latency_layers=150,
+                                 eval_images=64, bn_images=64, student_epochs=0.5, student_lsq_epochs=0.25,
+                                 lut_samples=6, latency_layers=150,
                                  calibration_models=8,
                                  latency_rounds=1, samples_per_space=20_000, population=40, sample_size=10,
                                  cycles=200, search_budget=16,
@@ -310,15 +314,17 @@ class Proxy:
         import torch
         from tqdm.auto import tqdm
 
+        from nas.lsq import quantize_supernet
         from nas.supernet import Supernet
-        from strategies.spaceevo_proxy import StageSpace, train_student
+        from strategies.spaceevo_proxy import StageSpace, student_steps, train_student
 
         folder = self.folder / "students"
         folder.mkdir(exist_ok=True)
         out = {}
         sup = self.superspace
         jobs = [(i, b) for i in range(1, len(sup.searchable) + 1) for b in range(len(sup.blocks))]
-        per_student = max(1, math.ceil(self.cfg.student_epochs * len(self.train_features[0]) / self.cfg.batch_size))
+        per_student = sum(student_steps(epochs, len(self.train_features[0]), self.cfg.batch_size)
+                          for epochs in (self.cfg.student_epochs, self.cfg.student_lsq_epochs))
         with tqdm(total=len(jobs) * per_student, desc="block-KD students", disable=not self.progress) as bar:
             for i, b in jobs:
                 x, y = self.train_features[i - 1], self.train_features[i]
@@ -326,11 +332,14 @@ class Proxy:
                 path = folder / f"stage{i}_{self.superspace.blocks[b].name}.pt"
                 if path.exists():
                     net = Supernet(space, space.default_input, 1)
+                    if self.cfg.student_lsq_epochs > 0:
+                        quantize_supernet(net)
                     net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
                     bar.update(per_student)
                 else:
                     net = train_student(space, x, y, self.cfg.student_epochs, self.cfg.batch_size,
-                                        self.seed + 1000 * i + b, self.cfg.nsr_variance_of, lambda: bar.update(1))
+                                        self.seed + 1000 * i + b, self.cfg.nsr_variance_of, lambda: bar.update(1),
+                                        self.cfg.student_lsq_epochs)
                     torch.save(net.state_dict(), path.with_suffix(".tmp"))
                     path.with_suffix(".tmp").replace(path)
                 out[(i, b)] = net.eval()

@@ -11,8 +11,10 @@ latency of layers on this CPU.
   weights, `nas.supernet`), a 1x1 output projection to the teacher's stage-i channels. Trained as the official
   code: Adam, the per-stage learning rates 0.005, 0.01, 0.01, 0.01, 0.01, 0.005, weight decay 1e-4, gradient
   values clipped at 1, each step the largest, the smallest and two random sub-stages (sandwich rule), NSR against
-  the teacher's output. Deviations: a cosine schedule over all steps; no LSQ+ epoch after the FP32 ones (the
-  students are FP32); BatchNorm statistics recalibrated per sampled sub-stage before its loss is read.
+  the teacher's output; then `student_lsq_epochs` with LSQ+ quantizers (`nas.lsq`: 8-bit weights and inputs of
+  every convolution, learned scales), trained the same way, so the lookup's losses are those of INT8 sub-stages
+  (the official code: 5 FP32 epochs, then 1 LSQ+ epoch). Deviations: a cosine schedule over each run's steps;
+  BatchNorm statistics recalibrated per sampled sub-stage before its loss is read.
 - Lookup rows: per (stage, block type, window), sampled sub-stages with the input width drawn from the previous
   stage's list, depth, kernels and expand ratios uniformly and widths from the window (as the official sampler);
   loss = NSR on held-out images; latency = the sum of the layers' INT8 latency at each deployment resolution
@@ -201,14 +203,26 @@ class StageSpace(SearchSpace):
 
 
 def train_student(space: StageSpace, x: torch.Tensor, y: torch.Tensor, epochs: float, batch_size: int,
-                  seed: int, variance_of: str = "teacher", progress: Callable[[], None] | None = None) -> Any:
-    """An elastic supernet of `space` distilled to map teacher features `x` to `y` (see the module docstring)."""
+                  seed: int, variance_of: str = "teacher", progress: Callable[[], None] | None = None,
+                  lsq_epochs: float = 0.0) -> Any:
+    """An elastic supernet of `space` distilled to map teacher features `x` to `y` for `epochs`, then with LSQ+
+    quantizers (`nas.lsq.quantize_supernet`) for `lsq_epochs` more (see the module docstring)."""
+    from nas.lsq import quantize_supernet
     from nas.supernet import Supernet
 
     torch.manual_seed(seed)
     net = Supernet(space, space.default_input, 1)
+    _distil(net, space, x, y, epochs, batch_size, seed, variance_of, progress)
+    if lsq_epochs > 0:
+        _distil(quantize_supernet(net), space, x, y, lsq_epochs, batch_size, seed + 1, variance_of, progress)
+    return net.eval()
+
+
+def _distil(net: Any, space: StageSpace, x: torch.Tensor, y: torch.Tensor, epochs: float, batch_size: int,
+            seed: int, variance_of: str, progress: Callable[[], None] | None) -> None:
+    """One training run of a student (its own Adam and cosine schedule, as each of the official scripts)."""
     optimizer = torch.optim.Adam(net.parameters(), lr=STAGE_LR[space.index - 1], weight_decay=1e-4, foreach=True)
-    steps = max(1, math.ceil(epochs * len(x) / batch_size))
+    steps = student_steps(epochs, len(x), batch_size)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)
     rng, generator = random.Random(seed), torch.Generator().manual_seed(seed)
     order = torch.randperm(len(x), generator=generator)
@@ -227,16 +241,22 @@ def train_student(space: StageSpace, x: torch.Tensor, y: torch.Tensor, epochs: f
         schedule.step()
         if progress is not None:
             progress()
-    return net.eval()
+
+
+def student_steps(epochs: float, images: int, batch_size: int) -> int:
+    """Optimizer steps of one student training run (none for 0 epochs, else at least one)."""
+    return max(1, math.ceil(epochs * images / batch_size)) if epochs > 0 else 0
 
 
 @torch.no_grad()
 def sub_stage_loss(net: Any, arch: Architecture, x_bn: torch.Tensor, x: torch.Tensor, y: torch.Tensor,
                    variance_of: str = "teacher") -> float:
-    """NSR of sub-stage `arch` on held-out features, after its BatchNorm statistics are re-estimated on `x_bn`."""
+    """NSR of sub-stage `arch` (fake-quantized when the student has LSQ+ quantizers) on held-out features, after
+    its BatchNorm statistics are re-estimated on `x_bn`."""
+    from nas.lsq import quantized_subnet
     from nas.train import recalibrate_batchnorm
 
-    model = net.subnet(arch)
+    model = quantized_subnet(net, arch) if net.quantized_bits else net.subnet(arch)
     recalibrate_batchnorm(model, x_bn, 64, math.ceil(len(x_bn) / 64), torch.Generator().manual_seed(0))
     return float(nsr_loss(model.eval()(x), y, variance_of))
 

@@ -92,6 +92,32 @@ def test_student_stage_supernet_runs_its_sub_stages_as_stand_alone_modules() -> 
             assert tuple(out.shape) == (2, 40, 4, 4)
 
 
+def test_a_student_with_an_lsq_epoch_is_quantized_and_rates_int8_sub_stages() -> None:
+    """The LSQ+ epoch after the FP32 ones: every convolution of the student gets learned quantizers that
+    training initialises, and a sub-stage's loss is read from its fake-quantized stand-alone model."""
+    import torch
+
+    from nas.lsq import ElasticLSQ, quantized_subnet
+    from nas.train import recalibrate_batchnorm
+    from strategies.spaceevo_proxy import StageSpace, nsr_loss, sub_stage_loss, train_student
+
+    sup = SUPERSPACES["onnxw"]
+    space = StageSpace(sup, 2, sup.blocks[1], (24, 8, 8), 40)
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(32, 24, 8, 8, generator=g), torch.randn(32, 40, 4, 4, generator=g)
+    steps: list[int] = []
+    net = train_student(space, x, y, 0.5, 16, seed=0, progress=lambda: steps.append(1), lsq_epochs=0.5)
+    quantizers = [m for m in net.weights.values() if isinstance(m, ElasticLSQ)]
+    assert net.quantized_bits == 8 and quantizers and all(bool(m.initialised) for m in quantizers)
+    assert len(steps) == 2  # one FP32 step and one LSQ+ step of 16 of the 32 images
+    arch = space.sample_in_window((56, 64), random.Random(0))
+    loss = sub_stage_loss(net, arch, x[:16], x[16:], y[16:])
+    model = quantized_subnet(net, arch)
+    recalibrate_batchnorm(model, x[:16], 64, 1, torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert loss == pytest.approx(float(nsr_loss(model.eval()(x[16:]), y[16:])), rel=1e-5)
+
+
 def test_layer_latency_predicts_unmeasured_layers_from_measured_ones(tmp_path: Path) -> None:
     from strategies.spaceevo_proxy import LayerLatency, LayerSpec
 
