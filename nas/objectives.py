@@ -54,10 +54,11 @@ def parse_objectives(text: str | Sequence[str]) -> list[Objective]:
 
 @dataclass(frozen=True)
 class Constraint:
-    """metric <= limit (only upper bounds are needed for cost metrics)."""
+    """metric <= limit; metric >= limit when `lower` (a strategy's own floor, e.g. SpaceEvo's latency window)."""
 
     metric: str
     limit: float
+    lower: bool = False
 
     @classmethod
     def parse(cls, text: str) -> Constraint:
@@ -72,7 +73,8 @@ class Constraint:
         return cls(metric.strip(), value)
 
     def satisfied(self, metrics: Mapping[str, float]) -> bool:
-        return float(metrics[self.metric]) <= self.limit
+        value = float(metrics[self.metric])
+        return value >= self.limit if self.lower else value <= self.limit
 
 
 def dominates(a: Sequence[float], b: Sequence[float]) -> bool:

@@ -144,7 +144,7 @@ def _run_supernet(run: RunDir, space: SearchSpace, strategy: SupernetStrategy, e
                                        run.checkpoint_dir, progress, settings.get("options", {}), list(constraints))
     plan = strategy.prepare(supernet_context)
     rating = rating_objectives(objectives)
-    cost_models = plan_costs(rating, constraints, plan.evaluator, space, settings)
+    cost_models = plan_costs(rating, [*constraints, *plan.constraints], plan.evaluator, space, settings)
     run.write_json("evaluator.json", {**evaluator.describe(), "rating": plan.evaluator.describe(),
                                       "input_shape": list(data.sample_shape), "num_classes": data.num_classes,
                                       "preprocessing": _preprocessing_json(data),
@@ -152,7 +152,8 @@ def _run_supernet(run: RunDir, space: SearchSpace, strategy: SupernetStrategy, e
     context = StrategyContext(space, rating, settings["seed"], plan.budget, data.sample_shape, data.num_classes, data,
                               settings.get("train", {}).get("device", "auto"), run.path, run.checkpoint_dir, None,
                               progress)
-    searched = run_search(run, plan.search, plan.evaluator, context, constraints, cost_models)
+    searched = run_search(run, plan.search, plan.evaluator, context, [*constraints, *plan.constraints],
+                          cost_models)
     if searched.best is None:
         raise NASError("the search over supernet ratings rated no architecture (all were infeasible)")
     strategy.finish(supernet_context, searched.best)

@@ -213,12 +213,14 @@ class SupernetContext:
 class SupernetPlan:
     """A trained supernet strategy's search: `evaluator` rates architectures with the supernet (metric
     `rating`), `search` is the ask/tell strategy over those ratings, run by the ordinary search loop for
-    `budget` ratings; `plots` are files the training wrote."""
+    `budget` ratings within the run's constraints and the strategy's own `constraints` (on the same metrics);
+    `plots` are files the training wrote."""
 
     evaluator: Any  # nas.evaluate.Evaluator
     search: Strategy
     budget: int
     plots: list[str] = field(default_factory=list)
+    constraints: list[Constraint] = field(default_factory=list)  # the strategy's own, beside the run's
 
 
 def rating_objectives(objectives: Sequence[Objective]) -> list[Objective]:

@@ -512,7 +512,7 @@ def run_supernet_strategy(name: str, folder: Path, seed: int = 0, options: Mappi
     evaluator = plan.evaluator if dying_after is None else Dying(plan.evaluator, dying_after)
     run_search(run, plan.search, evaluator, StrategyContext(space, objectives, seed, plan.budget, data.sample_shape,
                                                             data.num_classes, data, run_dir=run.path, progress=False),
-               constraints, cost_models)
+               [*constraints, *plan.constraints], cost_models)
     history = [(r.arch, {k: v for k, v in r.metrics.items() if not k.endswith("seconds")} if r.metrics else None)
                for r in run.history()]
     supernet = getattr(plan.evaluator, "supernet", None)

@@ -14,8 +14,10 @@ any space's supernet with the space's own weight sharing (elastic, as SpaceEvo's
    lr / 10 with `qat_warmup_epochs` of warm-up.
 3. Architectures are rated by their fake-quantized INT8 top-1 with inherited weights after BatchNorm
    recalibration (`nas.inherited`) and searched by an evolutionary search (`search`, default SPOS's genetic
-   search; SpaceEvo: population 512, 128 mutations and 128 crossovers, 20 generations) within the run's
-   constraints, e.g. `--latency-max MS --latency-precision int8` from a latency table or measured.
+   search; SpaceEvo: population 512, the best 256 as parents, 128 mutations with probability 0.3 and 128
+   crossovers, 20 generations) within the run's constraints, e.g. `--latency-max MS --latency-precision int8`
+   from a latency table or measured, and, as SpaceEvo, above C - `latency_window` ms (paper: 5 ms, the
+   official default; off in `quick` and `standard`, whose limits are fractions of a millisecond on a CPU).
 4. `finish` writes the best architecture's INT8 model: its LSQ+ subnet exported to ONNX Runtime with the
    learned scales (`nas.lsq_onnx`), beside the same subnet of the FP32 supernet quantized after training
    (ONNX Runtime's static quantization, min-max), with accuracy and latency of each, to `qfa_int8.json` in the
@@ -28,8 +30,8 @@ lr 0.1 x batch / 256, BN recalibration on 20 batches, ratings on 10,000 images);
 the epochs, images and search to a GPU hour and to minutes on a CPU.
 
 Deviations: ratings use the run's validation split (SpaceEvo holds out 10,000 training images); the largest
-architecture gets no dropout (the space's graphs have none; SpaceEvo uses 0.2 on it); the subnet search takes
-an upper latency limit (SpaceEvo keeps candidates inside [C - delta, C]); the four architectures of a step are
+architecture gets no dropout (the space's graphs have none; SpaceEvo uses 0.2 on it); SPOS's genetic search
+mutates the resolution with the other choices (SpaceEvo: with probability 0.5); the four architectures of a step are
 back-propagated one at a time as in the official code, so the step's memory is that of one architecture.
 """
 from __future__ import annotations
@@ -43,6 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from nas import registry
+from nas.objectives import Constraint
 from nas.space import NASError
 from nas.strategy import Record, SupernetContext, SupernetPlan, SupernetStrategy, budget_config, rating_objectives
 
@@ -77,7 +80,8 @@ class QFAConfig:
     search: str = "genetic"
     search_budget: int = 5376  # 512 + 19 generations of 256
     search_options: dict[str, Any] = field(default_factory=lambda: {
-        "population": 512, "top_k": 128, "mutations": 128, "crossovers": 128})
+        "population": 512, "top_k": 256, "mutations": 128, "crossovers": 128, "mutation_prob": 0.3})
+    latency_window: float = 5.0  # ms: rate only architectures within [C - window, C] of the run's limit C (0: off)
     device: str = "auto"
 
     def __post_init__(self) -> None:
@@ -96,19 +100,31 @@ PRESETS: dict[str, QFAConfig] = {
     "paper": PAPER,
     # a GPU hour: 40 + 8 epochs at batch 256, ratings on 2,000 images, 10 generations of 64
     "standard": dataclasses.replace(PAPER, epochs=40.0, warmup_epochs=2.0, qat_epochs=8.0, qat_warmup_epochs=1.0,
-                                    batch_size=256, val_images=2000, search_budget=640,
+                                    batch_size=256, val_images=2000, search_budget=640, latency_window=0.0,
                                     search_options={"population": 64, "top_k": 16, "mutations": 32,
                                                     "crossovers": 32}),
     # minutes on a 2-core CPU: 8 + 1 epochs of 2,048 images at batch 32, ratings on 500 images, 4 generations of 8
     "quick": dataclasses.replace(PAPER, epochs=8.0, warmup_epochs=0.5, qat_epochs=1.0, qat_warmup_epochs=0.2,
                                  batch_size=32, train_images=2048, bn_images=256, val_images=500,
-                                 calibration_images=128, search_budget=32,
+                                 calibration_images=128, search_budget=32, latency_window=0.0,
                                  search_options={"population": 8, "top_k": 4, "mutations": 4, "crossovers": 4}),
 }
 
 
 def make_config(budget: str, **overrides: Any) -> QFAConfig:
     return budget_config("QFA", PRESETS, budget, overrides)
+
+
+def latency_floor(constraints: list[Constraint], cfg: QFAConfig) -> list[Constraint]:
+    """SpaceEvo's lower latency edge: latency >= C - `latency_window` for the run's latency limit C (none when
+    the window is 0; a one-line error when there is no limit to put it under)."""
+    if not cfg.latency_window:
+        return []
+    limits = [c.limit for c in constraints if c.metric == "latency" and not c.lower]
+    if not limits:
+        raise NASError(f"QFA latency_window {cfg.latency_window:g} ms needs a latency limit (--latency-max MS); "
+                       "give one or --option latency_window=0")
+    return [Constraint("latency", min(limits) - cfg.latency_window, lower=True)]
 
 
 def alpha_divergence(student: Any, teacher: Any, alpha: float, iw_clip: float) -> tuple[Any, Any]:
@@ -187,7 +203,7 @@ class QFA(SupernetStrategy):
         search = registry.get("strategies", cfg.search)(context.space, rating_objectives(context.objectives),
                                                         seed=self.seed, **cfg.search_options)
         plots = [str(p) for p in (folder / "qfa_training.png",) if p.exists()]
-        return SupernetPlan(evaluator, search, cfg.search_budget, plots)
+        return SupernetPlan(evaluator, search, cfg.search_budget, plots, latency_floor(context.constraints, cfg))
 
     def _train(self, supernet: Any, data: Any, cfg: QFAConfig, folder: Path, phase: str, progress: bool) -> None:
         """Sandwich training with in-place distillation, FP32 (`phase` "fp32") or LSQ+ ("lsq"), resumable at

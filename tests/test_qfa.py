@@ -180,3 +180,22 @@ def test_search_writes_the_best_subnets_int8_models_with_their_accuracy(tmp_path
     assert report["accuracy_fp32_ort"] == pytest.approx(report["accuracy_fp32_torch"], abs=1.0)
     assert all((run / "checkpoints" / f"subnet_{name}.onnx").exists() for name in ("fp32", "lsq_int8", "ptq_int8"))
     assert (run / "checkpoints" / "qfa_training.png").exists()
+
+
+def test_the_rating_search_keeps_latency_inside_spaceevos_window(tmp_path: Path) -> None:
+    """With `latency_window` w, QFA rates only architectures within [C - w, C] of the run's latency limit C."""
+    from nas.objectives import Constraint
+    from nas.space import NASError
+    from nas.testing import FAST_OPTIONS, contract_space, made_up_latency, run_supernet_strategy
+    from strategies.qfa import latency_floor, make_config
+
+    cost, limit = made_up_latency(contract_space("qfa"))
+    window = limit * 0.3
+    history, _ = run_supernet_strategy("qfa", tmp_path, options={**FAST_OPTIONS["qfa"], "latency_window": window},
+                                       constraints=[Constraint("latency", limit)], cost_models=[cost])
+    rated = [m for _, m in history if m is not None]
+    assert rated and all(limit - window <= m["latency"] <= limit for m in rated)
+    with pytest.raises(NASError, match="needs a latency limit"):
+        latency_floor([Constraint("macs", 1e6)], make_config("paper"))
+    assert latency_floor([Constraint("latency", 20.0)], make_config("paper")) == \
+        [Constraint("latency", 15.0, lower=True)]
