@@ -31,8 +31,7 @@ Budget presets (`SpaceEvoConfig`): `paper` as published where the paper says (5 
 epochs, 1,000 rows per (stage, block, window), 100,000 samples per space, population 500, sample size 125,
 5,000 points, t 0.1, a 0.01, every layer's latency measured at 160, 192 and 224 px, the proxy at 224 px: the
 official block-KD runs at 160-224); `quick` keeps a run in minutes on this CPU (a 64 px proxy, half an FP32
-and a quarter of an LSQ+ epoch of 1,024 images per student, 6 rows, a latency forest on 150 measured layers,
-200 points).
+epoch of 1,024 images per student and no LSQ+ one, 6 rows, a latency forest on 150 measured layers, 200 points).
 """
 from __future__ import annotations
 
@@ -108,7 +107,7 @@ PRESETS: dict[str, SpaceEvoConfig] = {
                                     latency_layers=1000,
                                     latency_rounds=2, population=200, sample_size=50, cycles=2000, search_budget=200),
     "quick": dataclasses.replace(PAPER, resolution=64, teacher_epochs=4.0, kd_images=1024,
-                                 eval_images=64, bn_images=64, student_epochs=0.5, student_lsq_epochs=0.25,
+                                 eval_images=64, bn_images=64, student_epochs=0.5, student_lsq_epochs=0.0,
                                  lut_samples=6, latency_layers=150,
                                  calibration_models=8,
                                  latency_rounds=1, samples_per_space=20_000, population=40, sample_size=10,
