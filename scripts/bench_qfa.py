@@ -43,7 +43,7 @@ def git(*args: str, cwd: Path = ROOT) -> str:
 
 
 def command(name: str, run_dir: Path) -> list[str]:
-    return ["search", "--space", SPACES[name], "--strategy", "qfa", "--dataset", "digits", "--no-retrain",
+    return ["search", "--space", SPACES.get(name, name), "--strategy", "qfa", "--dataset", "digits", "--no-retrain",
             "--no-progress", "--latency-max", str(LATENCY_MAX_MS), "--latency-precision", "int8",
             "--run-dir", str(run_dir), *[x for o in OPTIONS for x in ("--option", o)]]
 
@@ -142,7 +142,7 @@ def report(runs: Path, commit: str) -> str:
     config = json.loads((runs / next(iter(SPACES)) / "config.json").read_text())
     lines = [
         "# QFA: INT8 subnets of three spaces at one INT8 latency limit", "",
-        f"Command per space: `nas {' '.join(command('NAME', Path('RUNS/NAME')))}` with `--space` from the table "
+        f"Command per space: `nas {' '.join(command('SPACE', Path('RUNS/NAME')))}` with SPACE from the table "
         f"(`python scripts/bench_qfa.py --runs RUNS`), at commit {commit[:7]}, {time.strftime('%Y-%m-%d')}, on "
         f"{cpu_model()} ({platform.machine()}, 2 cores, no GPU), torch {config.get('versions', {}).get('torch', '')}.",
         "",
