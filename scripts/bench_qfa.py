@@ -164,7 +164,9 @@ def report(runs: Path, commit: str) -> str:
         "Reading it: every training step runs the largest and the smallest member (third column), while each "
         "intermediate architecture, with its own mix of layer widths and so of 1x1 projection shortcuts (SpaceEvo's "
         "forced residual), is drawn rarely; at this budget those stay far below the two extremes (fourth column), "
-        "and the search inside the SpaceEvo spaces chooses among under-trained subnets. The published recipe "
+        "and the search inside the SpaceEvo spaces chooses among under-trained subnets (MBConv's small space "
+        "varies kernels, expand ratios and depths but no per-layer widths, and its random members keep up). "
+        "The published recipe "
         "trains 360 + 50 epochs on ImageNet; these figures show the pipeline end to end and the export's fidelity "
         "(LSQ+ INT8 in ONNX Runtime against the fake-quantized model), not the spaces' relative merit.", "",
         "PTQ INT8: the same subnet of the FP32 supernet (before LSQ+), quantized by ONNX Runtime's static "
