@@ -118,7 +118,8 @@ def report(run: Path, seconds: float | None, commit: str, peak_gb: float | None)
         "stopped 7 min into it (18 min into the run; at commit 7645278): the Q-T score leaves spaces unpenalised "
         "once 10% of their sampled models meet the "
         "limit (t = 0.1), and the evolution proposes the best-rated, larger members; a search inside the found "
-        "space that aims at the limit (SpaceEvo's own subnet search keeps latency within [C - d, C]) is not built.",
+        "space that aims at the limit is SpaceEvo's own subnet search, now `--strategy qfa` "
+        "(`latency_window`, qfa.md).",
         "", "Trajectory (score of every space scored, best so far):", "", "![SpaceEvo search](spaceevo_search.png)", "",
         f"At this scale the proxy is small ({cfg.resolution} px, {cfg.student_epochs:g} epoch per student, "
         f"{cfg.lut_samples} rows per window): the figures show the "
