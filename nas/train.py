@@ -25,7 +25,7 @@ import contextlib
 import math
 import os
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -251,26 +251,30 @@ class TrainProgress:
 class EpochCheckpoint:
     """A supernet's training at its last finished epoch, in one file: the weights, the optimizer state and the
     `TrainProgress`, written atomically at every epoch end (`save`, for `Trainer.fit`'s `on_epoch_end`), so a
-    killed `fit` continues exactly from `load` (SPOS, GM-NAS, QFA)."""
+    killed `fit` continues exactly from `load` (SPOS, GM-NAS, QFA). `extra` names other objects with a
+    `state_dict` saved and restored beside them (GM+DARTS's architecture weights and their optimizer)."""
 
-    def __init__(self, path: str | os.PathLike[str], module: nn.Module) -> None:
+    def __init__(self, path: str | os.PathLike[str], module: nn.Module, extra: Mapping[str, Any] | None = None) -> None:
         from pathlib import Path
 
-        self.path, self.module = Path(path), module
+        self.path, self.module, self.extra = Path(path), module, dict(extra or {})
 
     def load(self, device: torch.device | str = "cpu") -> tuple[TrainProgress, dict | None]:
-        """The progress and optimizer state to resume from (the weights are loaded into the module); a fresh
+        """The progress and optimizer state to resume from (the weights and `extra` are loaded); a fresh
         start when there is no file."""
         if not self.path.exists():
             return TrainProgress(), None
         saved = torch.load(self.path, map_location=device, weights_only=True)
         self.module.load_state_dict(saved["supernet"])
+        for name, obj in self.extra.items():
+            obj.load_state_dict(saved["extra"][name])
         return TrainProgress(*saved["progress"]), saved["optimizer"]
 
     def save(self, progress: TrainProgress, optimizer: torch.optim.Optimizer) -> None:
         tmp = self.path.with_suffix(".tmp")
         torch.save({"supernet": self.module.state_dict(), "optimizer": optimizer.state_dict(),
-                    "progress": [progress.step, progress.epoch, progress.epoch_losses]}, tmp)
+                    "progress": [progress.step, progress.epoch, progress.epoch_losses],
+                    "extra": {name: obj.state_dict() for name, obj in self.extra.items()}}, tmp)
         tmp.replace(self.path)
 
 

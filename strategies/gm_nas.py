@@ -10,10 +10,14 @@ sub-supernet (`space.restrict({edge: group})`) that samples only its ops. At int
 inherits the parent's weights, optimizer state and place in the cosine schedule; at the final split it is
 re-initialised and trained with a fresh schedule for the remaining epochs (`restart_final`, the official
 NAS-Bench-201 `--restart final`; off: it inherits, as the official OFA and ProxylessNAS code does).
+`relaxation` "darts" or "snas" trains each (sub-)supernet over the continuous relaxation of its mixed ops instead
+(`strategies.gm_nas_relaxed`: GM+DARTS, GM+SNAS; spaces whose choices each pick one candidate op, as `nb201`), the
+GM score then mixing the other edges at softmax(alpha), children inheriting alpha with the weights.
 Architectures are then rated with their own leaf's weights (BatchNorm recalibrated, `nas.inherited`): by
-default RSPS's search, `search_budget` distinct random architectures drawn from the leaves in turn, and the
-best rating across all leaves is selected (the session trains it stand-alone); `search` may name any ask/tell
-strategy instead (e.g. "genetic", the evolutionary search), routed to the leaves the same way.
+default ("auto") RSPS's search for single-path training, `search_budget` distinct random architectures drawn from
+the leaves in turn, and for a relaxation each leaf's argmax-alpha architecture ("derived"); the best rating across
+all leaves is selected (the session trains it stand-alone); `search` may name any ask/tell strategy instead (e.g.
+"genetic", the evolutionary search), routed to the leaves the same way.
 
 `mode` gives the baselines of the paper at the same code: "one_shot" (no split, SPOS/RSPS), "few_shot"
 (Zhao et al. 2021: one split of one edge into one sub-supernet per op, at `split_epochs[0]`, the edge
@@ -22,7 +26,7 @@ strategy instead (e.g. "genetic", the evolutionary search), routed to the leaves
 Budget presets: `paper` is the official NB201 RSPS schedule (splits at epochs 20 and 40 into 2 groups, 4
 leaves, 90 epochs, 100 GM batches, 200 ratings per leaf); `standard` a GPU hour; `quick` minutes on a CPU (its
 leaves inherit at the last split: its schedule leaves 2 epochs after it).
-Deviations: no DARTS/SNAS relaxation (RSPS only); no gradient clipping; the cosine schedule ends at 0 (the
+Deviations: first-order DARTS only (no unrolled second order); no gradient clipping; the cosine schedule ends at 0 (the
 official at 0.001); BatchNorm recalibrated on training images per architecture (RSPS uses batch statistics);
 `edges` filters which choices may split (OFA's kernel splits: `edges=["*_k"]`); SGD at batch 64, weight decay
 3e-4, plain momentum (the NB201 supernet's settings; the official README runs use `--fs_opt 1`: Nesterov, batch
@@ -42,6 +46,7 @@ from typing import Any
 
 from nas import registry
 from nas.evaluate import Evaluation, Evaluator
+from nas.relaxed import RELAXATIONS as RELAXED
 from nas.space import Architecture, NASError, SearchSpace, one_of
 from nas.strategy import (
     Strategy,
@@ -51,6 +56,7 @@ from nas.strategy import (
     budget_config,
     rating_objectives,
 )
+from strategies.gm_nas_relaxed import RelaxedTraining
 from strategies.gm_nas_split import (
     EDGE_RULES,
     SCOPES,
@@ -63,6 +69,7 @@ from strategies.gm_nas_split import (
 from strategies.random_search import RandomSearch
 
 MODES = ("gm", "few_shot", "one_shot")
+RELAXATIONS = ("rsps", *RELAXED)  # single-path training, or a continuous relaxation
 TREE_FILE = "gm_tree.json"
 
 
@@ -88,7 +95,12 @@ class GMNASConfig:
     train_images: int = 0  # 0: the whole training split
     bn_images: int = 2048
     val_images: int = 0  # 0: the whole validation split
-    search: str = "random"  # random per leaf (RSPS) or a registered ask/tell strategy
+    relaxation: str = "rsps"  # single-path training, or "darts"/"snas" on spaces with mixed ops (gm_nas_relaxed)
+    arch_lr: float = 3e-4
+    arch_weight_decay: float = 1e-3
+    tau: tuple[float, float] = (1.0, 0.1)  # SNAS's temperature, from and to
+    search: str = "auto"  # auto: "random" per leaf for rsps (RSPS), "derived" (argmax alpha per leaf) for darts/snas;
+    # or a registered ask/tell strategy
     search_budget: int = 800
     search_options: dict[str, Any] = field(default_factory=dict)
     device: str = "auto"
@@ -96,8 +108,10 @@ class GMNASConfig:
     def __post_init__(self) -> None:
         object.__setattr__(self, "split_epochs", tuple(int(e) for e in self.split_epochs))
         object.__setattr__(self, "edges", (self.edges,) if isinstance(self.edges, str) else tuple(self.edges))
+        object.__setattr__(self, "tau", tuple(float(t) for t in self.tau))
         for name, value, accepted in (("mode", self.mode, MODES), ("edge_rule", self.edge_rule, EDGE_RULES),
-                                      ("grad_scope", self.grad_scope, SCOPES)):
+                                      ("grad_scope", self.grad_scope, SCOPES),
+                                      ("relaxation", self.relaxation, RELAXATIONS)):
             if value not in accepted:
                 raise NASError(f"GM-NAS {name} {value!r} is not one of {one_of(accepted)}")
         splits = list(self.split_epochs)
@@ -107,6 +121,15 @@ class GMNASConfig:
                            f"{self.epochs})")
         if self.groups < 2 or self.gm_batches < 1 or self.batch_size < 2 or self.search_budget < 1:
             raise NASError("GM-NAS needs groups >= 2, gm_batches >= 1, batch_size >= 2 and search_budget >= 1")
+        if self.search == "derived" and self.relaxation == "rsps":
+            raise NASError("GM-NAS search 'derived' reads alpha, which only relaxation 'darts' or 'snas' learns")
+
+    @property
+    def search_method(self) -> str:
+        """The search on top: `search`, with "auto" resolved by the relaxation."""
+        if self.search != "auto":
+            return self.search
+        return "random" if self.relaxation == "rsps" else "derived"
 
     @property
     def splits(self) -> tuple[int, ...]:
@@ -122,9 +145,10 @@ PRESETS: dict[str, GMNASConfig] = {
     # minutes on a 2-core CPU: 2,048 images, splits at 2 and 4 of 6 epochs, lr 0.1 (few steps, as SPOS's quick),
     # 4 GM batches, 16 ratings per leaf on 500 validation images; the leaves inherit at the last split, since 2
     # epochs from scratch leave them untrained (BENCHMARKS.md: restarted leaves with 4 epochs rate no better than
-    # chance inside a leaf)
+    # chance inside a leaf); alpha (darts/snas) at lr 3e-2: it learns for the leaves' 32 steps only, where the
+    # published 3e-4 moves it by about 0.01 (chosen so that alpha can move at all, not tuned on any ground truth)
     "quick": dataclasses.replace(PAPER, epochs=6, split_epochs=(2, 4), lr=0.1, gm_batches=4, train_images=2048,
-                                 bn_images=128, val_images=500, search_budget=64, restart_final=False),
+                                 bn_images=128, val_images=500, search_budget=64, restart_final=False, arch_lr=3e-2),
 }
 
 
@@ -181,12 +205,16 @@ class GMNAS(SupernetStrategy):
                                                      batch_size=max(cfg.batch_size, 64), seed=self.seed)))
         evaluator = LeafRouter(leaves)
         objectives = rating_objectives(context.objectives)
-        if cfg.search == "random":
+        budget = cfg.search_budget
+        if cfg.search_method == "random":
             search: Strategy = PerLeafRandom(context.space, objectives, [s for s, _ in leaves], self.seed)
+        elif cfg.search_method == "derived":
+            derived = [Architecture(tree.nodes[i]["derived"]) for i in tree.leaves()]
+            search, budget = Derived(context.space, objectives, derived, self.seed), len(derived)
         else:
             search = registry.get("strategies", cfg.search)(context.space, objectives, seed=self.seed,
                                                             **cfg.search_options)
-        return SupernetPlan(evaluator, search, cfg.search_budget, sorted(str(p) for p in folder.glob("gm_*.png")))
+        return SupernetPlan(evaluator, search, budget, sorted(str(p) for p in folder.glob("gm_*.png")))
 
     @staticmethod
     def _device(cfg: GMNASConfig) -> Any:
@@ -209,15 +237,17 @@ class GMNAS(SupernetStrategy):
         torch.manual_seed(self.seed * 7919 + sum(ord(c) * 31 ** k for k, c in enumerate(node_id)))
         supernet = Supernet(space, data.sample_shape, data.num_classes).to(self._device(cfg))
         fresh = leaf and depth > 0 and cfg.restart_final
-        self._train(supernet, node_space, node_id, data, cfg, state_file, fresh,
-                    None if leaf else cfg.splits[depth], progress)
+        relaxed = self._train(supernet, node_space, node_id, data, cfg, state_file, fresh,
+                              None if leaf else cfg.splits[depth], progress)
         if leaf:
             save_supernet(folder / f"gm_{node_id}_leaf.pt", supernet)
+            if relaxed is not None:
+                node["alpha"], node["derived"] = relaxed.arch.as_json(), dict(relaxed.arch.derive(node_space))
             node["status"] = "leaf"
             tree.save()
             state_file.unlink(missing_ok=True)
             return
-        edge, groups = self._split(node, node_id, supernet, node_space, data, cfg, tree, progress)
+        edge, groups = self._split(node, node_id, supernet, node_space, data, cfg, tree, progress, relaxed)
         node["edge"], node["groups"] = edge, [list(g) for g in groups]
         node["children"] = [f"{node_id}{i}" for i in range(len(groups))]
         for child, group in zip(node["children"], groups):
@@ -233,9 +263,10 @@ class GMNAS(SupernetStrategy):
         state_file.unlink(missing_ok=True)
 
     def _train(self, supernet: Any, space: SearchSpace, node_id: str, data: Any, cfg: GMNASConfig,
-               state_file: Path, fresh: bool, stop: int | None, progress: bool) -> None:
-        """Uniform single-path training over `space` to epoch `stop` of the lineage's schedule (None: to its
-        end), resumable at epoch ends from `state_file` (which a child starts from as its parent left it)."""
+               state_file: Path, fresh: bool, stop: int | None, progress: bool) -> RelaxedTraining | None:
+        """Uniform single-path training over `space` (or its relaxation, `cfg.relaxation`) to epoch `stop` of
+        the lineage's schedule (None: to its end), resumable at epoch ends from `state_file` (which a child
+        starts from as its parent left it). Returns the relaxed training (its alpha) for darts/snas."""
         import torch
 
         from nas.train import CrossEntropy, EpochCheckpoint, TrainConfig, Trainer, resize_inputs, supervised_step
@@ -248,21 +279,37 @@ class GMNAS(SupernetStrategy):
         device = trainer.runtime.device
         x, y = self._inputs(supernet, space, data)
         x, y = x.to(device), y.to(device)
-        checkpoint = EpochCheckpoint(state_file, supernet)
+        relaxed = None
+        if cfg.relaxation != "rsps":
+
+            alpha_batches = None
+            if cfg.relaxation == "darts":  # half the images train the weights, half alpha (official NB201 split)
+                order = torch.randperm(len(x), generator=torch.Generator().manual_seed(self.seed)).to(device)
+                half = len(x) // 2
+                alpha_batches = random_batches(x[order[half:]], y[order[half:]], cfg.batch_size,
+                                               hash_seed(self.seed, node_id, "alpha"), device)
+                x, y = x[order[:half]], y[order[:half]]
+            relaxed = RelaxedTraining(supernet, space, cfg.relaxation, arch_lr=cfg.arch_lr,
+                                      arch_weight_decay=cfg.arch_weight_decay, tau=cfg.tau,
+                                      learn_from=0 if fresh else cfg.split_epochs[-1], epochs=epochs,
+                                      seed=hash_seed(self.seed, "alpha"), alpha_batches=alpha_batches)
+        checkpoint = EpochCheckpoint(state_file, supernet, relaxed.state() if relaxed else None)
         state, optimizer_state = checkpoint.load(device)
         if state.epoch >= (stop or epochs):
-            return
+            return relaxed
         rngs: dict[int, random.Random] = {}
 
-        def forward(batch: Any) -> torch.Tensor:
+        def single_path(batch: Any) -> torch.Tensor:
             rng = rngs.setdefault(batch.epoch, random.Random(f"{self.seed}-gm-{node_id}-{batch.epoch}"))
             arch = space.sample(rng)
             return supernet(resize_inputs(batch.x, supernet.arch_input_shape(arch)), arch)
 
-        trainer.fit(supervised_step(forward, CrossEntropy(cfg.label_smoothing)), [supernet], x, y,
-                    augment=config.augment_mode(data.name), state=state, optimizer_state=optimizer_state,
+        trainer.fit(supervised_step(relaxed.forward if relaxed else single_path, CrossEntropy(cfg.label_smoothing)),
+                    [supernet], x, y, augment=config.augment_mode(data.name), state=state,
+                    optimizer_state=optimizer_state, after_step=relaxed.after_step if relaxed else None,
                     on_epoch_end=lambda progress, optimizer, _: checkpoint.save(progress, optimizer), stop_epoch=stop,
                     epoch_generator=lambda e: torch.Generator().manual_seed(hash_seed(self.seed, node_id, e)))
+        return relaxed
 
     @staticmethod
     def _inputs(supernet: Any, space: SearchSpace, data: Any) -> tuple[Any, Any]:
@@ -273,7 +320,8 @@ class GMNAS(SupernetStrategy):
         return (data.x_train if len(shapes) > 1 else resize_inputs(data.x_train, shapes.pop())), data.y_train
 
     def _split(self, node: dict[str, Any], node_id: str, supernet: Any, space: SearchSpace, data: Any,
-               cfg: GMNASConfig, tree: SplitTree, progress: bool) -> tuple[str, list[tuple[Any, ...]]]:
+               cfg: GMNASConfig, tree: SplitTree, progress: bool,
+               relaxed: RelaxedTraining | None) -> tuple[str, list[tuple[Any, ...]]]:
         """The edge to split and its groups: by gradient matching, or every op alone (few-shot)."""
         candidates = splittable_choices(space, cfg.edges, self.seed)
         if not candidates:
@@ -301,7 +349,8 @@ class GMNAS(SupernetStrategy):
             batches = random_batches(x, y, cfg.batch_size, hash_seed(self.seed, node_id, edge), device)
             distances = gradient_matching_distances(
                 supernet, space, edge, slot, batches, cfg.gm_batches, random.Random(f"{self.seed}-{node_id}-{edge}"),
-                scope, resize=lambda xb, arch: resize_inputs(xb, supernet.arch_input_shape(arch)))
+                scope, resize=lambda xb, arch: resize_inputs(xb, supernet.arch_input_shape(arch)),
+                relaxed=relaxed.gm_forward(edge) if relaxed else None)
             node["scores"][edge] = score_edge(edge, values[edge], distances, cfg.groups, self.seed).as_json()
             tree.save()
         scores = [EdgeScore(**{**s, "ops": tuple(s["ops"]), "groups": tuple(map(tuple, s["groups"]))})
@@ -376,6 +425,33 @@ class PerLeafRandom(RandomSearch):
 
     def load_state(self, state: Mapping[str, Any]) -> None:
         super().load_state(state)
+        self.asked = state["asked"]
+
+
+class Derived(Strategy):
+    """The architectures derived from the leaves' alpha (argmax per mixed choice), proposed once each: DARTS's and
+    SNAS's search on top, selected across leaves by their rating (GM+DARTS/SNAS on NAS-Bench-201)."""
+
+    name = "gm_nas_derived"
+
+    def __init__(self, space: SearchSpace, objectives: Sequence[Any], derived: Sequence[Architecture],
+                 seed: int = 0) -> None:
+        super().__init__(space, objectives, seed)
+        self.derived = list(dict.fromkeys(derived))
+        self.asked = 0
+
+    def ask(self) -> Architecture:
+        arch = self.derived[self.asked % len(self.derived)]
+        self.asked += 1
+        return arch
+
+    def tell(self, arch: Architecture, metrics: Mapping[str, float] | None) -> None:
+        pass
+
+    def state(self) -> dict[str, Any]:
+        return {"asked": self.asked}
+
+    def load_state(self, state: Mapping[str, Any]) -> None:
         self.asked = state["asked"]
 
 

@@ -6,8 +6,9 @@
   shared except the edge's own ops. Scope "inner" leaves out the fixed layers before the first and after the
   last searchable layer (the official NAS-Bench-201 code: stem and classifier out, reduction blocks in); "all"
   keeps them (the official Once-for-All code: first conv, final layers and classifier in).
-- `gradient_matching_distances`: for each batch, one random single path of the other choices (RSPS); for each
-  candidate op of the edge, that path with the op, cross-entropy, backward, the matched gradients flattened;
+- `gradient_matching_distances`: for each batch, one random single path of the other choices (RSPS), or the
+  other edges mixed at softmax(alpha) (GM+DARTS/SNAS, `strategies.gm_nas_relaxed`); for each candidate op of the
+  edge, that path (or mixture) with the op, cross-entropy, backward, the matched gradients flattened;
   the K x K matrix of 1 - cosine (eps 1e-6), averaged over batches (the paper: 100 batches). Ours: a path
   that leaves every matched gradient zero for every op (an NB201 cell whose output edges are all 'none') is
   redrawn instead of adding 1 to every distance; the diagonal is 0 by definition.
@@ -155,8 +156,12 @@ def gradient_matching_distances(supernet: Any, space: SearchSpace, edge: str, sl
                                 batches: Iterator[tuple[torch.Tensor, torch.Tensor]], count: int,
                                 rng: random.Random, scope: str = "inner",
                                 resize: Callable[[torch.Tensor, Architecture], torch.Tensor] | None = None,
+                                relaxed: Callable[[torch.Tensor, Value], torch.Tensor] | None = None,
                                 ) -> torch.Tensor:
-    """The K x K GM distance matrix of `edge` (module docstring), averaged over `count` batches."""
+    """The K x K GM distance matrix of `edge` (module docstring), averaged over `count` batches. `relaxed(x, op)`,
+    when given, is the forward with the edge at one op and the other edges mixed (GM+DARTS/SNAS) instead of a
+    random single path."""
+    values = next(c.values for c in space.choices() if c.name == edge)
     params = matched_parameters(supernet, slot, scope)
     if not params:
         raise NASError(f"edge {edge!r} leaves no shared weights to match gradients on")
@@ -165,11 +170,15 @@ def gradient_matching_distances(supernet: Any, space: SearchSpace, edge: str, sl
     total, done = None, 0
     for _ in range(count * TRIES):
         x, y = next(batches)
-        rows = []
-        for arch in paths_through(space, edge, rng):
+        rows: list[torch.Tensor] = []
+        for arch in ([None] * len(values) if relaxed else paths_through(space, edge, rng)):
             supernet.zero_grad(set_to_none=True)
-            inputs = resize(x, arch) if resize is not None else x
-            nn.functional.cross_entropy(supernet(inputs, arch), y).backward()
+            if arch is None:
+                assert relaxed is not None
+                logits = relaxed(x, values[len(rows)])
+            else:
+                logits = supernet(resize(x, arch) if resize is not None else x, arch)
+            nn.functional.cross_entropy(logits, y).backward()
             rows.append(torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).flatten()
                                    for p in params]).float())
         grads = torch.stack(rows)
