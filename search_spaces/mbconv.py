@@ -221,7 +221,7 @@ class MBConvSpace(BlockSpace):
         f = self.family
         out = [Choice("resolution", f.resolutions, "ordinal", doc="input resolution"),
                Choice("width_mult", f.width_mults, "ordinal", doc="width multiplier")]
-        for i, stage in enumerate(f.stages, start=1):
+        for i in range(1, len(f.stages) + 1):
             depths = f.stage_depths(i - 1)
             out.append(Choice(f"s{i}_depth", depths, "ordinal", doc=f"layers in stage {i}"))
             for j in range(max(depths)):
