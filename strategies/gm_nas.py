@@ -446,7 +446,7 @@ class Derived(Strategy):
         return arch
 
     def tell(self, arch: Architecture, metrics: Mapping[str, float] | None) -> None:
-        pass
+        """Nothing to learn from a rating: the list is fixed, and the search loop keeps the best-rated one."""
 
     def state(self) -> dict[str, Any]:
         return {"asked": self.asked}
