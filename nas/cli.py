@@ -170,7 +170,7 @@ def _add_latency_parser(sub: Any) -> None:
     b.add_argument("--patience", type=int, default=200,
                    help="stop looking for block configurations after this many sampled architectures bring none")
     b.add_argument("--max-archs", type=int, default=5000, help="sample at most this many architectures")
-    b.add_argument("--calibrate", type=int, default=12,
+    b.add_argument("--calibrate", type=int, default=24,
                    help="whole random models measured to fit the correction of the sum of blocks")
     b.add_argument("--seed", type=int, default=0)
     b.add_argument("--out", required=True, metavar="TABLE", help="the table file (resumed or extended when it exists)")

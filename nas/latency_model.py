@@ -11,7 +11,7 @@ fitted on the table's whole-model measurements by least squares on the relative 
 or module call, input copy, quantize/dequantize at its edges for INT8) that it does not pay inside a network
 (`per_block`); the whole network pays one such cost once (`overhead`); cache effects
 between blocks and fusions across block edges scale roughly with the work (`scale`). Three numbers need only
-a dozen whole-model measurements and cannot overfit the way a per-kernel regressor (nn-Meter's random
+a few dozen whole-model measurements and cannot overfit the way a per-kernel regressor (nn-Meter's random
 forests) can on that few. With fewer than `FULL_FIT_MIN` measurements three numbers would interpolate them and
 extrapolate anywhere (three calibration models once gave a negative latency), so only `scale` is fitted
 (`per_block` and `overhead` stay 0); with none the plain sum is used. A prediction the linear correction drives

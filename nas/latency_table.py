@@ -198,7 +198,7 @@ class BuildSpec:
     classes: int | None = None  # default: the space's default number of classes
     patience: int = 200
     max_archs: int = 5000
-    calibrate: int = 12
+    calibrate: int = 24  # whole random models for the correction (why 24: BENCHMARKS.md, latency tables)
     seed: int = 0
 
     def describe(self) -> dict[str, Any]:
