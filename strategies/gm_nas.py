@@ -121,6 +121,10 @@ class GMNASConfig:
                            f"{self.epochs})")
         if self.groups < 2 or self.gm_batches < 1 or self.batch_size < 2 or self.search_budget < 1:
             raise NASError("GM-NAS needs groups >= 2, gm_batches >= 1, batch_size >= 2 and search_budget >= 1")
+        if self.relaxation != "rsps" and (not splits or splits[-1] >= self.epochs):
+            raise NASError(f"GM-NAS relaxation {self.relaxation!r}: alpha learns from the warm-up's end "
+                           f"split_epochs[-1] (in every mode), so split_epochs {splits} needs a last epoch below "
+                           f"epochs {self.epochs}")
         if self.search == "derived" and self.relaxation == "rsps":
             raise NASError("GM-NAS search 'derived' reads alpha, which only relaxation 'darts' or 'snas' learns")
 

@@ -196,3 +196,12 @@ def test_derived_search_needs_a_relaxation():
         make_config("quick", search="derived")
     assert make_config("quick").search_method == "random" and \
         make_config("quick", relaxation="darts").search_method == "derived"
+
+
+def test_alpha_needs_a_warm_up_that_ends_within_the_epochs_in_every_mode():
+    """One-shot has no split, yet alpha learns from split_epochs[-1]: a warm-up past the end would leave alpha at
+    its initial values, so it is refused rather than silently never learning."""
+    with pytest.raises(NASError, match="alpha learns from the warm-up's end split_epochs\\[-1\\]") as error:
+        make_config("quick", mode="one_shot", relaxation="darts", epochs=6, split_epochs=[2, 8])
+    assert "split_epochs [2, 8]" in str(error.value) and "\n" not in str(error.value)
+    assert make_config("quick", mode="one_shot", relaxation="snas", epochs=6, split_epochs=[5]).splits == ()
