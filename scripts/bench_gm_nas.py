@@ -1,6 +1,7 @@
 """GM-NAS against one-shot and few-shot supernets on the trained Fashion-MNIST NB201 ground truth.
 
     python scripts/bench_gm_nas.py --budget 80 --seeds 0,1,2    # run the missing units (resumable), then report
+    python scripts/bench_gm_nas.py --budget 28 --variants gm_darts,one_shot_darts,few_shot_darts  # DARTS pairing
     python scripts/bench_gm_nas.py --report-only                 # rewrite benchmarks/gm_nas.md from the units
 
 The ground truth is `benchmarks/fashion_nb201/runs.jsonl` (`scripts/build_fashion_nb201_truth.py`): NB201
@@ -58,6 +59,7 @@ VARIANTS = ("gm", "gm_inherit", "gm_min_within", "one_shot", "few_shot", "gm_dar
 #: DARTS unit ran, not tuned on the ground truth
 DARTS: dict[str, Any] = {"relaxation": "darts", "arch_lr": 3e-3}
 DERIVED_TRUTH = RUNS / "derived_standalone.jsonl"  # stand-alone runs of derived cells outside the ground truth
+NOTES = RUNS / "NOTES.md"  # written by hand after reading the figures; printed at the end of the report
 
 
 def variant_options(variant: str, budget: int) -> dict[str, Any]:
@@ -295,6 +297,8 @@ def report(units: Sequence[Mapping[str, Any]]) -> str:
               "at hand for this report (`../shared/reference/gm_nas_and_n2n.md` lacks them, the official README has",
               "none), so none is quoted. Its claim to compare against: GM splits rate architectures better than",
               "One-Shot and Few-Shot supernets at a comparable budget."]
+    if NOTES.exists():
+        lines += ["", NOTES.read_text().strip()]
     return "\n".join(lines) + "\n"
 
 

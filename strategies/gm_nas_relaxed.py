@@ -68,8 +68,8 @@ class RelaxedTraining:
         assert self.alpha_batches is not None  # DARTS is given its half of the images
         x, y = next(self.alpha_batches)
         loss = torch.nn.functional.cross_entropy(self.program(x, self.theta(batch.epoch)), y)
-        params = list(self.arch.parameters())
-        for p, g in zip(params, torch.autograd.grad(loss, params)):
+        params = list(self.arch.parameters())  # a choice restricted to one op (few-shot's split edge) has no gradient
+        for p, g in zip(params, torch.autograd.grad(loss, params, allow_unused=True)):
             p.grad = g
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)

@@ -170,17 +170,19 @@ def test_checkpoint_keeps_alpha_and_its_optimizer(tmp_path):
     assert other.optimizer.state_dict()["state"].keys() == training.optimizer.state_dict()["state"].keys()
 
 
-@pytest.mark.parametrize("relaxation", ["darts", "snas"])
-def test_gm_nas_with_a_relaxation_derives_one_architecture_per_leaf(tmp_path, relaxation):
+@pytest.mark.parametrize("relaxation, mode, leaf_count", [("darts", "gm", 4), ("snas", "gm", 4),
+                                                          ("darts", "few_shot", 5)])
+def test_gm_nas_with_a_relaxation_derives_one_architecture_per_leaf(tmp_path, relaxation, mode, leaf_count):
+    """GM's leaves, and few-shot's whose split edge keeps one op (no alpha gradient there)."""
     space = make_space("nb201@small")
-    options = {"relaxation": relaxation, "epochs": 3, "split_epochs": [1, 2], "gm_batches": 1, "batch_size": 16,
-               "bn_images": 16, "val_images": 16}
+    options = {"relaxation": relaxation, "mode": mode, "epochs": 3, "split_epochs": [1, 2], "gm_batches": 1,
+               "batch_size": 16, "bn_images": 16, "val_images": 16}
     strategy = GMNAS([Objective("accuracy")], seed=0, **options)
     plan = strategy.prepare(SupernetContext(space, toy_data(96), [Objective("accuracy")], 0, "quick", tmp_path,
                                             False))
     tree = SplitTree(tmp_path / "gm_tree.json")
     leaves = tree.leaves()
-    assert len(leaves) == 4 and plan.budget == 4
+    assert len(leaves) == leaf_count and plan.budget == leaf_count
     for leaf in leaves:
         node = tree.nodes[leaf]
         derived = node["derived"]
