@@ -26,12 +26,14 @@ all leaves is selected (the session trains it stand-alone); `search` may name an
 Budget presets: `paper` is the official NB201 RSPS schedule (splits at epochs 20 and 40 into 2 groups, 4
 leaves, 90 epochs, 100 GM batches, 200 ratings per leaf); `standard` a GPU hour; `quick` minutes on a CPU (its
 leaves inherit at the last split: its schedule leaves 2 epochs after it).
-Deviations: first-order DARTS only (no unrolled second order); no gradient clipping; the cosine schedule ends at 0 (the
-official at 0.001); BatchNorm recalibrated on training images per architecture (RSPS uses batch statistics);
-`edges` filters which choices may split (OFA's kernel splits: `edges=["*_k"]`); SGD at batch 64, weight decay
-3e-4, plain momentum (the NB201 supernet's settings; the official README runs use `--fs_opt 1`: Nesterov, batch
-48, weight decay 5e-4, and RSPS's own script 1e-4); the sub-supernet seeds its fresh weights from the run's seed
-and its id.
+Deviations: first-order DARTS only (no unrolled second order); across leaves the derived cells are compared by their
+rating (single path, inherited weights), where the official NB201 code keeps the best by benchmark accuracy (trained
+cells; BENCHMARKS.md shows the rating to be the weak step for DARTS-trained weights); no gradient clipping; the
+cosine schedule ends at 0 (the official at 0.001); BatchNorm recalibrated on training images per architecture (RSPS
+uses batch statistics); `edges` filters which choices may split (OFA's kernel splits: `edges=["*_k"]`); SGD at batch
+64, weight decay 3e-4, plain momentum (the NB201 supernet's settings; the official README runs use `--fs_opt 1`:
+Nesterov, batch 48, weight decay 5e-4, and RSPS's own script 1e-4); the sub-supernet seeds its fresh weights from the
+run's seed and its id.
 """
 from __future__ import annotations
 
