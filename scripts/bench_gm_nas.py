@@ -2,6 +2,7 @@
 
     python scripts/bench_gm_nas.py --budget 80 --seeds 0,1,2    # run the missing units (resumable), then report
     python scripts/bench_gm_nas.py --budget 28 --variants gm_darts,one_shot_darts,few_shot_darts  # DARTS pairing
+    python scripts/bench_gm_nas.py --budget 28 --variants gm_snas,one_shot_snas,few_shot_snas     # SNAS pairing
     python scripts/bench_gm_nas.py --report-only                 # rewrite benchmarks/gm_nas.md from the units
 
 The ground truth is `benchmarks/fashion_nb201/runs.jsonl` (`scripts/build_fashion_nb201_truth.py`): NB201
@@ -23,7 +24,9 @@ The variants share one total budget in supernet epochs (`--budget`, summed over 
   baselines; `DARTS`), alpha learning from epoch 8 (the warm-up; a restarted few-shot child from its first epoch);
   GM's leaves inherit at the last split as in `gm_inherit` (at budget 28 restarted leaves train 4 epochs from
   scratch, too few to rate: see the `gm` row). Besides the ratings, each leaf's argmax-alpha cell, the search's
-  result, is scored (`derived_cells`).
+  result, is scored (`derived_cells`);
+- `gm_snas`, `one_shot_snas`, `few_shot_snas`: the same with SNAS (single level on all the images, Gumbel-softmax
+  temperature 1 to 0.1 over the epochs alpha learns; `SNAS`).
 At budget 28: GM 4 + 2 x 4 + 4 x 4 (12 epochs), one-shot 28, few-shot 4 + 5 x 5 = 29. At budget 80: GM
 4 + 2 x 4 + 4 x 17 (25 epochs), one-shot 80, few-shot 4 + 5 x 15 = 79 (closer to the paper's NB201 RSPS
 schedule, where the leaves get 50 of 90 epochs after the last split). Each unit is one JSON file in
@@ -53,11 +56,12 @@ COMMON: dict[str, Any] = {"batch_size": 64, "lr": 0.05, "gm_batches": 20, "bn_im
 #: budget in supernet epochs -> (GM's epochs, one-shot's epochs, few-shot's epochs); splits at 4 (and 8 for GM)
 SCHEDULES = {28: (12, 28, 9), 80: (25, 80, 19)}
 VARIANTS = ("gm", "gm_inherit", "gm_min_within", "one_shot", "few_shot", "gm_darts", "one_shot_darts",
-            "few_shot_darts")
+            "few_shot_darts", "gm_snas", "one_shot_snas", "few_shot_snas")
 #: the DARTS pairing's alpha: lr 3e-3, not the published 3e-4; at budget 28 alpha takes a few hundred Adam steps
 #: per lineage where the official NB201 run takes about 20,000 (too few for 3e-4 to move it); chosen before any
 #: DARTS unit ran, not tuned on the ground truth
 DARTS: dict[str, Any] = {"relaxation": "darts", "arch_lr": 3e-3}
+SNAS: dict[str, Any] = {"relaxation": "snas", "arch_lr": 3e-3}  # the same alpha optimiser
 DERIVED_TRUTH = RUNS / "derived_standalone.jsonl"  # stand-alone runs of derived cells outside the ground truth
 NOTES = RUNS / "NOTES.md"  # written by hand after reading the figures; printed at the end of the report
 
@@ -72,7 +76,10 @@ def variant_options(variant: str, budget: int) -> dict[str, Any]:
             "few_shot": {"mode": "few_shot", "epochs": few_shot, "split_epochs": [4]},
             "gm_darts": {"mode": "gm", "epochs": gm, "split_epochs": [4, 8], "restart_final": False, **DARTS},
             "one_shot_darts": {"mode": "one_shot", "epochs": one_shot, "split_epochs": [4, 8], **DARTS},
-            "few_shot_darts": {"mode": "few_shot", "epochs": few_shot, "split_epochs": [4], **DARTS}}[variant]
+            "few_shot_darts": {"mode": "few_shot", "epochs": few_shot, "split_epochs": [4], **DARTS},
+            "gm_snas": {"mode": "gm", "epochs": gm, "split_epochs": [4, 8], "restart_final": False, **SNAS},
+            "one_shot_snas": {"mode": "one_shot", "epochs": one_shot, "split_epochs": [4, 8], **SNAS},
+            "few_shot_snas": {"mode": "few_shot", "epochs": few_shot, "split_epochs": [4], **SNAS}}[variant]
 
 
 def unit_name(variant: str, budget: int, seed: int) -> str:
@@ -257,8 +264,9 @@ def report(units: Sequence[Mapping[str, Any]]) -> str:
              "its commit and machine.",
              "Every variant is `strategies/gm_nas.py` on `NB201Space('small')` (the ground truth's skeleton) with RSPS",
              "single-path training (the `_darts` variants: first-order DARTS, weights on half the images, alpha on the",
-             f"other half, Adam lr {DARTS['arch_lr']:g}), lr 0.05, batch 64, 20 GM batches, BN recalibrated on 256",
-             "images per rating; every cell is rated on its single path with its leaf's weights.",
+             f"other half, Adam lr {DARTS['arch_lr']:g}; `_snas`: SNAS on all of them, the same Adam), lr 0.05,",
+             "batch 64, 20 GM batches, BN recalibrated on 256 images per rating; every cell is rated on its single",
+             "path with its leaf's weights.",
              "\"within-leaf tau\": Kendall tau inside each leaf sub-supernet, averaged over leaves by their cells.",
              "",
              f"Ground truth: {ceiling['cells']} cells x 2 seeds (`benchmarks/fashion_nb201/`); seed-to-seed Kendall "
@@ -308,13 +316,14 @@ def escape_pipes(text: str) -> str:
 
 
 def derived_report(units: Sequence[Mapping[str, Any]]) -> list[str]:
-    """The DARTS variants' search result: the argmax-alpha cell of each leaf, the best rated of them selected."""
+    """The DARTS and SNAS variants' search result: the argmax-alpha cell of each leaf, the best rated selected."""
     import numpy as np
 
     rows = [u for u in units if u.get("derived")]
     if not rows:
         return []
-    lines = ["", "DARTS pairings: what the search returns (each leaf's argmax-alpha cell; the best rated is selected).",
+    lines = ["", "DARTS and SNAS pairings: what the search returns (each leaf's argmax-alpha cell; the best rated is",
+             "selected).",
              "Accuracy from the ground truth where the cell's class is in it, else the cell trained stand-alone here",
              f"with the ground truth's recipe and 2 seeds (`{DERIVED_TRUTH.relative_to(ROOT)}`); regret to the best",
              "of the ground truth's 200 cells (negative: better than all of them).", "",
