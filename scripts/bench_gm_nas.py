@@ -191,9 +191,9 @@ def run_unit(variant: str, budget: int, seed: int, cells: Sequence[str], accurac
 
 def derived_cells(tree: Mapping[str, Any], plan: Any, cells: Sequence[str], truths: Any,
                   commit: str) -> dict[str, Any]:
-    """Each leaf's argmax-alpha cell (what GM+DARTS searches for) with its rating and stand-alone accuracy (the ground
-    truth's where the cell's class is in it, else trained here with the ground truth's recipe and 2 seeds, kept in
-    `DERIVED_TRUTH`), and the one the search selects: the best rated."""
+    """Each leaf's argmax-alpha cell (what GM+DARTS and GM+SNAS search for) with its rating and stand-alone accuracy
+    (the ground truth's where the cell's class is in it, else trained here with the ground truth's recipe and 2 seeds,
+    kept in `DERIVED_TRUTH`), and the one the search selects: the best rated."""
     import build_fashion_nb201_truth as gt
 
     from nas.space import Architecture
@@ -217,15 +217,18 @@ def stand_alone(text: str, commit: str, seeds: int = 2) -> float:
     """The mean accuracy of cell `text` trained stand-alone with the ground truth's recipe over `seeds` seeds (runs
     cached in `DERIVED_TRUTH`)."""
     import build_fashion_nb201_truth as gt
+    import torch
 
     runs = gt.load_runs(DERIVED_TRUTH) if DERIVED_TRUTH.exists() else []
     done = {r["seed"]: r["accuracy"] for r in runs if r["arch"] == text}
+    threads = torch.get_num_threads()
     for seed in range(seeds):
         if seed not in done:
-            gt.init_worker("cpu")
+            gt.init_worker("cpu")  # the ground truth's one thread
             record = {**gt.train_one((text, seed)), "recipe": gt.RECIPE_ID, "commit": commit}
             gt.append_run(DERIVED_TRUTH, record)
             done[seed] = record["accuracy"]
+    torch.set_num_threads(threads)
     return sum(done[s] for s in range(seeds)) / seeds
 
 
