@@ -20,13 +20,14 @@ The variants share one total budget in supernet epochs (`--budget`, summed over 
   with the DARTS-space edge rule;
 - `one_shot`: one supernet for the whole budget;
 - `few_shot`: one edge split into its 5 ops at epoch 4, the 5 children re-initialised;
-- `gm_darts`, `one_shot_darts`, `few_shot_darts`: the same schedules trained as first-order DARTS (GM+DARTS and its
-  baselines; `DARTS`), alpha learning from epoch 8 (the warm-up; a restarted few-shot child from its first epoch);
+- `gm_darts`, `one_shot_darts`, `few_shot_darts`: the same schedules trained as first-order DARTS (GM+DARTS and
+  its baselines; `variant_options`), alpha learning from epoch 8 (the warm-up; a restarted few-shot child from its
+  first epoch);
   GM's leaves inherit at the last split as in `gm_inherit` (at budget 28 restarted leaves train 4 epochs from
   scratch, too few to rate: see the `gm` row). Besides the ratings, each leaf's argmax-alpha cell, the search's
   result, is scored (`derived_cells`);
 - `gm_snas`, `one_shot_snas`, `few_shot_snas`: the same with SNAS (single level on all the images, Gumbel-softmax
-  temperature 1 to 0.1 over the epochs alpha learns; `SNAS`).
+  temperature 1 to 0.1 over the epochs alpha learns).
 At budget 28: GM 4 + 2 x 4 + 4 x 4 (12 epochs), one-shot 28, few-shot 4 + 5 x 5 = 29. At budget 80: GM
 4 + 2 x 4 + 4 x 17 (25 epochs), one-shot 80, few-shot 4 + 5 x 15 = 79 (closer to the paper's NB201 RSPS
 schedule, where the leaves get 50 of 90 epochs after the last split). Each unit is one JSON file in
@@ -55,31 +56,31 @@ COMMON: dict[str, Any] = {"batch_size": 64, "lr": 0.05, "gm_batches": 20, "bn_im
                           "train_images": 0}
 #: budget in supernet epochs -> (GM's epochs, one-shot's epochs, few-shot's epochs); splits at 4 (and 8 for GM)
 SCHEDULES = {28: (12, 28, 9), 80: (25, 80, 19)}
-VARIANTS = ("gm", "gm_inherit", "gm_min_within", "one_shot", "few_shot", "gm_darts", "one_shot_darts",
-            "few_shot_darts", "gm_snas", "one_shot_snas", "few_shot_snas")
-#: the DARTS pairing's alpha: lr 3e-3, not the published 3e-4; at budget 28 alpha takes a few hundred Adam steps
+PAIRINGS = ("darts", "snas")  # `<mode>_<pairing>`: the RSPS variant of that mode trained as the relaxation
+VARIANTS = ("gm", "gm_inherit", "gm_min_within", "one_shot", "few_shot",
+            *(f"{mode}_{pairing}" for pairing in PAIRINGS for mode in ("gm", "one_shot", "few_shot")))
+#: alpha's Adam lr in both pairings: 3e-3, not the published 3e-4; at budget 28 alpha takes a few hundred Adam steps
 #: per lineage where the official NB201 run takes about 20,000 (too few for 3e-4 to move it); chosen before any
 #: DARTS unit ran, not tuned on the ground truth
-DARTS: dict[str, Any] = {"relaxation": "darts", "arch_lr": 3e-3}
-SNAS: dict[str, Any] = {"relaxation": "snas", "arch_lr": 3e-3}  # the same alpha optimiser
+ARCH_LR = 3e-3
 DERIVED_TRUTH = RUNS / "derived_standalone.jsonl"  # stand-alone runs of derived cells outside the ground truth
 NOTES = RUNS / "NOTES.md"  # written by hand after reading the figures; printed at the end of the report
 
 
 def variant_options(variant: str, budget: int) -> dict[str, Any]:
-    """The GM-NAS options of a variant at a budget (`SCHEDULES`)."""
+    """The GM-NAS options of a variant at a budget (`SCHEDULES`). A pairing keeps its mode's schedule, learns alpha
+    after GM's warm-up (split_epochs[-1]) in every mode, and GM's leaves inherit at the last split."""
+    mode, _, pairing = variant.rpartition("_")
+    if pairing in PAIRINGS:
+        options = {"split_epochs": [4, 8], **variant_options(mode, budget), "relaxation": pairing,
+                   "arch_lr": ARCH_LR}
+        return {**options, "restart_final": False} if mode == "gm" else options
     gm, one_shot, few_shot = SCHEDULES[budget]
     return {"gm": {"mode": "gm", "epochs": gm, "split_epochs": [4, 8]},
             "gm_inherit": {"mode": "gm", "epochs": gm, "split_epochs": [4, 8], "restart_final": False},
             "gm_min_within": {"mode": "gm", "epochs": gm, "split_epochs": [4, 8], "edge_rule": "min_within"},
             "one_shot": {"mode": "one_shot", "epochs": one_shot},
-            "few_shot": {"mode": "few_shot", "epochs": few_shot, "split_epochs": [4]},
-            "gm_darts": {"mode": "gm", "epochs": gm, "split_epochs": [4, 8], "restart_final": False, **DARTS},
-            "one_shot_darts": {"mode": "one_shot", "epochs": one_shot, "split_epochs": [4, 8], **DARTS},
-            "few_shot_darts": {"mode": "few_shot", "epochs": few_shot, "split_epochs": [4], **DARTS},
-            "gm_snas": {"mode": "gm", "epochs": gm, "split_epochs": [4, 8], "restart_final": False, **SNAS},
-            "one_shot_snas": {"mode": "one_shot", "epochs": one_shot, "split_epochs": [4, 8], **SNAS},
-            "few_shot_snas": {"mode": "few_shot", "epochs": few_shot, "split_epochs": [4], **SNAS}}[variant]
+            "few_shot": {"mode": "few_shot", "epochs": few_shot, "split_epochs": [4]}}[variant]
 
 
 def unit_name(variant: str, budget: int, seed: int) -> str:
@@ -204,8 +205,9 @@ def derived_cells(tree: Mapping[str, Any], plan: Any, cells: Sequence[str], trut
     for leaf in (i for i, n in sorted(tree["nodes"].items()) if n["status"] == "leaf"):
         arch = Architecture(tree["nodes"][leaf]["derived"])
         text = arch_string(arch)
-        in_truth = gt.canonical(arch) in known
-        accuracy = known[gt.canonical(arch)] if in_truth else stand_alone(text, commit)
+        key = gt.canonical(arch)
+        in_truth = key in known
+        accuracy = known[key] if in_truth else stand_alone(text, commit)
         rows.append({"leaf": leaf, "cell": text, "rating": round(plan.evaluator.evaluate(arch).metrics["rating"], 3),
                      "accuracy": round(accuracy, 3), "in_ground_truth": in_truth})
     best = max(rows, key=lambda r: r["rating"])
@@ -257,7 +259,6 @@ def report(units: Sequence[Mapping[str, Any]]) -> str:
     """benchmarks/gm_nas.md: one row per (budget, variant) (mean and std over seeds), the ground truth's noise
     ceiling."""
     import build_fashion_nb201_truth as gt
-    import numpy as np
 
     runs = gt.load_runs(TRUTH)
     ceiling = gt.summarize(runs, 2)
@@ -267,7 +268,7 @@ def report(units: Sequence[Mapping[str, Any]]) -> str:
              "its commit and machine.",
              "Every variant is `strategies/gm_nas.py` on `NB201Space('small')` (the ground truth's skeleton) with RSPS",
              "single-path training (the `_darts` variants: first-order DARTS, weights on half the images, alpha on the",
-             f"other half, Adam lr {DARTS['arch_lr']:g}; `_snas`: SNAS on all of them, the same Adam), lr 0.05,",
+             f"other half, Adam lr {ARCH_LR:g}; `_snas`: SNAS on all of them, the same Adam), lr 0.05,",
              "batch 64, 20 GM batches, BN recalibrated on 256 images per rating; every cell is rated on its single",
              "path with its leaf's weights.",
              "\"within-leaf tau\": Kendall tau inside each leaf sub-supernet, averaged over leaves by their cells.",
@@ -284,8 +285,7 @@ def report(units: Sequence[Mapping[str, Any]]) -> str:
                 continue
 
             def stat(key: str, digits: int = 3, rows: Sequence[Mapping[str, Any]] = rows) -> str:
-                values = np.array([r[key] for r in rows if r.get(key) is not None], dtype=float)
-                return f"{values.mean():.{digits}f} ± {values.std():.{digits}f}" if len(values) else "-"
+                return mean_std([r[key] for r in rows if r.get(key) is not None], digits)
 
             seeds = ",".join(str(r["seed"]) for r in sorted(rows, key=lambda r: r["seed"]))
             lines.append(f"| {budget} | {variant} | {seeds} | {rows[0]['supernet_epochs']} | {stat('kendall_tau')} | "
@@ -320,7 +320,6 @@ def escape_pipes(text: str) -> str:
 
 def derived_report(units: Sequence[Mapping[str, Any]]) -> list[str]:
     """The DARTS and SNAS variants' search result: the argmax-alpha cell of each leaf, the best rated selected."""
-    import numpy as np
 
     rows = [u for u in units if u.get("derived")]
     if not rows:
@@ -342,12 +341,18 @@ def derived_report(units: Sequence[Mapping[str, Any]]) -> list[str]:
         for variant in VARIANTS:
             group = [u for u in rows if u["variant"] == variant and u["budget"] == budget]
             if group:
-                best, chosen, regret = (np.array(v) for v in zip(*[
-                    (best_leaf(u), u["derived"]["selected_accuracy"], u["derived"]["regret_to_table_best"])
-                    for u in group]))
-                lines.append(f"| {budget} | {variant} | mean | | {best.mean():.2f} ± {best.std():.2f} | "
-                             f"{chosen.mean():.2f} ± {chosen.std():.2f} | {regret.mean():.2f} ± {regret.std():.2f} |")
+                lines.append(f"| {budget} | {variant} | mean | | {mean_std([best_leaf(u) for u in group])} | "
+                             f"{mean_std([u['derived']['selected_accuracy'] for u in group])} | "
+                             f"{mean_std([u['derived']['regret_to_table_best'] for u in group])} |")
     return lines
+
+
+def mean_std(values: Sequence[float], digits: int = 2) -> str:
+    """'mean ± std' of `values` (population std, as over seeds), "-" for none."""
+    import numpy as np
+
+    array = np.asarray(values, dtype=float)
+    return f"{array.mean():.{digits}f} ± {array.std():.{digits}f}" if len(array) else "-"
 
 
 def best_leaf(unit: Mapping[str, Any]) -> float:
