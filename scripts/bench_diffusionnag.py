@@ -351,7 +351,10 @@ def report(args: argparse.Namespace, meta: dict[str, Any]) -> str:
                 "in `../shared/benchmarks/nats_sss`); every query counts. The paper's BO figures (Appendix C.6, "
                 "Algorithm 2) are curves without published numbers, so nothing is set beside these; its NB201 "
                 "transferable result (Table 1: CIFAR-10 94.37 after 1 trained architecture, CIFAR-100 73.51 after 2) "
-                "is a different, meta-learned protocol.", ""]
+                "is a different, meta-learned protocol. s/run is the wall time each run measured with whatever else "
+                "shared the machine then (the CIFAR-100, ImageNet16-120 and NATS runs at dc1b706 shared the 2 cores "
+                "with up to four other processes; the first CIFAR-100 DiffusionNAG run alone took 163 s): an upper "
+                "bound, not a speed comparison.", ""]
         checkpoints = [c for c in args.checkpoints if c <= max(r["budget"] for r in reg)]
         out += ["| dataset | strategy | seeds | " + " | ".join(f"regret@{c}" for c in checkpoints) + " | "
                 + " | ".join(f"optimum@{c}" for c in checkpoints) + " | s/run | guided rounds / random fallbacks "
