@@ -217,13 +217,29 @@ def _check_latency(space: SearchSpace, result: SearchResult, objectives: list[Ob
     return check_chosen(space, chosen, settings, shape, classes)
 
 
+def record_counts(records: list[Record], done: list[Record]) -> str:
+    """How many architectures were evaluated and, when there are any, how many were rated on a supernet, were
+    infeasible or were repeats (e.g. 'rated 64 architectures on the supernet, 2 infeasible')."""
+    infeasible = sum(r.metrics is None for r in records)
+    repeated = sum(r.metrics is not None and bool(r.info.get("cached")) for r in records)
+    rated = len(records) - len(done) - infeasible - repeated
+    def archs(n: int) -> str:
+        return f"{n} architecture{'' if n == 1 else 's'}"
+
+    parts = [f"evaluated {archs(len(done))}"] if done or not rated else []
+    if rated:
+        parts.append(f"rated {rated} on the supernet" if parts else f"rated {archs(rated)} on the supernet")
+    parts += [f"{n} {what}" for n, what in ((infeasible, "infeasible"), (repeated, "repeated")) if n]
+    return ", ".join(parts)
+
+
 def summarize(run: RunDir, records: list[Record], objectives: list[Objective], top: int = 5) -> str:
     config = run.config()
     best, front = best_of(records, objectives)
     done = evaluated(records, objectives)
     lines = [f"run {run.path}: {config['strategy']} on {config['space']}"
              + (f" (preset {config['settings'].get('preset')})" if config.get("settings", {}).get("preset") else ""),
-             f"evaluated {len(done)} architectures ({len(records) - len(done)} infeasible, repeated or rating records)"]
+             record_counts(records, done)]
     if best is None:
         chosen = run.best()  # a supernet search without stand-alone training
         if chosen is None:

@@ -339,3 +339,20 @@ def test_twenty_kills_at_random_moments_lose_nothing_and_end_as_an_uninterrupted
     assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)
     assert not list(run_dir.glob(".*.tmp")) and not (run_dir / "run.lock").exists()
     print(f"{KILLS} kills, {takeovers} lock takeovers, {len(seen)} records at the last kill, repairs: {repairs}")
+
+
+def test_summary_counts_each_kind_of_record() -> None:
+    from nas.search import evaluated
+    from nas.session import record_counts
+    from nas.space import Architecture
+    from nas.strategy import Record
+
+    objectives = parse_objectives(["accuracy"])
+    arch = Architecture(a=1)
+    records = [Record(0, arch, {"accuracy": 90.0}), Record(1, arch, {"accuracy": 90.0}, info={"cached": True}),
+               Record(2, arch, None), Record(3, arch, {"rating": 50.0}), Record(4, arch, {"rating": 51.0})]
+    assert record_counts(records, evaluated(records, objectives)) == \
+        "evaluated 1 architecture, rated 2 on the supernet, 1 infeasible, 1 repeated"
+    ratings = records[3:]
+    assert record_counts(ratings, evaluated(ratings, objectives)) == "rated 2 architectures on the supernet"
+    assert record_counts([], []) == "evaluated 0 architectures"
