@@ -30,7 +30,7 @@ class SklearnPredictor(Predictor):
 
     def __init__(self, encoding: str = "onehot", seed: int = 0, **params: Any) -> None:
         self.encoding = encoding
-        self.seed = seed
+        self.seed = seed % 2**32  # scikit-learn takes 32-bit seeds; BANANAS derives larger ones from its own
         self.params = {**self.defaults, **params}
         self.model: Any = None
         self.columns = np.zeros(0, dtype=int)

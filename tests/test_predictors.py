@@ -117,6 +117,8 @@ def test_ensemble_members_and_registry(nb201, table_slice):
     assert {"gnn", "rf", "gbm", "mlp", "zero_cost"} <= set(registry.names("predictors"))
     with pytest.raises(RuntimeError, match="fit"):
         RandomForestPredictor().predict(nb201, test_a[:2])
+    big = Ensemble(lambda s: RandomForestPredictor(seed=s, n_estimators=5), size=2, seed=43 * 100003)
+    assert big.fit(nb201, train_a, train_y).predict_members(nb201, test_a[:3]).shape == (2, 3)  # seeds past 2**32
 
 
 
