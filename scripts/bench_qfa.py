@@ -1,5 +1,6 @@
-"""INT8 subnets of three spaces at one INT8 latency limit: SpaceEvo's quantized-for-all stage (`--strategy qfa`) on
-the space our quick SpaceEvo run found, on the released `spaceevo@vnni` and on MBConv's small space.
+"""INT8 subnets of four spaces at one INT8 latency limit: SpaceEvo's quantized-for-all stage (`--strategy qfa`) on
+the space our quick SpaceEvo run found, on the released `spaceevo@vnni` (as it is, and with the official
+`--align_sample`: one kernel, width and expand ratio per stage) and on MBConv's small space.
 
 For each space, on a clean clone of HEAD (refuses a dirty tree), runs
 
@@ -32,6 +33,7 @@ sys.path.insert(0, str(ROOT))
 SPACES = {  # name -> --space
     "found": "spaceevo@onnxw-152250-010103+r32",  # benchmarks/spaceevo.md's space, at 32 px
     "vnni": "spaceevo@vnni+r32",
+    "vnni_aligned": "spaceevo@vnni+align+r32",
     "mbconv": "mbconv@small",
 }
 LATENCY_MAX_MS = 1.2
@@ -66,6 +68,7 @@ def run_missing(runs: Path) -> str:
         start = time.perf_counter()
         subprocess.run([sys.executable, "-m", "nas", *args], cwd=clone, check=True)
         (run_dir / "bench_seconds.txt").write_text(f"{time.perf_counter() - start:.0f}\n")
+        (run_dir / "bench_commit.txt").write_text(f"{commit}\n")
     return commit
 
 
@@ -122,13 +125,15 @@ def report(runs: Path, commit: str) -> str:
     for name, space in SPACES.items():
         file = runs / name / "checkpoints" / "qfa_int8.json"
         if not file.exists():
-            rows.append(f"| {name} | `{space}` | not run | | | | | | | | | |")
+            rows.append(f"| {name} | `{space}` | not run | | | | | | | | | | |")
             continue
         r = json.loads(file.read_text())
         rated = [x["metrics"] for x in map(json.loads, (runs / name / "history.jsonl").read_text().splitlines())
                  if x.get("metrics")]
         timed = runs / name / "bench_seconds.txt"
         minutes = f"{int(timed.read_text()) / 60:.1f}" if timed.exists() else "?"
+        made_at = runs / name / "bench_commit.txt"
+        run_commit = made_at.read_text().strip() if made_at.exists() else commit
         sandwich = sandwich_ratings(runs / name, space)
         rows.append(
             f"| {name} | `{space}` | {sandwich['largest']:.1f} / {sandwich['smallest']:.1f} | "
@@ -138,12 +143,13 @@ def report(runs: Path, commit: str) -> str:
             f"{r['accuracy_lsq_int8_ort']:.1f} | {r['accuracy_ptq_int8_ort']:.1f} | "
             f"{r['latency_fp32_ms']:.2f} / {r['latency_lsq_int8_ms']:.2f} ({r['speedup_lsq_int8']:.2f}x) | "
             f"{r['lsq_export']['matched']}/{r['lsq_export']['lsq_layers']} "
-            f"({r['lsq_export']['shared_input_conflicts']}) | {minutes} |")
+            f"({r['lsq_export']['shared_input_conflicts']}) | {minutes} | {run_commit[:7]} |")
     config = json.loads((runs / next(iter(SPACES)) / "config.json").read_text())
     lines = [
-        "# QFA: INT8 subnets of three spaces at one INT8 latency limit", "",
+        "# QFA: INT8 subnets of four spaces at one INT8 latency limit", "",
         f"Command per space: `nas {' '.join(command('SPACE', Path('RUNS/NAME')))}` with SPACE from the table "
-        f"(`python scripts/bench_qfa.py --runs RUNS`), at commit {commit[:7]}, {time.strftime('%Y-%m-%d')}, on "
+        f"(`python scripts/bench_qfa.py --runs RUNS`), at the commit of its row, reported "
+        f"{time.strftime('%Y-%m-%d')}, on "
         f"{cpu_model()} ({platform.machine()}, 2 cores, no GPU), torch {config.get('versions', {}).get('torch', '')}.",
         "",
         f"Quick preset{' with ' + ', '.join(OPTIONS) if OPTIONS else ''}: {cfg.epochs:g} FP32 sandwich epochs "
@@ -157,8 +163,8 @@ def report(runs: Path, commit: str) -> str:
         "",
         "| space | `--space` | INT8 rating of the largest / smallest | mean INT8 rating in the search | best INT8 "
         "rating (ratings) | chosen: FP32 (ORT) | LSQ+ fake-quant (torch) | LSQ+ INT8 (ORT) | PTQ INT8 (ORT) | FP32 / "
-        "INT8 ms (speed-up) | LSQ+ layers matched (shared-input conflicts) | minutes |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "INT8 ms (speed-up) | LSQ+ layers matched (shared-input conflicts) | minutes | commit |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         *rows, "",
         "![ratings against INT8 latency](qfa.png)", "",
         "Reading it: every training step runs the largest and the smallest member (third column), while each "
@@ -179,9 +185,10 @@ def report(runs: Path, commit: str) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", default="runs/bench_qfa", help="folder of the three runs")
+    parser.add_argument("--runs", default="runs/bench_qfa", help="folder of the runs, one per space")
     parser.add_argument("--report-only", action="store_true", help="report on the runs as they are")
-    parser.add_argument("--commit", default="", help="the commit the runs were made at (with --report-only)")
+    parser.add_argument("--commit", default="", help="the commit of runs that do not record theirs "
+                                                     "(bench_commit.txt), with --report-only")
     args = parser.parse_args()
     runs = Path(args.runs)
     commit = (args.commit or "unknown") if args.report_only else run_missing(runs)

@@ -19,6 +19,10 @@ results (`vnni`, `vnni-large`, `pixel4`, `pixel4-medium`, `pixel4-tiny`, the ten
 architectures), and any other point by its encoding. Any preset may end in `+r` and the input resolutions to
 use instead of the published 160-224 (`spaceevo@vnni+r64`, `spaceevo@vnni+r48,64`): the architectures are the
 same, only their input is smaller (for small images and a CPU; named architectures take the largest of them).
+A point's preset may also end in `+align` (`spaceevo@vnni+align+r32`): every layer of a stage takes the stage's
+one kernel, width and expand ratio, as the official `--align_sample` option samples the supernet for training
+and search ("all blocks in a stage share the same kwe values"), so that no projection shortcut is needed
+inside a stage; the SEQnet models are not aligned and are not named architectures of such a preset.
 
 Deviations: LSQ+ quantizers are not part of the graph (INT8 comes from `nas.quantize`, QAT from `nas.lsq`).
 """
@@ -370,19 +374,29 @@ class SpaceEvoSpace(SearchSpace):
         (`onnxw-151122-023231`; layer choices `k`, `w`, `e` with the block's own values); `+rR1,R2..` at the
         end replaces the input resolutions."""
         self.preset = preset or self.default_preset
-        base, suffix, resolutions = self.preset.partition("+r")
+        base, *suffixes = self.preset.split("+")
         if base in SUPERSPACES:
             self.point: SpacePoint | None = None
             self.superspace = SUPERSPACES[base]
         else:
             self.point = SpacePoint.parse(NAMED_SPACES.get(base, base))
             self.superspace = SUPERSPACES[self.point.superspace]
-        self.resolutions = _resolutions(resolutions, self.preset) if suffix else self.superspace.resolutions
+        self.resolutions = self.superspace.resolutions
+        self.align = False
+        for suffix in suffixes:
+            if suffix == "align" and self.point is not None:
+                self.align = True
+            elif suffix.startswith("r"):
+                self.resolutions = _resolutions(suffix[1:], self.preset)
+            else:
+                raise NASError(f"spaceevo preset {self.preset!r}: unknown suffix {'+' + suffix!r}; accepted: "
+                               "'+rR1,R2..' (input resolutions) and, after a search space (not a superspace), "
+                               "'+align' (one kernel, width and expand ratio per stage)")
 
     def describe(self) -> str:
         if self.point is None:
             return f"{self.superspace.doc}: {self.superspace.size():.3g} spaces"
-        return self.point.describe()
+        return self.point.describe() + ("; one kernel, width and expand ratio per stage" if self.align else "")
 
     @classmethod
     def preset_of(cls, arch_name: str) -> str | None:
@@ -409,7 +423,7 @@ class SpaceEvoSpace(SearchSpace):
 
     def _layer_names(self, i: int, j: int, block: BlockType) -> tuple[str | None, str, str | None]:
         """The choice names of layer j of stage i given its block type: kernel, width, expand (None: fixed)."""
-        slot = f"s{i}_l{j}"
+        slot = f"s{i}" if self.align else f"s{i}_l{j}"
         if self.point is not None or i == 0:
             return (f"{slot}_k" if len(block.kernels) > 1 else None, f"{slot}_w",
                     f"{slot}_e" if len(block.expands) > 1 else None)
@@ -438,8 +452,8 @@ class SpaceEvoSpace(SearchSpace):
             else:
                 options = [self.stage_blocks(self.point)[i][1] if self.point is not None and i > 0 else sup.stage0]
             out.append(Choice(f"s{i}_depth", stage.depths, "ordinal", doc=f"layers in {stage.name}"))
+            declared: set[str] = set()  # aligned: every layer's choices are the first layer's
             for j in range(max(stage.depths)):
-                declared: set[str] = set()
                 for block in options:
                     for name, values, doc in zip(self._layer_names(i, j, block),
                                                  (block.kernels, self._widths(i, stage), block.expands),
@@ -449,7 +463,7 @@ class SpaceEvoSpace(SearchSpace):
                         declared.add(name)
                         users = tuple(b.name for b in options if name in self._layer_names(i, j, b))
                         out.append(Choice(name, tuple(values), "ordinal", self._when(i, j, stage, users, options),
-                                          doc, f"s{i}_l{j}"))
+                                          doc, "" if self.align else f"s{i}_l{j}"))
         return out
 
     def _widths(self, i: int, stage: StageSpec) -> tuple[int, ...]:
@@ -516,7 +530,11 @@ class SpaceEvoSpace(SearchSpace):
                             raise ArchitectureError(f"layer {j} of stage {i} has {value}; {block.name} takes "
                                                     f"{fixed[0]} only")
                     else:
-                        values[name] = widths.index(value) if name.endswith("_wi") else value
+                        stored = widths.index(value) if name.endswith("_wi") else value
+                        if values.setdefault(name, stored) != stored:  # aligned: one value per stage
+                            raise ArchitectureError(f"layer {j} of stage {i} differs from the stage's first "
+                                                    f"layer; {self.preset} takes one kernel, width and expand "
+                                                    "ratio per stage")
         arch = self.declared_values(values)
         self.validate(arch)
         return arch
@@ -549,7 +567,8 @@ class SpaceEvoSpace(SearchSpace):
         out = {}
         for name, (preset, code) in SEQNETS.items():
             point = SpacePoint.parse(NAMED_SPACES[preset])
-            if point == self.point or (self.point is None and point.superspace == self.superspace.name):
+            if not self.align and (point == self.point or (self.point is None
+                                                           and point.superspace == self.superspace.name)):
                 out[name] = self.from_subnet_encoding(code, point)
         return out
 
@@ -557,8 +576,9 @@ class SpaceEvoSpace(SearchSpace):
         """For each point (this preset's; in a superspace, each block type in every stage at the widest
         windows): every layer at its deepest with every kernel index, once with every width at its window's
         largest and twice with consecutive layers alternating between their window's largest two widths (so
-        each projection shortcut meets its largest input and its largest output), expand ratios at their
-        largest: 3 x (most kernels) architectures per point hold every weight the elastic supernet needs."""
+        each projection shortcut meets its largest input and its largest output; aligned, consecutive stages
+        alternate), expand ratios at their largest: 3 x (most kernels) architectures per point hold every
+        weight the elastic supernet needs."""
         sup = self.superspace
         points = [self.point] if self.point is not None else [
             SpacePoint(sup.name, (b,) * len(sup.searchable), tuple(s.windows - 1 for s in sup.searchable))
@@ -569,11 +589,12 @@ class SpaceEvoSpace(SearchSpace):
             for kernel_index in range(max(len(block.kernels) for _, block, _ in specs)):
                 for mode in ("largest", "alternate", "alternate-shifted"):
                     stages, layer = [], 1  # consecutive layers (the stem is layer 0) across stage boundaries
-                    for stage, block, widths in specs:
+                    for i, (stage, block, widths) in enumerate(specs):
                         layers = []
                         for _ in range(max(stage.depths)):
                             layers.append((block.kernels[min(kernel_index, len(block.kernels) - 1)],
-                                           _pick(widths, layer, mode), block.expands[-1] if block.expands else 0.0))
+                                           _pick(widths, i + 1 if self.align else layer, mode),  # aligned: per stage
+                                           block.expands[-1] if block.expands else 0.0))
                             layer += 1
                         stages.append(layers)
                     out.append(self.compose(point, self.resolutions[-1], _pick(sup.stages[0].widths, 0, mode), stages))

@@ -191,3 +191,38 @@ def test_the_superspace_preset_holds_every_point_and_its_members(superspace: str
     inside = hyper.restrict({**{f"s{i}_block": [names[b]] for i, b in enumerate(point.blocks, 1)},
                              **{f"s{i}_window": [w] for i, w in enumerate(point.windows, 1)}})
     assert all(hyper.point_of(inside.sample(rng)) == point for _ in range(10))
+
+
+def test_an_aligned_preset_gives_each_stage_one_kernel_width_and_expand() -> None:
+    """`+align` (the official --align_sample): a stage's layers share their choices; the graph is the one of the
+    same layers in the unaligned space, whose architectures with unequal layers the aligned one refuses; its
+    supernet runs its members as their stand-alone subnets and needs no projection shortcut inside a stage."""
+    import torch
+
+    from nas.space import ArchitectureError
+    from nas.supernet import Supernet
+
+    aligned, full = SpaceEvoSpace("vnni+align+r32"), SpaceEvoSpace("vnni+r32")
+    assert len(aligned.choices()) < len(full.choices()) and aligned.reference_archs() == {}
+    rng = random.Random(0)
+    for arch in (aligned.sample(rng) for _ in range(10)):
+        layers = [[aligned.layer(arch, i, j) for j in range(arch[f"s{i}_depth"])] for i in range(7)]
+        assert all(len(set(stage)) == 1 for stage in layers)
+        same = full.compose(full.point, arch["resolution"], arch["stem_w"], layers)
+        assert aligned.graph(arch).macs() == full.graph(same).macs()
+        assert aligned.compose(aligned.point, arch["resolution"], arch["stem_w"], layers) == arch
+    with pytest.raises(ArchitectureError, match="one kernel, width and expand ratio per stage"):
+        full_arch = full.sample(random.Random(3))
+        stages = [[full.layer(full_arch, i, j) for j in range(full_arch[f"s{i}_depth"])] for i in range(7)]
+        assert any(len(set(stage)) > 1 for stage in stages)
+        aligned.compose(aligned.point, full_arch["resolution"], full_arch["stem_w"], stages)
+    torch.manual_seed(0)
+    net = Supernet(aligned, (3, 32, 32), 10).eval()
+    shortcuts = {name.split(".")[1].split("_down")[0] for name in net.state_dict() if "_down" in name}
+    assert shortcuts and all(slot.endswith("_l0") for slot in shortcuts)  # a projection at a stage's entry only
+    for arch in (aligned.sample(rng), aligned.extreme(largest=False)):
+        x = torch.randn(2, 3, 32, 32)
+        with torch.no_grad():
+            torch.testing.assert_close(net.subnet(arch).eval()(x), net(x, arch), rtol=1e-4, atol=1e-5)
+    with pytest.raises(NASError, match="'\\+align'"):
+        SpaceEvoSpace("onnxw+align")
