@@ -182,3 +182,33 @@ def test_rank_targets_are_normal_scores_of_the_order():
     assert scores[2] == scores[3] and abs(scores.mean()) < 0.01 and scores[1] < 1.5  # the outlier is tamed
     with pytest.raises(NASError, match="target_transform"):
         Bananas(registry.make_space("nb201"), ACC, target_transform="log")
+
+
+def test_climb_proposes_the_centres_neighbours_moves_to_better_ones_and_restarts_at_a_local_optimum():
+    space, strategy, archs = _primed("climb", restart_pool=50)
+    first = strategy._climb_candidates()  # the centre: the best told so far
+    assert strategy.centre == archs[0] and not strategy.restarting
+    assert keys(space, first) == keys(space, neighbours(space, archs[0])) - keys(space, archs)
+    worse, better = first[:2]
+    strategy.tell(worse, {"accuracy": 85.0})
+    strategy.tell(better, {"accuracy": 95.0})
+    second = strategy._climb_candidates()  # moved to the batch's best, which beats the centre
+    assert strategy.centre == better and keys(space, second) <= keys(space, neighbours(space, better))
+    strategy.tell(second[0], {"accuracy": 91.0})
+    strategy.seen_keys |= keys(space, second)  # every neighbour evaluated, none better: a local optimum
+    restart = strategy._climb_candidates()
+    assert strategy.centre == better and strategy.restarting
+    assert len(restart) == 50 and not keys(space, restart) & strategy.seen_keys
+    strategy.tell(restart[0], {"accuracy": 70.0})  # a restart's best becomes the centre, worse or not
+    strategy._climb_candidates()
+    assert strategy.centre == restart[0] and not strategy.restarting
+
+
+def test_climb_resumes_from_its_saved_state(evaluator):
+    options = dict(candidates="climb", restart_pool=40, num_init=5, batch_size=3, **FAST)
+    first = Bananas(evaluator.space, ACC, seed=4, **options)
+    _, asked = search(first, evaluator, 24)
+    resumed = Bananas(evaluator.space, ACC, seed=4, **options)
+    resumed.load_state(first.state())
+    assert resumed.centre == first.centre and resumed.restarting == first.restarting
+    assert [resumed.ask() for _ in range(6)] == [first.ask() for _ in range(6)]
