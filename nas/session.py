@@ -223,6 +223,7 @@ def record_counts(records: list[Record], done: list[Record]) -> str:
     infeasible = sum(r.metrics is None for r in records)
     repeated = sum(r.metrics is not None and bool(r.info.get("cached")) for r in records)
     rated = len(records) - len(done) - infeasible - repeated
+
     def archs(n: int) -> str:
         return f"{n} architecture{'' if n == 1 else 's'}"
 

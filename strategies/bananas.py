@@ -37,7 +37,7 @@ Defaults and deviations (the measurements behind them: `benchmarks/bananas.md`):
   climb goes on from the best of the batch the acquisition picks from them, better than the old centre or
   not. Unlike the neighbourhood rule, the candidates never come from the neighbourhoods of other good
   cells of the same basin, which kept runs on a local optimum. Where local search does well (NB201 CIFAR-10
-  and CIFAR-100) it reaches the optimum more often than the default, in a quarter of the time; where it
+  and CIFAR-100) it reaches the optimum more often than the default, and sooner; where it
   does not (ImageNet16-120, the NATS size space with 35 neighbours a cell), it does worse, so it is not the
   default (measured: `benchmarks/bananas.md`).
 - predictor: the paper's is an ensemble of 5 feed-forward "meta neural networks" on the path encoding
@@ -74,7 +74,7 @@ import numpy as np
 
 from nas.registry import get, register_strategy
 from nas.space import Architecture, NASError
-from nas.strategy import Strategy, rng_state, set_rng_state
+from nas.strategy import Strategy, check_count, rng_state, set_rng_state
 from predictors.base import Ensemble, Predictor
 
 
@@ -121,7 +121,7 @@ class Bananas(Strategy):
             raise NASError(f"BANANAS needs num_init >= 2 and batch_size >= 1, got {num_init} and {batch_size}")
         self.num_init, self.batch_size = num_init, batch_size
         self.num_candidates, self.num_parents, self.max_mutations = num_candidates, num_parents, max_mutations
-        self.restart_pool = restart_pool
+        self.restart_pool = check_count("restart_pool", restart_pool)
         self.num_random, self.acquisition, self.ucb_beta = num_random, acquisition, ucb_beta
         self.predictor_name, self.ensemble = predictor, ensemble
         if predictor_options is None:

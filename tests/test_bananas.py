@@ -202,6 +202,8 @@ def test_climb_proposes_the_centres_neighbours_moves_to_better_ones_and_restarts
     strategy.tell(restart[0], {"accuracy": 70.0})  # a restart's best becomes the centre, worse or not
     strategy._climb_candidates()
     assert strategy.centre == restart[0] and not strategy.restarting
+    with pytest.raises(ValueError, match="restart_pool 0"):
+        Bananas(space, ACC, candidates="climb", restart_pool=0)
 
 
 def test_climb_resumes_from_its_saved_state(evaluator):
