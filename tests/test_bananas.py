@@ -209,7 +209,7 @@ def test_climb_proposes_the_centres_neighbours_moves_to_better_ones_and_restarts
 def test_climb_resumes_from_its_saved_state(evaluator):
     options = dict(candidates="climb", restart_pool=40, num_init=5, batch_size=3, **FAST)
     first = Bananas(evaluator.space, ACC, seed=4, **options)
-    _, asked = search(first, evaluator, 24)
+    search(first, evaluator, 24)
     resumed = Bananas(evaluator.space, ACC, seed=4, **options)
     resumed.load_state(first.state())
     assert resumed.centre == first.centre and resumed.restarting == first.restarting
