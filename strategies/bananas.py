@@ -38,8 +38,9 @@ Defaults and deviations (the measurements behind them: `benchmarks/bananas.md`):
   not. Unlike the neighbourhood rule, the candidates never come from the neighbourhoods of other good
   cells of the same basin, which kept runs on a local optimum. Where local search does well (NB201 CIFAR-10
   and CIFAR-100) it reaches the optimum more often than the default, and sooner; where it
-  does not (ImageNet16-120, the NATS size space with 35 neighbours a cell), it does worse, so it is not the
-  default (measured: `benchmarks/bananas.md`).
+  does not (ImageNet16-120, the NATS size space with 35 neighbours a cell), it did worse than the default
+  on the seeds it was tried on, though better than local search, so it is not the default (measured:
+  `benchmarks/bananas.md`).
 - predictor: the paper's is an ensemble of 5 feed-forward "meta neural networks" on the path encoding
   (`predictor="mlp", ensemble=5, predictor_options={"encoding": "path"}` here). The default is an ensemble
   of `ensemble` (3) graph neural networks (`predictors.gnn`, 150 training steps so that a round costs
