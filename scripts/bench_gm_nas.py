@@ -320,7 +320,6 @@ def escape_pipes(text: str) -> str:
 
 def derived_report(units: Sequence[Mapping[str, Any]]) -> list[str]:
     """The DARTS and SNAS variants' search result: the argmax-alpha cell of each leaf, the best rated selected."""
-
     rows = [u for u in units if u.get("derived")]
     if not rows:
         return []

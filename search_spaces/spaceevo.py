@@ -23,6 +23,9 @@ A point's preset may also end in `+align` (`spaceevo@vnni+align+r32`): every lay
 one kernel, width and expand ratio, as the official `--align_sample` option samples the supernet for training
 and search ("all blocks in a stage share the same kwe values"), so that no projection shortcut is needed
 inside a stage; the SEQnet models are not aligned and are not named architectures of such a preset.
+Deviation: the official code aligns only what it samples (the sandwich's random and smallest members, the
+subnet search's first population); its mutation and crossover then change layers one at a time, so its search
+leaves the aligned set, where here every member of an aligned preset, searched ones included, stays aligned.
 
 Deviations: LSQ+ quantizers are not part of the graph (INT8 comes from `nas.quantize`, QAT from `nas.lsq`).
 """

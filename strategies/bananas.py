@@ -68,7 +68,7 @@ refitting the predictors of past rounds.
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
@@ -206,35 +206,24 @@ class Bananas(Strategy):
         ranked = [a for a, _ in sorted(self.history, key=lambda item: -item[1])]
         pool: dict[str, Architecture] = {}
         excluded = self._excluded()
-
-        def add(arch: Architecture) -> None:
-            key = self.space.canonical(arch)
-            if key not in excluded:
-                pool.setdefault(key, arch)
-
         if self.candidate_rule == "neighbourhood":
             for rank, parent in enumerate(ranked):
                 if rank >= self.num_parents and len(pool) >= self.batch_size:
                     break
-                for arch in self.space.neighbours(parent, self.rng):
-                    add(arch)
+                self._add_unseen(pool, excluded, self.space.neighbours(parent, self.rng))
             if len(pool) > self.num_candidates:
                 keys = self.rng.sample(sorted(pool), self.num_candidates)
                 pool = {key: pool[key] for key in keys}
         else:
             for i in range(self.num_candidates):
-                add(self._mutant(ranked[i % min(self.num_parents, len(ranked))]))
+                self._add_unseen(pool, excluded, [self._mutant(ranked[i % min(self.num_parents, len(ranked))])])
             per_parent = max(1, self.num_candidates // self.num_parents)
             for parent in ranked[self.num_parents:]:  # neighbourhoods of the best used up: the next best ones
                 if len(pool) >= self.num_candidates:
                     break
                 for _ in range(per_parent):
-                    add(self._mutant(parent))
-        wanted = max(len(pool) + self.num_random, self.batch_size)  # never fewer than a batch
-        for _ in range(3 * wanted):
-            if len(pool) >= wanted:
-                break
-            add(self.space.sample(self.rng))
+                    self._add_unseen(pool, excluded, [self._mutant(parent)])
+        self._fill_random(pool, excluded, max(len(pool) + self.num_random, self.batch_size))  # at least a batch
         return list(pool.values())
 
     def _climb_candidates(self) -> list[Architecture]:
@@ -250,18 +239,25 @@ class Bananas(Strategy):
         assert self.centre is not None  # proposals start after the random ones are told
         excluded = self._excluded()
         pool: dict[str, Architecture] = {}
-        for arch in self.space.neighbours(self.centre, self.rng):
-            pool.setdefault(self.space.canonical(arch), arch)
-        pool = {key: arch for key, arch in pool.items() if key not in excluded}
+        self._add_unseen(pool, excluded, self.space.neighbours(self.centre, self.rng))
         self.restarting = not pool
-        for _ in range(3 * self.restart_pool if self.restarting else 0):
-            if len(pool) >= self.restart_pool:
-                break
-            arch = self.space.sample(self.rng)
+        if self.restarting:
+            self._fill_random(pool, excluded, self.restart_pool)
+        return list(pool.values())
+
+    def _add_unseen(self, pool: dict[str, Architecture], excluded: set[str], archs: Iterable[Architecture]) -> None:
+        """Add each of `archs` whose canonical form is neither excluded nor in `pool` yet (keyed by that form)."""
+        for arch in archs:
             key = self.space.canonical(arch)
             if key not in excluded:
                 pool.setdefault(key, arch)
-        return list(pool.values())
+
+    def _fill_random(self, pool: dict[str, Architecture], excluded: set[str], wanted: int) -> None:
+        """Add random unseen architectures until `pool` holds `wanted` (at most 3 x `wanted` draws)."""
+        for _ in range(3 * wanted):
+            if len(pool) >= wanted:
+                break
+            self._add_unseen(pool, excluded, [self.space.sample(self.rng)])
 
     def _propose(self) -> list[Architecture]:
         self.rounds += 1
