@@ -17,18 +17,19 @@ from torch import nn
 
 import strategies.bossnas as bossnas_module
 from nas.data import TensorData
-from nas.space import SearchSpace
+from nas.optim import LARS, parameter_groups
 from nas.runs import RunDir
 from nas.search import run_search
+from nas.space import SearchSpace
 from nas.strategy import Record, StrategyContext, SupernetContext, rating_objectives
 from nas.supernet import BlockSupernet
+from nas.testing import ToyBlockSpace
 from search_spaces.hytra import HyTraSpace
 from search_spaces.mbconv import FAMILIES, MBConvSpace, Stage
 from strategies.bossnas import BossNAS, make_config
-from nas.testing import ToyBlockSpace
-from nas.optim import LARS, parameter_groups
 from strategies.bossnas_parts import ensemble_target, momentum_at
 from strategies.bossnas_rating import BlockRater, Nets, from_json, rate_jointly
+
 
 @pytest.fixture(autouse=True)
 def one_thread():  # noqa: ANN201 - tiny tensors: one thread avoids OpenMP overhead on a busy machine
@@ -87,7 +88,8 @@ def search(strategy: BossNAS, ctx: SupernetContext) -> tuple[Record, list[Record
     """Train (`prepare`), then the search over ratings through the ordinary loop: the best record and all."""
     plan = strategy.prepare(ctx)
     folder = Path(ctx.checkpoint_dir) / "run"
-    run = RunDir.open(folder) if folder.exists() else RunDir.create(folder, {"space": "toy", "strategy": "bossnas", "settings": {}})
+    meta = {"space": "toy", "strategy": "bossnas", "settings": {}}
+    run = RunDir.open(folder) if folder.exists() else RunDir.create(folder, meta)
     objectives = rating_objectives(ctx.objectives)
     result = run_search(run, plan.search, plan.evaluator, StrategyContext(
         ctx.space, objectives, 0, plan.budget, ctx.data.sample_shape, ctx.data.num_classes, progress=False))
@@ -534,7 +536,7 @@ def test_block_weights_partition_the_supernet_and_hold_those_each_block_uses(mak
         for k, path in enumerate(paths):
             with torch.no_grad():
                 h = net.forward_paths(x, paths[:k])
-            assert used(lambda: net.forward_block(k, path, h, entry)) <= set(blocks[k])
+            assert used(lambda k=k, path=path, h=h, entry=entry: net.forward_block(k, path, h, entry)) <= set(blocks[k])
             entry = net.exit_state(k, path, entry)
 
 

@@ -8,13 +8,18 @@ import sys
 import textwrap
 
 import pytest
-
 from conftest import REPO
-from nas import registry
-from nas.testing import (SPACE_CHECKS, STRATEGY_CHECKS, SUPERNET_CHECKS, SUPERNET_STRATEGY_CHECKS, ToyBlockSpace,
-                         checks_for_strategy)
-from nas.strategy import SupernetStrategy
 
+from nas import registry
+from nas.strategy import SupernetStrategy
+from nas.testing import (
+    SPACE_CHECKS,
+    STRATEGY_CHECKS,
+    SUPERNET_CHECKS,
+    SUPERNET_STRATEGY_CHECKS,
+    ToyBlockSpace,
+    checks_for_strategy,
+)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

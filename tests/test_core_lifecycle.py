@@ -6,8 +6,8 @@ import json
 from typing import ClassVar
 
 import pytest
-
 from conftest import SHARED
+
 from nas import registry
 from nas.evaluate import Evaluator
 from nas.objectives import Objective

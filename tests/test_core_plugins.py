@@ -10,8 +10,8 @@ import sys
 import textwrap
 
 import pytest
-
 from conftest import REPO, SHARED, run_nas
+
 from nas import registry
 from nas.costs import CostModel, cost_metrics, cost_models_for
 from nas.evaluate import Evaluation, Evaluator, TrainEvaluator, evaluator_name
@@ -108,7 +108,8 @@ def test_a_registered_cost_model_is_an_objective_and_a_constraint_checked_before
 
 @pytest.mark.parametrize("args, message", [
     (["--constraint", "foo<=3"], "constraint on unknown metric 'foo'; known: 'accuracy', 'latency', 'macs', 'params'"),
-    (["--objectives", "accuracy,energy:minimize"], "objective on unknown metric 'energy'; known: 'accuracy', 'latency'"),
+    (["--objectives", "accuracy,energy:minimize"],
+     "objective on unknown metric 'energy'; known: 'accuracy', 'latency'"),
     (["--constraint", "macs<3"], "constraint 'macs<3' is not METRIC<=LIMIT"),
     (["--evaluator", "oracle"], "unknown evaluator 'oracle'; accepted: 'predictor', "),
     (["--evaluator", "predictor"], "evaluator 'predictor' needs --predictor-data"),

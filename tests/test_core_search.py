@@ -9,8 +9,8 @@ import sys
 import time
 
 import pytest
-
 from conftest import REPO
+
 from nas import registry
 from nas.costs import cost_metrics
 from nas.evaluate import Evaluation, Evaluator

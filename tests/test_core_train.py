@@ -61,7 +61,8 @@ def test_accumulated_micro_batches_equal_one_large_batch():
         model = torch.nn.Linear(5, 3)
         trainer = Trainer(TrainConfig(epochs=2, batch_size=batch, accumulate=accumulate, lr=0.1, augment="none",
                                       device="cpu", label_smoothing=0.0))
-        step = supervised_step(lambda b: model(b.x), lambda out, b: torch.nn.functional.cross_entropy(out, b.y))
+        step = supervised_step(lambda b, model=model: model(b.x),
+                               lambda out, b: torch.nn.functional.cross_entropy(out, b.y))
         progress = trainer.fit(step, [model], x, y)
         assert progress.step == 4 and progress.epoch == 2
         weights.append(model.weight.detach().clone())

@@ -11,7 +11,6 @@ import sys
 import time
 
 import pytest
-
 from conftest import REPO
 
 TABLE = REPO.parent / "shared/benchmarks/nasbench201/nats_tss_test_accuracy_200ep.csv"

@@ -22,7 +22,6 @@ from nas.space import NASError
 from nas.streaming import streaming_model
 from search_spaces.lmuformer import LMUFormerSpace, psmnist_lmu
 
-
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 

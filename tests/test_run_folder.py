@@ -159,7 +159,8 @@ def test_export_refuses_best_weights_of_another_record_than_best_json(tmp_path):
     run = RunDir.create(tmp_path / "run", {"space": "nb201", "strategy": "random", "settings": {}})
     run.append(Record(0, Architecture(edge="a"), {"accuracy": 1.0}))
     run.append(Record(1, Architecture(edge="b"), {"accuracy": 2.0}), _weights(2.0))
-    run.write_json("best.json", {"arch": {"edge": "a"}, "metrics": {"accuracy": 1.0}, "index": 0, "input_shape": [3, 32, 32], "num_classes": 10})
+    run.write_json("best.json", {"arch": {"edge": "a"}, "metrics": {"accuracy": 1.0}, "index": 0,
+                                 "input_shape": [3, 32, 32], "num_classes": 10})
     with pytest.raises(NASError, match="holds record 1's weights but best.json names record 0"):
         export_run(run.path)
 

@@ -113,7 +113,8 @@ def test_every_released_space_builds_its_largest_and_smallest_member(preset: str
     for arch in cover:
         space.validate(arch)
     widest = cover[0]
-    assert all(widest[f"s{i}_depth"] == max(stage.depths) for i, (stage, _, _) in enumerate(space.stage_blocks(space.point)))
+    stages = space.stage_blocks(space.point)
+    assert all(widest[f"s{i}_depth"] == max(stage.depths) for i, (stage, _, _) in enumerate(stages))
 
 
 @pytest.mark.parametrize("superspace", list(SUPERSPACES))
