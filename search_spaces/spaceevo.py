@@ -27,6 +27,10 @@ Deviation: the official code aligns only what it samples (the sandwich's random 
 subnet search's first population); its mutation and crossover then change layers one at a time, so its search
 leaves the aligned set, where here every member of an aligned preset, searched ones included, stays aligned.
 
+As the official supernet training does (`zero_last_gamma`), the BatchNorm that ends a residual block's branch
+(forced-residual MBv2/MBv3 and FusedMBConv, MBv1-dual, ResNet) starts with scale 0, in the supernet and in
+stand-alone networks alike: each block starts as its shortcut (identity or 1x1 projection).
+
 Deviations: LSQ+ quantizers are not part of the graph (INT8 comes from `nas.quantize`, QAT from `nas.lsq`).
 """
 from __future__ import annotations
@@ -78,7 +82,7 @@ def inverted_residual(act: str, se: bool, forced: bool = True, stacked: bool = F
         h = _depthwise(g, p, h, kernel, stride, act, stacked)
         if se:
             h = squeeze_excite(g, f"{p}_se", h, make_divisible(mid // 4), "relu", "hsigmoid")
-        h = conv_bn_act(g, f"{p}_project", h, out_ch, 1, act=None)
+        h = conv_bn_act(g, f"{p}_project", h, out_ch, 1, act=None, zero_gamma=forced)
         return h if short is None else g.add(f"{p}_add", Add(), short, h)
     return build
 
@@ -89,7 +93,7 @@ def mbv1_dual(g: GraphBuilder, p: str, x: str, out_ch: int, kernel: int, expand:
     h = conv_bn_act(g, f"{p}_dw1", x, g.shape(x)[0], kernel, stride, "relu", groups=g.shape(x)[0])
     h = conv_bn_act(g, f"{p}_pw1", h, out_ch, 1, act="relu")
     h = conv_bn_act(g, f"{p}_dw2", h, out_ch, kernel, 1, "relu", groups=out_ch)
-    h = conv_bn_act(g, f"{p}_pw2", h, out_ch, 1, act="relu")
+    h = conv_bn_act(g, f"{p}_pw2", h, out_ch, 1, act="relu", zero_gamma=True)
     return g.add(f"{p}_add", Add(), short, h)
 
 
@@ -103,7 +107,7 @@ def resnet_bottleneck(se: bool, act: str = "relu") -> Builder:
         h = conv_bn_act(g, f"{p}_conv2", h, hidden, kernel, stride, act)
         if se:
             h = squeeze_excite(g, f"{p}_se", h, make_divisible(in_ch // 4), "relu", "hsigmoid")
-        h = conv_bn_act(g, f"{p}_conv3", h, out_ch, 1, act=None)
+        h = conv_bn_act(g, f"{p}_conv3", h, out_ch, 1, act=None, zero_gamma=True)
         return g.add(f"{p}_out", Activation(act), g.add(f"{p}_add", Add(), short, h))
     return build
 
@@ -116,7 +120,7 @@ def fused_mbconv(se: bool, act: str = "silu") -> Builder:
         h = conv_bn_act(g, f"{p}_fused", x, make_divisible(in_ch * expand), kernel, stride, act)
         if se:
             h = squeeze_excite(g, f"{p}_se", h, make_divisible(in_ch // 4), "relu", "hsigmoid")
-        h = conv_bn_act(g, f"{p}_project", h, out_ch, 1, act=None)
+        h = conv_bn_act(g, f"{p}_project", h, out_ch, 1, act=None, zero_gamma=True)
         return g.add(f"{p}_add", Add(), short, h)
     return build
 

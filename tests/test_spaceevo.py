@@ -130,10 +130,38 @@ def test_one_elastic_supernet_runs_every_block_type_as_its_stand_alone_subnet(su
         space = SpaceEvoSpace(f"{superspace}-{str(b) * 6}-{'0' * 6}")
         torch.manual_seed(b)
         net = Supernet(space, space.default_input, 10).eval()
+        for module in net.modules():  # residual branches start at 0: give every BatchNorm a random scale
+            if isinstance(module, torch.nn.BatchNorm2d):
+                torch.nn.init.uniform_(module.weight, 0.5, 1.5)
         for arch in (space.sample(rng), space.sample(rng)):
             x = torch.randn(2, 3, 64, 64)
             with torch.no_grad():
                 torch.testing.assert_close(net.subnet(arch).eval()(x), net(x, arch), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("superspace", list(SUPERSPACES))
+def test_residual_branches_start_at_zero_as_in_the_official_supernet(superspace: str) -> None:
+    """The official `zero_last_gamma`: the last BatchNorm of each residual block's branch has scale 0 (so the
+    block starts as its shortcut), in stand-alone networks and in the supernet; MBv2 without forced residual
+    (`mobilew`'s stage 0) keeps scale 1."""
+    import torch
+
+    from nas.supernet import Supernet
+
+    def zero_scaled(model: torch.nn.Module) -> set[str]:
+        return {name.replace(".bn", "") for name, m in model.named_modules()
+                if isinstance(m, torch.nn.BatchNorm2d) and not m.weight.any()}
+
+    rng = random.Random(0)
+    for b in range(len(SUPERSPACES[superspace].blocks)):
+        space = SpaceEvoSpace(f"{superspace}-{str(b) * 6}-{'0' * 6}")
+        arch = space.sample(rng)
+        blocks = [f"s{i}_l{j}" for i in range(7) for j in range(int(arch[f"s{i}_depth"]))]
+        residual = [p for p in blocks if not p.startswith("s0_") or superspace == "onnxw"]  # onnxw: ResNet stage 0
+        ends = zero_scaled(space.build(arch, (3, 64, 64), 10))
+        assert sorted(p for p in residual if not any(e.startswith(p + "_") for e in ends)) == []
+        assert len(ends) == len(residual)
+        assert len(zero_scaled(Supernet(space, space.default_input, 10))) >= len(residual)
 
 
 def test_nsr_loss_on_known_tensors() -> None:
