@@ -28,8 +28,10 @@ subnet search's first population); its mutation and crossover then change layers
 leaves the aligned set, where here every member of an aligned preset, searched ones included, stays aligned.
 
 As the official supernet training does (`zero_last_gamma`), the BatchNorm that ends a residual block's branch
-(forced-residual MBv2/MBv3 and FusedMBConv, MBv1-dual, ResNet) starts with scale 0, in the supernet and in
-stand-alone networks alike: each block starts as its shortcut (identity or 1x1 projection).
+(forced-residual MBv2/MBv3 and FusedMBConv, MBv1-dual, ResNet) starts with scale 0: each block starts as its
+shortcut (identity or 1x1 projection). Stand-alone networks, which the official code never trains from
+scratch, start the same way (our choice); the quality proxy's block-KD students start with every scale at 1,
+as the official ones do (`strategies/spaceevo_proxy.py`).
 
 Deviations: LSQ+ quantizers are not part of the graph (INT8 comes from `nas.quantize`, QAT from `nas.lsq`).
 """

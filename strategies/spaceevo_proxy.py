@@ -206,12 +206,17 @@ def train_student(space: StageSpace, x: torch.Tensor, y: torch.Tensor, epochs: f
                   seed: int, variance_of: str = "teacher", progress: Callable[[], None] | None = None,
                   lsq_epochs: float = 0.0) -> Any:
     """An elastic supernet of `space` distilled to map teacher features `x` to `y` for `epochs`, then with LSQ+
-    quantizers (`nas.lsq.quantize_supernet`) for `lsq_epochs` more (see the module docstring)."""
+    quantizers (`nas.lsq.quantize_supernet`) for `lsq_epochs` more (see the module docstring). Every BatchNorm
+    starts with scale 1, as the official block-KD students do (only its supernet training zeroes the scale that
+    ends a residual branch, as the space's graphs do)."""
     from nas.lsq import quantize_supernet
     from nas.supernet import Supernet
 
     torch.manual_seed(seed)
     net = Supernet(space, space.default_input, 1)
+    for module in net.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            torch.nn.init.ones_(module.weight)
     _distil(net, space, x, y, epochs, batch_size, seed, variance_of, progress)
     if lsq_epochs > 0:
         _distil(quantize_supernet(net), space, x, y, lsq_epochs, batch_size, seed + 1, variance_of, progress)

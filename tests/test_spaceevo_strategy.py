@@ -110,6 +110,8 @@ def test_a_student_with_an_lsq_epoch_is_quantized_and_rates_int8_sub_stages() ->
     quantizers = [m for m in net.weights.values() if isinstance(m, ElasticLSQ)]
     assert net.quantized_bits == 8 and quantizers and all(bool(m.initialised) for m in quantizers)
     assert len(steps) == 2  # one FP32 step and one LSQ+ step of 16 of the 32 images
+    scales = [m.weight for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert scales and min(float(w.abs().min()) for w in scales) > 0.5  # started at 1 (official block KD), not 0
     arch = space.sample_in_window((56, 64), random.Random(0))
     loss = sub_stage_loss(net, arch, x[:16], x[16:], y[16:])
     model = quantized_subnet(net, arch)
