@@ -80,7 +80,7 @@ import dataclasses
 import math
 import random
 import time
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path as FilePath
 from typing import Any
@@ -122,11 +122,14 @@ from strategies.bossnas_parts import (
     momentum_at,
     predictor,
 )
-from strategies.bossnas_rating import BlockRater, Nets, from_json, plot_ratings, rate_jointly, to_json
+from strategies.bossnas_rating import BlockRater, Nets, path_from_json, plot_ratings, rate_jointly, to_json
 from strategies.evolution import RegularizedEvolution
 from strategies.random_search import RandomSearch
 
 __all__ = ["BossNAS", "BossNASConfig", "PRESETS", "plot_ratings"]
+
+#: block_score(block, entry state, path): the block loss of `path` (`BossNAS._block_scorer`)
+BlockScorer = Callable[[int, Hashable, Path], float]
 
 
 @dataclass(frozen=True)
@@ -284,7 +287,7 @@ class BossNAS(SupernetStrategy):
         self.raters: list[list[BlockRater]] = []  # per block, one per trained entry state
         self.losses: list[list[float]] = []
         self.progress = {"block": 0, "epoch": 0, "step": 0, "trained": False}
-        self._scorer = None
+        self._scorer: BlockScorer | None = None  # `block_losses` makes it on first use
         self.train_seconds: list[float] = []  # per block, the wall-clock of its supernet training
 
     def _view(self, x: torch.Tensor, g: torch.Generator, blur: float) -> torch.Tensor:
@@ -294,7 +297,8 @@ class BossNAS(SupernetStrategy):
         """The block's necks (one input layer per output shape its candidates can have) and predictor. A path's
         output shape is that of its exit state (the next block is entered in that state whatever the path), so
         one path per exit state is built."""
-        net, exits = self.online, {}
+        net = self.online
+        exits: dict[str, tuple[Path, Hashable]] = {}  # exit state (JSON) -> one (path, entry) reaching it
         for entry in self.entries[block]:
             for path in net.candidates(block, entry):
                 exits.setdefault(to_json(net.exit_state(block, path, entry)), (path, entry))
@@ -369,7 +373,7 @@ class BossNAS(SupernetStrategy):
         if not self._state_file.exists():
             return None
         state = torch.load(self._state_file, map_location=self.device, weights_only=True)
-        self.frontier = [{key: (loss, tuple(from_json(p) for p in paths)) for key, loss, paths in states}
+        self.frontier = [{key: (loss, tuple(path_from_json(p) for p in paths)) for key, loss, paths in states}
                          for states in state["frontier"]]
         for block in range(state["heads"]):
             self._add_block_heads(block)
@@ -382,7 +386,7 @@ class BossNAS(SupernetStrategy):
         for block, rstates in enumerate(state["raters"]):
             raters = []
             for rstate in rstates:
-                prefix = [from_json(p) for p in rstate["prefix"]]
+                prefix = [path_from_json(p) for p in rstate["prefix"]]
                 raters.append(self._rater(block, prefix))
                 raters[-1].load_state(rstate)
             self.raters.append(raters)
@@ -582,7 +586,7 @@ class BossNAS(SupernetStrategy):
                 out.append(net.arch_of([*best[:rater.block], path, *best[rater.block + 1:]]))
         return out
 
-    def _block_scorer(self):  # noqa: ANN202 - returns a closure
+    def _block_scorer(self) -> BlockScorer:
         """block_score(k, entry, path): table lookups, on-demand scoring with block k's snapshot (after the
         best prefix reaching `entry`, against the block's centre)."""
         raters = {(r.block, to_json(r.entry)): r for block in self.raters for r in block}

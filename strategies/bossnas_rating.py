@@ -29,6 +29,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
+from functools import reduce
 
 import torch
 from torch import nn
@@ -47,6 +48,13 @@ def from_json(text: str) -> Hashable:
     def tup(v: object) -> Hashable:
         return tuple(tup(x) for x in v) if isinstance(v, list) else v
     return tup(json.loads(text))
+
+
+def path_from_json(text: str) -> Path:
+    """A path from its `to_json` text (a JSON list, so a tuple)."""
+    path = from_json(text)
+    assert isinstance(path, tuple), f"not a path: {text}"
+    return path
 
 
 @dataclass
@@ -79,8 +87,8 @@ class BlockRater:
         self.scores: dict[Path, float] = {}
         self.centre: tuple[torch.Tensor, torch.Tensor] | None = None
         self.shift, self.scale = 0.0, 1.0  # a score is (loss - shift) / scale: standardised per state, or raw
-        self._features: tuple[torch.Tensor, ...] | None = None
-        self._norms: list[nn.Module] | None = None
+        self._features: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+        self._norms: list[nn.modules.batchnorm._BatchNorm] | None = None
 
     @property
     def nets(self) -> Nets:
@@ -102,7 +110,9 @@ class BlockRater:
             with bn_recalibration(self.nets.target):
                 self._prefix(self.bn_batch)
             self.nets.eval()
-            self._features = tuple(self._batched(self._prefix, x) for x in (*self.views, self.bn_batch))
+            v1, v2 = self.views
+            self._features = (self._batched(self._prefix, v1), self._batched(self._prefix, v2),
+                              self._batched(self._prefix, self.bn_batch))
         return self._features
 
     def _batched(self, fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
@@ -167,7 +177,7 @@ class BlockRater:
                 "scale": self.scale}
 
     def load_state(self, state: dict) -> None:
-        self.scores = {from_json(p): float(s) for p, s in state["scores"]}
+        self.scores = {path_from_json(p): float(s) for p, s in state["scores"]}
         self.centre = tuple(state["centre"]) if state["centre"] is not None else None
         self.shift, self.scale = state.get("shift", 0.0), state.get("scale", 1.0)
 
@@ -181,21 +191,26 @@ def rate_jointly(raters: Sequence[BlockRater], paths: Sequence[Sequence[Path]], 
     different states add up on one scale."""
     from tqdm.auto import tqdm
 
-    sums, preds = [], []  # per rater: (sum of target v1, sum of target v2, count), path -> predictions
+    # per rater: (sum of target v1, sum of target v2, count), path -> predictions
+    sums: list[tuple[torch.Tensor, torch.Tensor, int]] = []
+    preds: list[dict[Path, tuple[torch.Tensor, torch.Tensor]]] = []
     for rater, some in zip(raters, paths):
-        t1 = t2 = None
+        t1: torch.Tensor | None = None
+        t2: torch.Tensor | None = None
         mine = {}
         for path in tqdm(some, desc=f"rate block {rater.block}", disable=not progress, leave=False):
             a1, a2, p1, p2 = rater.project(path)
             t1 = a1 if t1 is None else t1 + a1
             t2 = a2 if t2 is None else t2 + a2
             mine[path] = (p1, p2)
+        assert t1 is not None and t2 is not None, f"block {rater.block}: no paths to rate"
         sums.append((t1, t2, len(mine)))
         preds.append(mine)
     groups = [[i] for i in range(len(raters))] if per_state else [list(range(len(raters)))]
     for group in groups:
         count = sum(sums[i][2] for i in group)
-        centre = (sum(sums[i][0] for i in group) / count, sum(sums[i][1] for i in group) / count)
+        centre = (reduce(torch.add, (sums[i][0] for i in group)) / count,
+                  reduce(torch.add, (sums[i][1] for i in group)) / count)
         for i in group:
             rater = raters[i]
             rater.centre = centre
