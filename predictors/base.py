@@ -26,7 +26,7 @@ class Predictor(ABC):
     own_ensemble = False
 
     @abstractmethod
-    def fit(self, space: SearchSpace, archs: Sequence[Mapping], targets: Sequence[float]) -> Predictor:
+    def fit(self, space: SearchSpace, archs: Sequence[Mapping], targets: Sequence[float] | np.ndarray) -> Predictor:
         """Train on `archs` with their `targets`; returns self."""
 
     @abstractmethod
@@ -52,7 +52,7 @@ class Ensemble(Predictor):
         self.seed = seed
         self.members: list[Predictor] = []
 
-    def fit(self, space: SearchSpace, archs: Sequence[Mapping], targets: Sequence[float]) -> Ensemble:
+    def fit(self, space: SearchSpace, archs: Sequence[Mapping], targets: Sequence[float] | np.ndarray) -> Ensemble:
         self.members = [self.factory(self.seed * 1000 + i).fit(space, archs, targets) for i in range(self.size)]
         return self
 
@@ -84,12 +84,12 @@ def spearman_rho(predicted: Sequence[float], actual: Sequence[float]) -> float:
 class Standardizer:
     """Targets to zero mean and unit variance, and back."""
 
-    def __init__(self, values: Sequence[float]) -> None:
+    def __init__(self, values: Sequence[float] | np.ndarray) -> None:
         y = np.asarray(values, dtype=np.float64)
         self.mean = float(y.mean())
         self.std = float(y.std()) or 1.0
 
-    def forward(self, values: Sequence[float]) -> np.ndarray:
+    def forward(self, values: Sequence[float] | np.ndarray) -> np.ndarray:
         return (np.asarray(values, dtype=np.float64) - self.mean) / self.std
 
     def inverse(self, values: np.ndarray) -> np.ndarray:

@@ -73,8 +73,9 @@ class CompactGraph:
 
 def _numeric(graph: ArchGraph, names: Sequence[str]) -> list[float]:
     last = graph.node(names[-1])
-    params = sum(graph.node(n).op.params() for n in names if graph.node(n).op is not None)
-    macs = sum(graph.node(n).op.macs(graph.node(n).in_shapes(graph)) for n in names if graph.node(n).op is not None)
+    nodes = [graph.node(n) for n in names]
+    params = sum(node.op.params() for node in nodes if node.op is not None)
+    macs = sum(node.op.macs(node.in_shapes(graph)) for node in nodes if node.op is not None)
     shape = last.shape
     spatial = prod(shape[1:]) if len(shape) > 1 else 1
     return [log1p(params), log1p(macs), log2(max(shape[0], 1)), log2(max(spatial, 1)), 1.0]
@@ -90,8 +91,8 @@ def compact(graph: ArchGraph) -> CompactGraph:
     preds = {n: [p for p in graph.node(n).inputs if p in keep_set] for n in keep}
     succs: dict[str, list[str]] = defaultdict(list)
     for n in keep:
-        for p in dict.fromkeys(preds[n]):
-            succs[p].append(n)
+        for src in dict.fromkeys(preds[n]):
+            succs[src].append(n)
     # 1-2: merge chains, in topological order
     head: dict[str, str] = {}  # layer -> first layer of its merged node
     members: dict[str, list[str]] = {}
@@ -109,7 +110,7 @@ def compact(graph: ArchGraph) -> CompactGraph:
     index = {h: i for i, h in enumerate(heads)}
     edges = {(index[head[p]], index[h]) for h in heads for p in preds[h]}
     out = index[head[graph.output]]
-    labels = ["input" if h == INPUT else "-".join(graph.node(m).op.label for m in members[h]) for h in heads]
+    labels = ["input" if h == INPUT else "-".join(graph.node(m).layer_op.label for m in members[h]) for h in heads]
     groups = [graph.node(h).group for h in heads]
     feats = [[0.0, 0.0, log2(max(graph.input_shape[0], 1)), log2(max(prod(graph.input_shape[1:]), 1)), 1.0]
              if h == INPUT else _numeric(graph, members[h]) for h in heads]
@@ -185,7 +186,7 @@ def _paths(succ: Mapping[int, Sequence[int]], starts: Sequence[int], ends: set[i
            max_paths: int) -> list[tuple[int, ...]] | None:
     """All paths from `starts` to `ends` inside `allowed`, or None when there are more than `max_paths`."""
     out: list[tuple[int, ...]] = []
-    stack = [(s,) for s in starts]
+    stack: list[tuple[int, ...]] = [(s,) for s in starts]
     while stack:
         path = stack.pop()
         if path[-1] in ends:

@@ -117,7 +117,7 @@ class GNNPredictor(Predictor):
         return [compact_graph(space, Architecture(a)) for a in archs]
 
     # -- training --------------------------------------------------------------------------------------------
-    def fit(self, space: SearchSpace, archs: Sequence[Mapping], targets: Sequence[float]) -> GNNPredictor:
+    def fit(self, space: SearchSpace, archs: Sequence[Mapping], targets: Sequence[float] | np.ndarray) -> GNNPredictor:
         graphs = self._graphs(space, archs)
         labels = sorted({lab for cg in graphs for lab in cg.labels})
         self.vocab = {lab: i + 1 for i, lab in enumerate(labels)}  # 0: unknown

@@ -40,7 +40,8 @@ class SklearnPredictor(Predictor):
     def make_model(self) -> Any:
         """A fresh, unfitted scikit-learn regressor."""
 
-    def fit(self, space: SearchSpace, archs: Sequence[Mapping], targets: Sequence[float]) -> SklearnPredictor:
+    def fit(self, space: SearchSpace, archs: Sequence[Mapping],
+            targets: Sequence[float] | np.ndarray) -> SklearnPredictor:
         from threadpoolctl import threadpool_limits
 
         x = encode(space, archs, self.encoding)
@@ -102,7 +103,7 @@ class MLPPredictor(SklearnPredictor):
         params = dict(self.params, batch_size=min(self.params["batch_size"], self._n_train))
         return MLPRegressor(random_state=self.seed, **params)
 
-    def fit(self, space: SearchSpace, archs: Sequence[Mapping], targets: Sequence[float]) -> MLPPredictor:
+    def fit(self, space: SearchSpace, archs: Sequence[Mapping], targets: Sequence[float] | np.ndarray) -> MLPPredictor:
         import warnings
 
         from sklearn.exceptions import ConvergenceWarning

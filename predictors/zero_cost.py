@@ -41,10 +41,11 @@ from nas.space import Architecture, NASError, SearchSpace, one_of
 from predictors.base import Predictor, single_thread
 
 WEIGHTED = (nn.Conv2d, nn.Linear, nn.Conv1d)
+WeightedLayer = nn.Conv2d | nn.Linear | nn.Conv1d  # the layers the proxies score
 RECTIFIERS = (nn.ReLU, nn.ReLU6, nn.Hardswish, nn.SiLU, nn.GELU, nn.LeakyReLU)
 
 
-def _layers(model: nn.Module) -> list[nn.Module]:
+def _layers(model: nn.Module) -> list[WeightedLayer]:
     return [m for m in model.modules() if isinstance(m, WEIGHTED)]
 
 
@@ -52,7 +53,7 @@ def _no_inplace(model: nn.Module) -> None:
     """In-place activations would overwrite tensors that hooks read."""
     for m in model.modules():
         if hasattr(m, "inplace"):
-            m.inplace = False
+            m.inplace = False  # type: ignore[assignment]  # torch types Module.__setattr__ for tensors and modules
 
 
 def _loss_backward(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> None:
@@ -78,9 +79,9 @@ def snip(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> float
 def fisher(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> float:
     net = copy.deepcopy(model)
     _no_inplace(net)
-    totals: dict[nn.Module, torch.Tensor] = {}
+    totals: dict[WeightedLayer, torch.Tensor] = {}
 
-    def forward_hook(module: nn.Module, args: tuple, out: torch.Tensor) -> None:
+    def forward_hook(module: WeightedLayer, args: tuple, out: torch.Tensor) -> None:
         act = out.detach()
 
         def grad_hook(grad: torch.Tensor) -> None:
@@ -158,6 +159,7 @@ def jacov(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> floa
     x = inputs.clone().requires_grad_(True)
     out = net(x)
     out.backward(torch.ones_like(out))
+    assert x.grad is not None, "the network's output does not depend on its input"
     jac = x.grad.reshape(len(x), -1).numpy().astype(np.float64)
     with np.errstate(all="ignore"):
         corr = np.corrcoef(jac)
@@ -240,7 +242,8 @@ class ZeroCostPredictor(Predictor):
         self.proxy, self.batch_size, self.source, self.seed = proxy, batch_size, source, seed
         self.input_shape, self.num_classes = input_shape, num_classes
 
-    def fit(self, space: SearchSpace, archs: Sequence[Mapping], targets: Sequence[float]) -> ZeroCostPredictor:
+    def fit(self, space: SearchSpace, archs: Sequence[Mapping],
+            targets: Sequence[float] | np.ndarray) -> ZeroCostPredictor:
         return self
 
     def scores(self, space: SearchSpace, archs: Sequence[Mapping]) -> np.ndarray:
