@@ -16,7 +16,7 @@ failed trial, which the samplers leave out of their models.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal, cast
 
 from nas.registry import register_strategy
 from nas.shared import open_retrying
@@ -87,9 +87,11 @@ class OptunaStrategy(Strategy):
         """Create or load the study (retried while workers starting together race to create it: `open_retrying`)."""
         import optuna
 
+        # "maximize" or "minimize" (`Objective.parse` admits no other; optuna checks them again)
+        directions = cast("list[Literal['minimize', 'maximize']]", [o.direction for o in self.objectives])
         return open_retrying(lambda: optuna.create_study(
             storage=storage, study_name=self.study_name, load_if_exists=True, sampler=self.sampler,
-            directions=[o.direction for o in self.objectives]), str(storage))
+            directions=directions), str(storage))
 
     def ask(self) -> Architecture:
         """A trial's architecture; one that breaks a rule the choices cannot express (`space.check`, e.g. HyTra
@@ -130,8 +132,9 @@ class OptunaStrategy(Strategy):
         if trials:
             self.study.tell(trials.pop(0), values, state=state)
             return
-        dists = {c.name: optuna.distributions.CategoricalDistribution(list(c.values))
-                 for c in self.space.choices() if c.name in arch}
+        dists: dict[str, optuna.distributions.BaseDistribution] = {
+            c.name: optuna.distributions.CategoricalDistribution(list(c.values))
+            for c in self.space.choices() if c.name in arch}
         self.study.add_trial(optuna.trial.create_trial(params=dict(arch), distributions=dists, values=values,
                                                        state=state, user_attrs={"run_id": self.run_id}))
 

@@ -390,7 +390,7 @@ class Proxy:
                         for res in resolutions}
         for k, row in enumerate(rows):
             row["ms"] = {res: sum(by_key[s.key] for s in specs[res][k]) for res in resolutions}
-        calibration = {"line": [1.0, 0.0], "models": []}
+        calibration: dict[str, Any] = {"line": [1.0, 0.0], "models": []}
         if cfg.latency == "measured" and cfg.calibration_models:
             calibration = self.calibrate(latency, fixed_ms)
         tmp = path.with_suffix(".tmp")

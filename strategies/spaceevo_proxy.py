@@ -363,6 +363,6 @@ class LayerLatency:
         out = np.array([self.measured.get(s.key, np.nan) for s in layers])
         missing = np.isnan(out)
         if missing.any():
-            features = np.array([layers[i].features(self.superspace) for i in np.flatnonzero(missing)])
+            features = np.array([layers[i].features(self.superspace) for i in np.flatnonzero(missing).tolist()])
             out[missing] = np.exp(self.model.predict(features))
         return out
