@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import random
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache, cached_property
 
@@ -173,6 +173,11 @@ def _level_at(arch: Mapping[str, Value], i: int) -> int:
     return sum(arch.get(f"l{j}_res") == "halve" for j in range(i + 1))
 
 
+def _at_att_level(i: int) -> Callable[[Mapping[str, Value]], bool]:
+    """The `active` rule of layer `i`'s op choice: the layer runs at one of the two lowest resolutions."""
+    return lambda arch: _level_at(arch, i) in ATT_LEVELS
+
+
 @register_space("hytra")
 class HyTraSpace(BlockSpace):
     """HyTra hybrid CNN-transformer fabric (BossNAS): 16 layers, ResConv / ResAtt, searchable down-sampling."""
@@ -204,7 +209,7 @@ class HyTraSpace(BlockSpace):
         out = []
         for i in range(NUM_LAYERS):
             out.append(Choice(f"l{i}_res", ("keep", "halve"), doc=f"layer {i}: keep or halve the resolution"))
-            out.append(Choice(f"l{i}_op", ("conv", "att"), active=lambda a, i=i: _level_at(a, i) in ATT_LEVELS,
+            out.append(Choice(f"l{i}_op", ("conv", "att"), active=_at_att_level(i),
                               doc=f"layer {i}: ResConv or ResAtt (only at the two lowest resolutions)"))
         if self.spec.variant == "retrain":
             out += [Choice("act", ("silu", "relu"), doc="activation outside SE (T0: silu, T0 w/o SE: relu)"),
@@ -496,7 +501,7 @@ class HyTraBlocks(BlockPaths):
         return list(candidates(entry))  # type: ignore[arg-type]
 
     def exit_state(self, block: int, path: Path, entry: object) -> int:
-        return OP_OF_INDEX[path[-1]][0]  # type: ignore[index]
+        return OP_OF_INDEX[path[-1]][0]  # type: ignore[call-overload]  # HyTra paths hold op indices (ints)
 
     def block_of(self, group: str) -> int | None:
         return int(group[5:group.index(".")]) if group.startswith("block") else None

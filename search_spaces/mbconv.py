@@ -17,6 +17,7 @@ import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import cast
 
 from nas.blockwise import BlockPaths, BlockSpace, Path
 from nas.graph import ArchGraph, GraphBuilder
@@ -96,7 +97,7 @@ class MBConvFamily:
         return tuple(sorted(set(self.stages[i].depths) | used))
 
 
-def _layers(*stages: list[tuple[int, float]]) -> tuple[tuple[tuple[int, float], ...], ...]:
+def _layers(*stages: Sequence[tuple[int, float]]) -> tuple[tuple[tuple[int, float], ...], ...]:
     return tuple(tuple(s) for s in stages)
 
 
@@ -187,7 +188,7 @@ FAMILIES: dict[str, MBConvFamily] = {
                                            resolution=32)}),
 }
 #: first stride of each stem: 2 on ImageNet-sized presets, 1 for the small CPU preset
-STEM_STRIDE = {"small": 1}
+STEM_STRIDE: dict[str | None, int] = {"small": 1}
 
 
 @register_space("mbconv")
@@ -367,7 +368,7 @@ class MBConvBlocks(BlockPaths):
         values: dict[str, Value] = {"resolution": self.resolution, "width_mult": 1.0}
         for i, path in enumerate(paths, start=1):
             values[f"s{i}_depth"] = len(path)
-            for j, (k, e) in enumerate(path):
+            for j, (k, e) in enumerate(cast("tuple[tuple[int, float], ...]", path)):  # (kernel, expand) per layer
                 values[f"s{i}_l{j}_k"], values[f"s{i}_l{j}_e"] = k, e
         arch = Architecture(values)
         self.space.validate(arch)
