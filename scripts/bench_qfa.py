@@ -15,6 +15,7 @@ accuracy in FP32, LSQ+ fake-quantized, LSQ+ INT8 in ONNX Runtime and post-traini
 FP32 and INT8 latency (batch 1, one thread).
 
     python scripts/bench_qfa.py --runs runs/bench_qfa            # run what is missing, then report
+    python scripts/bench_qfa.py --runs runs/bench_qfa --seeds 0,1 --spaces vnni,vnni_aligned   # and seed 1
     python scripts/bench_qfa.py --runs runs/bench_qfa --report-only --commit C
 """
 from __future__ import annotations
@@ -44,27 +45,33 @@ def git(*args: str, cwd: Path = ROOT) -> str:
     return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=True).stdout.strip()
 
 
-def command(name: str, run_dir: Path) -> list[str]:
+def command(name: str, run_dir: Path, seed: int = 0) -> list[str]:
     return ["search", "--space", SPACES.get(name, name), "--strategy", "qfa", "--dataset", "digits", "--no-retrain",
             "--no-progress", "--latency-max", str(LATENCY_MAX_MS), "--latency-precision", "int8",
-            "--run-dir", str(run_dir), *[x for o in OPTIONS for x in ("--option", o)]]
+            "--run-dir", str(run_dir), *(["--seed", str(seed)] if seed else []),
+            *[x for o in OPTIONS for x in ("--option", o)]]
 
 
-def run_missing(runs: Path) -> str:
-    """Run (or resume) every space's search from a clean clone of HEAD; the commit."""
+def runs_of(runs: Path, seeds: list[int], names: list[str]) -> list[tuple[str, int, Path]]:
+    """(space name, seed, run folder) of each run: RUNS/NAME for seed 0, RUNS/NAME-seedS for another seed."""
+    return [(name, seed, runs / (name if seed == 0 else f"{name}-seed{seed}")) for name in names for seed in seeds]
+
+
+def run_missing(runs: Path, seeds: list[int], names: list[str]) -> str:
+    """Run (or resume) each space's search with each seed from a clean clone of HEAD; the commit."""
     if git("status", "--porcelain", "--untracked-files=no"):
         sys.exit("commit first: figures must come from committed code")
     clone = Path(tempfile.mkdtemp()) / "clone"
     subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)
     commit = git("rev-parse", "HEAD", cwd=clone)
-    for name in SPACES:
-        run_dir = (runs / name).resolve()
+    for name, seed, run_dir in runs_of(runs, seeds, names):
+        run_dir = run_dir.resolve()
         if (run_dir / "checkpoints" / "qfa_int8.json").exists():
             continue
         if (run_dir / "config.json").exists():
             args = ["search", "--resume", str(run_dir), "--no-progress"]
         else:
-            args = command(name, run_dir)
+            args = command(name, run_dir, seed)
         start = time.perf_counter()
         subprocess.run([sys.executable, "-m", "nas", *args], cwd=clone, check=True)
         (run_dir / "bench_seconds.txt").write_text(f"{time.perf_counter() - start:.0f}\n")
@@ -116,27 +123,29 @@ def sandwich_ratings(run: Path, space_name: str) -> dict[str, float]:
     return out
 
 
-def report(runs: Path, commit: str) -> str:
+def report(runs: Path, commit: str, seeds: list[int]) -> str:
     from nas.timing import cpu_model
     from strategies.qfa import make_config
 
     cfg = make_config("quick", **{o.split("=")[0]: json.loads(o.split("=")[1]) for o in OPTIONS})
     rows = []
-    for name, space in SPACES.items():
-        file = runs / name / "checkpoints" / "qfa_int8.json"
+    for name, seed, run in runs_of(runs, seeds, list(SPACES)):
+        space = SPACES[name]
+        file = run / "checkpoints" / "qfa_int8.json"
         if not file.exists():
-            rows.append(f"| {name} | `{space}` | not run | | | | | | | | | | |")
+            if seed == 0:
+                rows.append(f"| {name} | `{space}` | 0 | not run | | | | | | | | | | |")
             continue
         r = json.loads(file.read_text())
-        rated = [x["metrics"] for x in map(json.loads, (runs / name / "history.jsonl").read_text().splitlines())
+        rated = [x["metrics"] for x in map(json.loads, (run / "history.jsonl").read_text().splitlines())
                  if x.get("metrics")]
-        timed = runs / name / "bench_seconds.txt"
+        timed = run / "bench_seconds.txt"
         minutes = f"{int(timed.read_text()) / 60:.1f}" if timed.exists() else "?"
-        made_at = runs / name / "bench_commit.txt"
+        made_at = run / "bench_commit.txt"
         run_commit = made_at.read_text().strip() if made_at.exists() else commit
-        sandwich = sandwich_ratings(runs / name, space)
+        sandwich = sandwich_ratings(run, space)
         rows.append(
-            f"| {name} | `{space}` | {sandwich['largest']:.1f} / {sandwich['smallest']:.1f} | "
+            f"| {name} | `{space}` | {seed} | {sandwich['largest']:.1f} / {sandwich['smallest']:.1f} | "
             f"{sum(m['rating'] for m in rated) / len(rated):.1f} | "
             f"{max(m['rating'] for m in rated):.1f} ({len(rated)}) | "
             f"{r['accuracy_fp32_ort']:.1f} | {r['accuracy_lsq_fake_quant_torch']:.1f} | "
@@ -147,8 +156,9 @@ def report(runs: Path, commit: str) -> str:
     config = json.loads((runs / next(iter(SPACES)) / "config.json").read_text())
     lines = [
         "# QFA: INT8 subnets of four spaces at one INT8 latency limit", "",
-        f"Command per space: `nas {' '.join(command('SPACE', Path('RUNS/NAME')))}` with SPACE from the table "
-        f"(`python scripts/bench_qfa.py --runs RUNS`), at the commit of its row, reported "
+        f"Command per space: `nas {' '.join(command('SPACE', Path('RUNS/NAME')))}` and `--seed S` for seed S > 0, "
+        f"with SPACE from the table (`python scripts/bench_qfa.py --runs RUNS [--seeds 0,1]`), at the commit of its "
+        "row, reported "
         f"{time.strftime('%Y-%m-%d')}, on "
         f"{cpu_model()} ({platform.machine()}, 2 cores, no GPU), torch {config.get('versions', {}).get('torch', '')}.",
         "",
@@ -161,10 +171,10 @@ def report(runs: Path, commit: str) -> str:
         f"{LATENCY_MAX_MS:g} ms. The chosen subnet (inherited weights, no retraining) is exported three ways and "
         "scored on the whole validation split (359 images).",
         "",
-        "| space | `--space` | INT8 rating of the largest / smallest | mean INT8 rating in the search | best INT8 "
-        "rating (ratings) | chosen: FP32 (ORT) | LSQ+ fake-quant (torch) | LSQ+ INT8 (ORT) | PTQ INT8 (ORT) | FP32 / "
-        "INT8 ms (speed-up) | LSQ+ layers matched (shared-input conflicts) | minutes | commit |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| space | `--space` | seed | INT8 rating of the largest / smallest | mean INT8 rating in the search | "
+        "best INT8 rating (ratings) | chosen: FP32 (ORT) | LSQ+ fake-quant (torch) | LSQ+ INT8 (ORT) | PTQ INT8 (ORT) "
+        "| FP32 / INT8 ms (speed-up) | LSQ+ layers matched (shared-input conflicts) | minutes | commit |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         *rows, "",
         "![ratings against INT8 latency](qfa.png)", "",
         "Reading it: every training step runs the largest and the smallest member (third column), while each "
@@ -192,13 +202,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", default="runs/bench_qfa", help="folder of the runs, one per space")
     parser.add_argument("--report-only", action="store_true", help="report on the runs as they are")
+    parser.add_argument("--seeds", default="0", help="comma-separated seeds of the runs (default 0)")
+    parser.add_argument("--spaces", default=",".join(SPACES),
+                        help=f"comma-separated spaces to run (of {', '.join(SPACES)}); the report shows every run")
     parser.add_argument("--commit", default="", help="the commit of runs that do not record theirs "
                                                      "(bench_commit.txt), with --report-only")
     args = parser.parse_args()
     runs = Path(args.runs)
-    commit = (args.commit or "unknown") if args.report_only else run_missing(runs)
+    seeds = [int(s) for s in args.seeds.split(",")]
+    names = args.spaces.split(",")
+    if unknown := [n for n in names if n not in SPACES]:
+        sys.exit(f"unknown space(s) {', '.join(unknown)}; accepted: {', '.join(SPACES)}")
+    commit = (args.commit or "unknown") if args.report_only else run_missing(runs, seeds, names)
     plot(runs, ROOT / "benchmarks" / "qfa.png")
-    (ROOT / "benchmarks" / "qfa.md").write_text(report(runs, commit))
+    (ROOT / "benchmarks" / "qfa.md").write_text(report(runs, commit, seeds))
     print((ROOT / "benchmarks" / "qfa.md").read_text())
 
 
