@@ -28,6 +28,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -101,12 +102,33 @@ def plot(runs: Path, path: Path) -> None:
     plt.close(fig)
 
 
-def sandwich_ratings(run: Path, space_name: str) -> dict[str, float]:
+def narrowed_members(space: Any) -> list[Any]:
+    """The largest member with one layer narrowed, one per stage: the stage's second layer at its window's
+    smallest width, so that it and the next layer get 1x1 projection shortcuts (none where a layer's width is
+    not its own choice: aligned stages, MBConv)."""
+    from nas.space import NASError
+
+    largest, out = space.extreme(largest=True), []
+    widths = {c.name: c.values for c in space.choices() if c.name.endswith("_l1_w")}
+    for name, values in widths.items():
+        if name in largest and min(values) != largest[name]:
+            arch = type(largest)({**largest, name: min(values)})
+            try:
+                space.validate(arch)
+            except NASError:
+                continue
+            out.append(arch)
+    return out
+
+
+def sandwich_ratings(run: Path, space_name: str) -> dict[str, Any]:
     """INT8 ratings (as the search rates) of the LSQ+ supernet's largest and smallest members, which every
-    training step runs, beside the run's ratings of random ones; cached in `run/sandwich.json`."""
+    training step runs, and of the largest with one layer narrowed (`narrowed_members`), beside the run's
+    ratings of random ones; cached in `run/sandwich.json`."""
     cached = run / "sandwich.json"
-    if cached.exists():
-        return json.loads(cached.read_text())
+    out = json.loads(cached.read_text()) if cached.exists() else {}
+    if "narrowed" in out:
+        return out
     from nas import registry
     from nas.inherited import InheritedEvaluator, load_supernet
     from nas.session import load_data
@@ -119,6 +141,7 @@ def sandwich_ratings(run: Path, space_name: str) -> dict[str, float]:
                                    cfg.bn_images, cfg.val_images, batch_size=64, seed=settings["seed"])
     out = {name: evaluator.evaluate(space.extreme(largest=name == "largest")).metrics["rating"]
            for name in ("largest", "smallest")}
+    out["narrowed"] = [evaluator.evaluate(arch).metrics["rating"] for arch in narrowed_members(space)]
     cached.write_text(json.dumps(out))
     return out
 
@@ -134,7 +157,7 @@ def report(runs: Path, commit: str, seeds: list[int]) -> str:
         file = run / "checkpoints" / "qfa_int8.json"
         if not file.exists():
             if seed == 0:
-                rows.append(f"| {name} | `{space}` | 0 | not run | | | | | | | | | | |")
+                rows.append(f"| {name} | `{space}` | 0 | not run | | | | | | | | | | | |")
             continue
         r = json.loads(file.read_text())
         rated = [x["metrics"] for x in map(json.loads, (run / "history.jsonl").read_text().splitlines())
@@ -144,9 +167,12 @@ def report(runs: Path, commit: str, seeds: list[int]) -> str:
         made_at = run / "bench_commit.txt"
         run_commit = made_at.read_text().strip() if made_at.exists() else commit
         sandwich = sandwich_ratings(run, space)
+        narrowed = sandwich["narrowed"]
         rows.append(
             f"| {name} | `{space}` | {seed} | {sandwich['largest']:.1f} / {sandwich['smallest']:.1f} | "
-            f"{sum(m['rating'] for m in rated) / len(rated):.1f} | "
+            + (f"{sum(narrowed) / len(narrowed):.1f} ({min(narrowed):.1f}-{max(narrowed):.1f}) | " if narrowed
+               else "- | ")
+            + f"{sum(m['rating'] for m in rated) / len(rated):.1f} | "
             f"{max(m['rating'] for m in rated):.1f} ({len(rated)}) | "
             f"{r['accuracy_fp32_ort']:.1f} | {r['accuracy_lsq_fake_quant_torch']:.1f} | "
             f"{r['accuracy_lsq_int8_ort']:.1f} | {r['accuracy_ptq_int8_ort']:.1f} | "
@@ -171,10 +197,11 @@ def report(runs: Path, commit: str, seeds: list[int]) -> str:
         f"{LATENCY_MAX_MS:g} ms. The chosen subnet (inherited weights, no retraining) is exported three ways and "
         "scored on the whole validation split (359 images).",
         "",
-        "| space | `--space` | seed | INT8 rating of the largest / smallest | mean INT8 rating in the search | "
+        "| space | `--space` | seed | INT8 rating of the largest / smallest | largest with one layer narrowed: "
+        "mean (range) | mean INT8 rating in the search | "
         "best INT8 rating (ratings) | chosen: FP32 (ORT) | LSQ+ fake-quant (torch) | LSQ+ INT8 (ORT) | PTQ INT8 (ORT) "
         "| FP32 / INT8 ms (speed-up) | LSQ+ layers matched (shared-input conflicts) | minutes | commit |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         *rows, "",
         "![ratings against INT8 latency](qfa.png)", "",
         "Reading it: every training step runs the largest and the smallest member (third column), while each "
