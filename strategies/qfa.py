@@ -25,6 +25,11 @@ any space's supernet with the space's own weight sharing (elastic, as SpaceEvo's
    `--no-retrain` to keep the inherited subnet as the result (the session otherwise trains the best-rated
    architecture stand-alone, as for any supernet strategy).
 
+In a SpaceEvo space whose layers choose their own widths, a layer narrower or wider than its input adds it
+through a 1x1 projection shortcut that only the random members of a step train; at small budgets those members
+rate far below the largest and smallest, and the space's `+align` preset (one width per stage) avoids the
+shortcuts (`benchmarks/qfa.md`).
+
 Budget presets (`QFAConfig`): `paper` as published (360 epochs, 50 LSQ+ epochs, batch 64 per GPU: 512 here,
 lr 0.1 x batch / 256, BN recalibration on 20 batches, ratings on 10,000 images); `standard` and `quick` scale
 the epochs, images and search to a GPU hour and to minutes on a CPU.
