@@ -28,10 +28,12 @@ subnet search's first population); its mutation and crossover then change layers
 leaves the aligned set, where here every member of an aligned preset, searched ones included, stays aligned.
 
 As the official supernet training does (`zero_last_gamma`), the BatchNorm that ends a residual block's branch
-(forced-residual MBv2/MBv3 and FusedMBConv, MBv1-dual, ResNet) starts with scale 0: each block starts as its
-shortcut (identity or 1x1 projection). Stand-alone networks, which the official code never trains from
-scratch, start the same way (our choice); the quality proxy's block-KD students start with every scale at 1,
-as the official ones do (`strategies/spaceevo_proxy.py`).
+(forced-residual MBv2/MBv3 and FusedMBConv, ResNet) starts with scale 0: each block starts as its shortcut
+(identity or 1x1 projection). Stand-alone networks, which the official code never trains from scratch, start
+the same way (our choice); the quality proxy's block-KD students start with every scale at 1, as the official
+ones do (`strategies/spaceevo_proxy.py`). Deviation: the official code also zeroes MBv1-dual's last BatchNorm,
+which a ReLU follows: with scale and shift 0 the branch outputs exactly 0 and gets no gradient, so it stays
+off for the whole training; here MBv1-dual starts with scale 1.
 
 Deviations: LSQ+ quantizers are not part of the graph (INT8 comes from `nas.quantize`, QAT from `nas.lsq`).
 """
@@ -95,7 +97,7 @@ def mbv1_dual(g: GraphBuilder, p: str, x: str, out_ch: int, kernel: int, expand:
     h = conv_bn_act(g, f"{p}_dw1", x, g.shape(x)[0], kernel, stride, "relu", groups=g.shape(x)[0])
     h = conv_bn_act(g, f"{p}_pw1", h, out_ch, 1, act="relu")
     h = conv_bn_act(g, f"{p}_dw2", h, out_ch, kernel, 1, "relu", groups=out_ch)
-    h = conv_bn_act(g, f"{p}_pw2", h, out_ch, 1, act="relu", zero_gamma=True)
+    h = conv_bn_act(g, f"{p}_pw2", h, out_ch, 1, act="relu")
     return g.add(f"{p}_add", Add(), short, h)
 
 

@@ -143,7 +143,8 @@ def test_one_elastic_supernet_runs_every_block_type_as_its_stand_alone_subnet(su
 def test_residual_branches_start_at_zero_as_in_the_official_supernet(superspace: str) -> None:
     """The official `zero_last_gamma`: the last BatchNorm of each residual block's branch has scale 0 (so the
     block starts as its shortcut), in stand-alone networks and in the supernet; MBv2 without forced residual
-    (`mobilew`'s stage 0) keeps scale 1."""
+    (`mobilew`'s stage 0) and MBv1-dual (a ReLU follows its last BatchNorm: at scale 0 it would never train)
+    keep scale 1."""
     import torch
 
     from nas.supernet import Supernet
@@ -157,7 +158,8 @@ def test_residual_branches_start_at_zero_as_in_the_official_supernet(superspace:
         space = SpaceEvoSpace(f"{superspace}-{str(b) * 6}-{'0' * 6}")
         arch = space.sample(rng)
         blocks = [f"s{i}_l{j}" for i in range(7) for j in range(int(arch[f"s{i}_depth"]))]
-        residual = [p for p in blocks if not p.startswith("s0_") or superspace == "onnxw"]  # onnxw: ResNet stage 0
+        dual = SUPERSPACES[superspace].blocks[b].name == "mbv1_dual"
+        residual = [p for p in blocks if (superspace == "onnxw" if p.startswith("s0_") else not dual)]
         ends = zero_scaled(space.build(arch, (3, 64, 64), 10))
         assert sorted(p for p in residual if not any(e.startswith(p + "_") for e in ends)) == []
         assert len(ends) == len(residual)
