@@ -223,7 +223,11 @@ def report(runs: Path, commit: str, seeds: list[int]) -> str:
         "space apart: aligned, the search's mean rating rises from 74.4 to 87.7 and the chosen subnet's LSQ+ INT8 "
         "accuracy from 76.6 to 89.7; unaligned (vnni), the one-layer-narrowed members fall from 80.9 to 8.3 "
         "(80.9: this column computed by this script, `--report-only`, on the 109a010 run's folder) and the "
-        "search's mean rating from 38.0 to 13.1, while the extremes gain about 1 point.", "",
+        "search's mean rating from 38.0 to 13.1, while the extremes gain about 1 point. The found space's row is "
+        "from 6706d1d, which keeps MBv1-dual (its stage 6) at scale 1 (the official code zeroes the BatchNorm a ReLU "
+        "follows, which leaves that branch at 0 with no gradient); it and the aligned space's seed-1 run ran side "
+        "by side, one core each, until the seed-1 run ended, so that run's latencies were measured beside a "
+        "training.", "",
         "PTQ INT8: the same subnet of the FP32 supernet (before LSQ+), quantized by ONNX Runtime's static "
         "quantization (min-max, per-channel weights). LSQ+ INT8: the LSQ+ subnet exported with its learned scales "
         "(`nas.lsq_onnx`; the conflicts are tensors two convolutions read with different learned scales, where "
