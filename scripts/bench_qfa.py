@@ -139,8 +139,9 @@ def sandwich_ratings(run: Path, space_name: str) -> dict[str, Any]:
     cfg = make_config("quick")
     evaluator = InheritedEvaluator(load_supernet(run / "checkpoints" / LSQ_FILE, space), load_data(settings),
                                    cfg.bn_images, cfg.val_images, batch_size=64, seed=settings["seed"])
-    out = {name: evaluator.evaluate(space.extreme(largest=name == "largest")).metrics["rating"]
-           for name in ("largest", "smallest")}
+    for name in ("largest", "smallest"):  # cached by runs reported before the narrowed members were
+        if name not in out:
+            out[name] = evaluator.evaluate(space.extreme(largest=name == "largest")).metrics["rating"]
     out["narrowed"] = [evaluator.evaluate(arch).metrics["rating"] for arch in narrowed_members(space)]
     cached.write_text(json.dumps(out))
     return out
