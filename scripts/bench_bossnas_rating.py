@@ -12,9 +12,9 @@ after BN recalibration), by parameter count and by multiply-adds; prints Kendall
 rating against the ground truth, with 95% bootstrap intervals over the architectures, and writes a markdown
 report (`--out`) with a scatter plot. Every rating of the same architectures on the same images found in
 `--rating-cache` (e.g. BossNAS with one option changed) is a row of the report too. The noise ceiling is by
-split half: the mean accuracy of half the seeds against the other half's, for every such split (with two
-seeds, seed against seed); from it, stepped up to the mean of all seeds (Spearman-Brown), an estimate of the
-tau an exact rating would reach against the ground truth. `--table DIR` writes the ground truth as a tabular
+split half: the mean accuracy of half the seeds against the other half's, averaged over every such split (with
+two seeds, seed against seed); from it, stepped up to the mean of all seeds (Spearman-Brown), an estimate of the
+tau an exact rating would reach against the ground truth, and of the seeds either would need to reach 0.6. `--table DIR` writes the ground truth as a tabular
 benchmark (`table.csv`, `table.json`) that `nas search --benchmark DIR/table.csv --dataset fashion_mnist`
 reads. Every stand-alone result records the commit it was trained at. Every architecture is trained at the
 `--size` data's shape unless `--arch-input` trains each at its own (MBConv's resolution choice).
@@ -422,11 +422,42 @@ def noise_rows(seeds: list[int], records: list[list[dict]]) -> list[tuple[str, l
     return rows
 
 
-def truth_ceiling(noise: list[tuple[str, list[float], list[float]]]) -> str:
+def split_half_row(noise: list[tuple[str, list[float], list[float]]]) -> str:
+    """The noise-ceiling row of the report: with one split (two seeds) seed against seed; with several, Kendall
+    tau and Spearman rho averaged over every split of the seeds into halves, the 95% bootstrap interval drawn
+    over the architectures (the same draw for every split)."""
+    import numpy as np
+
+    if len(noise) == 1:
+        name, second, first = noise[0]
+        return f"| {name} | {correlation_cells(second, first)} | | |"
+    halves = [(np.asarray(second), np.asarray(first)) for _, second, first in noise]
+    n_archs = len(halves[0][0])
+
+    def mean_over_splits(metric, draw: np.ndarray) -> float:  # noqa: ANN001
+        return float(np.mean([metric(second[draw], first[draw]) for second, first in halves]))
+
+    draws = np.random.default_rng(0).integers(0, n_archs, size=(2000, n_archs))
+    everything = np.arange(n_archs)
+    cells = []
+    for metric in (kendall_tau, spearman_rho):
+        lo, hi = np.quantile([mean_over_splits(metric, d) for d in draws], (0.025, 0.975))
+        cells.append(f"{mean_over_splits(metric, everything):.2f} [{lo:.2f}, {hi:.2f}]")
+    return f"| noise ceiling: mean of half the seeds vs. the other half's, mean over the {len(noise)} splits | " \
+        f"{' | '.join(cells)} | | |"
+
+
+def seeds_for(target_r: float, r_one: float) -> int:
+    """Seeds whose mean reaches reliability `target_r` when one seed's is `r_one` (Spearman-Brown inverted)."""
+    return math.ceil(target_r * (1 - r_one) / (r_one * (1 - target_r)))
+
+
+def truth_ceiling(noise: list[tuple[str, list[float], list[float]]], n_seeds: int) -> str:
     """A sentence estimating the tau and rho an exact rating (the accuracy averaged over infinitely many seeds)
     would reach against the ground truth (the mean of all seeds): the split halves' Pearson r, stepped up to the
     whole mean by Spearman-Brown (2r / (1 + r)); its square root is the exact rating's correlation with the
-    truth, turned into tau and rho as for normal data (2/pi asin r, 6/pi asin r/2). A model-based estimate."""
+    truth, turned into tau and rho as for normal data (2/pi asin r, 6/pi asin r/2). A model-based estimate. It
+    also says, by the same model, how many seeds the split-half tau and the estimated ceiling need to reach 0.6."""
     import numpy as np
 
     if not noise:
@@ -436,9 +467,14 @@ def truth_ceiling(noise: list[tuple[str, list[float], list[float]]]) -> str:
         return f"The split halves do not correlate (Pearson r {r_half:.2f}): no rating can be told from chance here."
     r = math.sqrt(2 * r_half / (1 + r_half))
     tau, rho = 2 / math.pi * math.asin(r), 6 / math.pi * math.asin(r / 2)
+    per_half = n_seeds // 2
+    r_one = r_half / (per_half - (per_half - 1) * r_half)  # one seed's reliability
+    r_tau_06 = math.sin(0.3 * math.pi)  # the Pearson r whose tau is 0.6 (normal data)
     return (f"Estimated ceiling against this ground truth (split halves' Pearson r {r_half:.2f}, stepped up to the "
             f"mean of all seeds by Spearman-Brown, as for normal data): an exact rating would reach about tau "
-            f"{tau:.2f}, rho {rho:.2f}.")
+            f"{tau:.2f}, rho {rho:.2f}. By the same model (one seed's reliability {r_one:.2f}), a split-half tau of "
+            f"0.6 takes about {2 * seeds_for(r_tau_06, r_one)} seeds and an estimated ceiling of tau 0.6 about "
+            f"{seeds_for(r_tau_06 ** 2, r_one)}.")
 
 
 def write_table(folder: Path, opts: dict, archs: list[Architecture], seeds: list[int],
@@ -560,11 +596,11 @@ def write_report(args, out: Path, seeds, records, costs: dict[str, list[int]],  
               "architectures (2,000 resamples); a row per rating of these architectures on these images found in "
               "`--rating-cache` (this run's included).", "",
               "| rating | Kendall tau | Spearman rho | supernet training | commit |", "|---|---|---|---|---|",
-              *[f"| {name} | {correlation_cells(b, a)} | | |" for name, b, a in noise],
+              *([split_half_row(noise)] if noise else []),
               *[f"| {name} | {correlation_cells(ratings, truth)} | {sec} | {commit} |"
                 for name, ratings, sec, commit in rows],
               *[f"| {name} | {tau} | {rho} | | |" for name, tau, rho in ANCHORS],
-              "", truth_ceiling(noise),
+              "", truth_ceiling(noise, len(seeds)),
               *seed_spread(rows, truth),
               "", "| part | seconds |", "|---|---|", *[f"| {name} | {sec:.0f} |" for name, sec in times.items()], ""]
     if boss:
