@@ -14,10 +14,11 @@ report (`--out`) with a scatter plot. Every rating of the same architectures on 
 `--rating-cache` (e.g. BossNAS with one option changed) is a row of the report too. The noise ceiling is by
 split half: the mean accuracy of half the seeds against the other half's, averaged over every such split (with
 two seeds, seed against seed); from it, stepped up to the mean of all seeds (Spearman-Brown), an estimate of the
-tau an exact rating would reach against the ground truth, and of the seeds either would need to reach 0.6. `--table DIR` writes the ground truth as a tabular
-benchmark (`table.csv`, `table.json`) that `nas search --benchmark DIR/table.csv --dataset fashion_mnist`
-reads. Every stand-alone result records the commit it was trained at. Every architecture is trained at the
-`--size` data's shape unless `--arch-input` trains each at its own (MBConv's resolution choice).
+tau an exact rating would reach against the ground truth, and of the seeds either would need to reach 0.6.
+`--table DIR` writes the ground truth as a tabular benchmark (`table.csv`, `table.json`) that `nas search
+--benchmark DIR/table.csv --dataset fashion_mnist` reads. Every stand-alone result records the commit it was
+trained at. Every architecture is trained at the `--size` data's shape unless `--arch-input` trains each at its
+own (MBConv's resolution choice).
 
 With `--workers N` the stand-alone trainings run in N processes and the BossNAS + SPOS part in one more,
 all at once (on a GPU they share the card; the timings then say so). Stand-alone accuracies are cached by
