@@ -46,6 +46,7 @@ import time
 import traceback
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from functools import partial
 from itertools import combinations
 from pathlib import Path
 from typing import Any
@@ -433,16 +434,15 @@ def split_half_row(noise: list[tuple[str, list[float], list[float]]]) -> str:
         name, second, first = noise[0]
         return f"| {name} | {correlation_cells(second, first)} | | |"
     halves = [(np.asarray(second), np.asarray(first)) for _, second, first in noise]
-    n_archs = len(halves[0][0])
+    everything = np.arange(len(halves[0][0]), dtype=np.float64)  # architecture indices, resampled as pairs
 
-    def mean_over_splits(metric, draw: np.ndarray) -> float:  # noqa: ANN001
-        return float(np.mean([metric(second[draw], first[draw]) for second, first in halves]))
+    def mean_over_splits(metric, draw: np.ndarray, _: np.ndarray | None = None) -> float:  # noqa: ANN001
+        rows = draw.astype(int)
+        return float(np.mean([metric(second[rows], first[rows]) for second, first in halves]))
 
-    draws = np.random.default_rng(0).integers(0, n_archs, size=(2000, n_archs))
-    everything = np.arange(n_archs)
     cells = []
     for metric in (kendall_tau, spearman_rho):
-        lo, hi = np.quantile([mean_over_splits(metric, d) for d in draws], (0.025, 0.975))
+        lo, hi = bootstrap_interval(partial(mean_over_splits, metric), everything, everything)
         cells.append(f"{mean_over_splits(metric, everything):.2f} [{lo:.2f}, {hi:.2f}]")
     return f"| noise ceiling: mean of half the seeds vs. the other half's, mean over the {len(noise)} splits | " \
         f"{' | '.join(cells)} | | |"
@@ -450,7 +450,7 @@ def split_half_row(noise: list[tuple[str, list[float], list[float]]]) -> str:
 
 def seeds_for(target_r: float, r_one: float) -> int:
     """Seeds whose mean reaches reliability `target_r` when one seed's is `r_one` (Spearman-Brown inverted)."""
-    return math.ceil(target_r * (1 - r_one) / (r_one * (1 - target_r)))
+    return max(1, math.ceil(target_r * (1 - r_one) / (r_one * (1 - target_r))))
 
 
 def truth_ceiling(noise: list[tuple[str, list[float], list[float]]], n_seeds: int) -> str:
