@@ -24,8 +24,9 @@ With `--workers N` the stand-alone trainings run in N processes and the BossNAS 
 all at once (on a GPU they share the card; the timings then say so). Stand-alone accuracies are cached by
 recipe, seed and architecture in `--standalone-cache`, written after each training, and the BossNAS + SPOS
 results in `--rating-cache`, so a killed run keeps what it finished and a rerun with the same options only
-trains what is missing (or just writes the report). `--deadline` stops starting stand-alone trainings after
-that many seconds; seeds left incomplete are left out of the ground truth.
+trains what is missing (or just writes the report); with `--supernet-dir` the supernets train in a kept
+folder, so that a killed rating run resumes from their checkpoints too. `--deadline` stops starting stand-alone
+trainings after that many seconds; seeds left incomplete are left out of the ground truth.
 
     python scripts/bench_bossnas_rating.py --archs 3 --train 256 --val 128 --epochs 1 --out /tmp/x.md  # smoke
     python scripts/bench_bossnas_rating.py --size 32 --train 20000 --val 10000 --epochs 12 --gt-seeds 0,1 \\
@@ -44,8 +45,9 @@ import sys
 import tempfile
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from contextlib import contextmanager
 from functools import partial
 from itertools import combinations
 from pathlib import Path
@@ -173,6 +175,24 @@ def supernet_context(opts: dict, folder: str) -> SupernetContext:
                            budget=opts["boss_budget"], checkpoint_dir=Path(folder), progress=False)
 
 
+@contextmanager
+def supernet_folder(opts: dict, name: str) -> Iterator[str]:
+    """Where a supernet trains: `--supernet-dir`/`name` (kept, so that a killed rating run resumes from the
+    strategy's own checkpoints; refused when it was started with other settings), else a temporary folder."""
+    if not opts["supernet_dir"]:
+        with tempfile.TemporaryDirectory() as tmp:
+            yield tmp
+        return
+    folder = Path(opts["supernet_dir"]) / name
+    folder.mkdir(parents=True, exist_ok=True)
+    stamp, key = folder / "rating_key.txt", rating_key(opts)
+    if stamp.exists() and stamp.read_text() != key:
+        raise SystemExit(f"--supernet-dir {folder} holds a supernet trained with other settings "
+                         f"({stamp.read_text()}); accepted: an empty folder or one started with these")
+    stamp.write_text(key)
+    yield str(folder)
+
+
 def rate_bossnas(opts: dict) -> dict:
     """BossNAS's supernet training and block ratings, then its ratings of the benchmark's architectures."""
     from strategies.bossnas import BossNAS
@@ -189,7 +209,7 @@ def rate_bossnas(opts: dict) -> dict:
                    num_paths=4, train_prefix=True)
     options.update(boss_options(opts))
     strategy = BossNAS([], seed=supernet_seed(opts), **options)
-    with tempfile.TemporaryDirectory() as tmp:
+    with supernet_folder(opts, "bossnas") as tmp:
         strategy.prepare(supernet_context(opts, tmp))
         trained = time.perf_counter() - t
         t = time.perf_counter()
@@ -211,7 +231,7 @@ def rate_spos(opts: dict) -> dict:
     t = time.perf_counter()
     strategy = SPOS([], seed=supernet_seed(opts), epochs=opts["spos_epochs"], batch_size=opts["boss_batch"], lr=0.1,
                     train_images=opts["boss_images"], bn_images=256, val_images=0, device=opts["device"])
-    with tempfile.TemporaryDirectory() as tmp:
+    with supernet_folder(opts, "spos") as tmp:
         plan = strategy.prepare(supernet_context(opts, tmp))
         trained = time.perf_counter() - t
         t = time.perf_counter()
@@ -274,6 +294,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
                     help="JSON of stand-alone accuracies by recipe, seed and architecture, read and extended")
     ap.add_argument("--rating-cache", default=None,
                     help="JSON of BossNAS + SPOS results by setting, read and extended (a rerun only reports)")
+    ap.add_argument("--supernet-dir", default=None,
+                    help="train the BossNAS and SPOS supernets in DIR/bossnas and DIR/spos and keep them there: "
+                         "a killed rating run resumes from their checkpoints (default: a temporary folder)")
     ap.add_argument("--deadline", type=float, default=0.0,
                     help="seconds after which no new stand-alone training starts (0: none); seeds left "
                          "incomplete are left out of the ground truth")
