@@ -68,7 +68,8 @@ there it deviates further (each measured in benchmarks/flagship.md): the superne
 default data, scikit-learn's digits, are 8x8), 2 paths per step form the ensemble instead of 4, the earlier
 blocks stay fixed while a block trains (`train_prefix=False`; the official code back-propagates into them,
 their best paths keep training), and ratings use 64 held-out images. Its ratings are a demonstration of the
-method at that budget; for ratings that are meant to rank, use `standard` or larger.
+method at that budget; for ratings that are meant to rank, train longer (`standard`, `paper`):
+benchmarks/bossnas_rating.md measures how well each preset ranks.
 
 Further deviations: the target BN does not shuffle batches across GPUs (one device); mixed precision is
 bfloat16 autocast on CUDA instead of apex fp16; depth is searched in the MBConv space (see its supernet).
