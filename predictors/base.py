@@ -81,6 +81,24 @@ def spearman_rho(predicted: Sequence[float], actual: Sequence[float]) -> float:
     return 0.0 if np.isnan(rho) else float(rho)
 
 
+def rank_correlations_by_row(predicted: np.ndarray, actual: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Kendall's tau-b and Spearman's rho of each row of `predicted` against the same row of `actual` (2-D arrays
+    of one shape), vectorised over the rows; each value equals `kendall_tau` / `spearman_rho` of that row pair."""
+    from scipy.stats import rankdata
+
+    p, a = np.asarray(predicted, dtype=np.float64), np.asarray(actual, dtype=np.float64)
+    if p.ndim != 2 or p.shape != a.shape:
+        raise ValueError(f"need two 2-D arrays of one shape, got {p.shape}, {a.shape}")
+    sign_p = np.sign(p[:, :, None] - p[:, None, :])  # every ordered pair; tied pairs count 0
+    sign_a = np.sign(a[:, :, None] - a[:, None, :])
+    untied = np.sqrt(np.abs(sign_p).sum(axis=(1, 2)) * np.abs(sign_a).sum(axis=(1, 2)))
+    tau = np.divide((sign_p * sign_a).sum(axis=(1, 2)), untied, out=np.zeros(len(p)), where=untied > 0)
+    rank_p, rank_a = (r - r.mean(axis=1, keepdims=True) for r in (rankdata(p, axis=1), rankdata(a, axis=1)))
+    spread = np.sqrt((rank_p ** 2).sum(axis=1) * (rank_a ** 2).sum(axis=1))
+    rho = np.divide((rank_p * rank_a).sum(axis=1), spread, out=np.zeros(len(p)), where=spread > 0)
+    return tau, rho
+
+
 class Standardizer:
     """Targets to zero mean and unit variance, and back."""
 
@@ -114,11 +132,15 @@ def bootstrap_interval(metric: Callable[[Sequence[float], Sequence[float]], floa
                        actual: Sequence[float], resamples: int = 2000, level: float = 0.95,
                        seed: int = 0) -> tuple[float, float]:
     """Percentile bootstrap interval of `metric(predicted, actual)` (e.g. `kendall_tau`): the pairs are drawn
-    with replacement `resamples` times; returns the (1 - level) / 2 and (1 + level) / 2 quantiles."""
+    with replacement `resamples` times; returns the (1 - level) / 2 and (1 + level) / 2 quantiles. Kendall's tau
+    and Spearman's rho are computed for every resample at once (`rank_correlations_by_row`)."""
     p, a = np.asarray(predicted, dtype=np.float64), np.asarray(actual, dtype=np.float64)
     if p.shape != a.shape or len(p) < 3:
         raise ValueError(f"bootstrap needs two equal-length sequences of at least 3 values, got {p.shape}, {a.shape}")
     rng = np.random.default_rng(seed)
     draws = rng.integers(0, len(p), size=(resamples, len(p)))
-    values = np.array([metric(p[d], a[d]) for d in draws])
+    if metric in (kendall_tau, spearman_rho):  # the same values, every resample at once
+        values = rank_correlations_by_row(p[draws], a[draws])[metric is spearman_rho]
+    else:
+        values = np.array([metric(p[d], a[d]) for d in draws])
     return float(np.quantile(values, (1 - level) / 2)), float(np.quantile(values, (1 + level) / 2))

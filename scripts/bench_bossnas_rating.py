@@ -63,7 +63,7 @@ from nas.registry import make_space  # noqa: E402
 from nas.space import Architecture  # noqa: E402
 from nas.strategy import SupernetContext  # noqa: E402
 from nas.train import TrainConfig, resize_inputs, resolve_device, train_and_evaluate  # noqa: E402
-from predictors.base import bootstrap_interval, kendall_tau, spearman_rho  # noqa: E402
+from predictors.base import bootstrap_interval, kendall_tau, rank_correlations_by_row, spearman_rho  # noqa: E402
 
 ANCHORS = [("BossNAS, MBConv space / ImageNet (paper)", "0.65", "0.78"),
            ("BossNAS, NATS-Bench size space / CIFAR-10 (paper)", "0.53", "0.73"),
@@ -456,17 +456,18 @@ def split_half_row(noise: list[tuple[str, list[float], list[float]]]) -> str:
     if len(noise) == 1:
         name, second, first = noise[0]
         return f"| {name} | {correlation_cells(second, first)} | | |"
-    halves = [(np.asarray(second), np.asarray(first)) for _, second, first in noise]
-    everything = np.arange(len(halves[0][0]), dtype=np.float64)  # architecture indices, resampled as pairs
+    seconds = np.array([second for _, second, _ in noise])  # one row per split
+    firsts = np.array([first for _, _, first in noise])
+    everything = np.arange(seconds.shape[1], dtype=np.float64)  # architecture indices, resampled as pairs
 
-    def mean_over_splits(metric, draw: np.ndarray, _: np.ndarray | None = None) -> float:  # noqa: ANN001
+    def mean_over_splits(which: int, draw: np.ndarray, _: np.ndarray | None = None) -> float:
         rows = draw.astype(int)
-        return float(np.mean([metric(second[rows], first[rows]) for second, first in halves]))
+        return float(rank_correlations_by_row(seconds[:, rows], firsts[:, rows])[which].mean())
 
     cells = []
-    for metric in (kendall_tau, spearman_rho):
-        lo, hi = bootstrap_interval(partial(mean_over_splits, metric), everything, everything)
-        cells.append(f"{mean_over_splits(metric, everything):.2f} [{lo:.2f}, {hi:.2f}]")
+    for which in (0, 1):  # Kendall tau, Spearman rho
+        lo, hi = bootstrap_interval(partial(mean_over_splits, which), everything, everything)
+        cells.append(f"{mean_over_splits(which, everything):.2f} [{lo:.2f}, {hi:.2f}]")
     return f"| noise ceiling: mean of half the seeds vs. the other half's, mean over the {len(noise)} splits | " \
         f"{' | '.join(cells)} | | |"
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import random
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -120,6 +121,24 @@ def test_ensemble_members_and_registry(nb201, table_slice):
     big = Ensemble(lambda s: RandomForestPredictor(seed=s, n_estimators=5), size=2, seed=43 * 100003)
     assert big.fit(nb201, train_a, train_y).predict_members(nb201, test_a[:3]).shape == (2, 3)  # seeds past 2**32
 
+
+
+def test_rank_correlations_by_row_equal_scipy_row_by_row():
+    from predictors.base import bootstrap_interval, rank_correlations_by_row
+
+    rng = np.random.default_rng(3)
+    x = rng.integers(0, 6, size=(7, 30)).astype(float)  # many ties, as in bootstrap resamples
+    y = x + rng.integers(-3, 4, size=x.shape)
+    x[2] = 1.0  # a constant row: both metrics 0, as kendall_tau / spearman_rho say
+    tau, rho = rank_correlations_by_row(x, y)
+    assert np.allclose(tau, [kendall_tau(a, b) for a, b in zip(x, y)])
+    assert np.allclose(rho, [spearman_rho(a, b) for a, b in zip(x, y)])
+    assert tau[2] == rho[2] == 0.0 and np.delete(tau, 2).min() > 0.2
+    with pytest.raises(ValueError, match="2-D"):
+        rank_correlations_by_row(x[0], y[0])
+    for metric in (kendall_tau, spearman_rho):  # the vectorised bootstrap gives the one-by-one loop's interval
+        one_by_one = partial(lambda f, p, a: f(p, a), metric)
+        assert np.allclose(bootstrap_interval(metric, x[0], y[0]), bootstrap_interval(one_by_one, x[0], y[0]))
 
 
 def test_bootstrap_interval_of_rank_correlations():
