@@ -83,16 +83,21 @@ def spearman_rho(predicted: Sequence[float], actual: Sequence[float]) -> float:
 
 def rank_correlations_by_row(predicted: np.ndarray, actual: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Kendall's tau-b and Spearman's rho of each row of `predicted` against the same row of `actual` (2-D arrays
-    of one shape), vectorised over the rows; each value equals `kendall_tau` / `spearman_rho` of that row pair."""
+    of one shape), vectorised over the rows; each value equals `kendall_tau` / `spearman_rho` of that row pair.
+    Tau compares every pair (memory and time grow with the square of the row length): for short rows."""
     from scipy.stats import rankdata
 
     p, a = np.asarray(predicted, dtype=np.float64), np.asarray(actual, dtype=np.float64)
     if p.ndim != 2 or p.shape != a.shape:
         raise ValueError(f"need two 2-D arrays of one shape, got {p.shape}, {a.shape}")
-    sign_p = np.sign(p[:, :, None] - p[:, None, :])  # every ordered pair; tied pairs count 0
-    sign_a = np.sign(a[:, :, None] - a[:, None, :])
-    untied = np.sqrt(np.abs(sign_p).sum(axis=(1, 2)) * np.abs(sign_a).sum(axis=(1, 2)))
-    tau = np.divide((sign_p * sign_a).sum(axis=(1, 2)), untied, out=np.zeros(len(p)), where=untied > 0)
+    tau = np.zeros(len(p))
+    chunk = max(1, 2 ** 22 // max(1, p.shape[1] ** 2))  # rows at a time: pair matrices of at most 32 MB each
+    for start in range(0, len(p), chunk):
+        rows = slice(start, start + chunk)
+        sign_p = np.sign(p[rows, :, None] - p[rows, None, :])  # every ordered pair; tied pairs count 0
+        sign_a = np.sign(a[rows, :, None] - a[rows, None, :])
+        untied = np.sqrt(np.abs(sign_p).sum(axis=(1, 2)) * np.abs(sign_a).sum(axis=(1, 2)))
+        np.divide((sign_p * sign_a).sum(axis=(1, 2)), untied, out=tau[rows], where=untied > 0)
     rank_p, rank_a = (r - r.mean(axis=1, keepdims=True) for r in (rankdata(p, axis=1), rankdata(a, axis=1)))
     spread = np.sqrt((rank_p ** 2).sum(axis=1) * (rank_a ** 2).sum(axis=1))
     rho = np.divide((rank_p * rank_a).sum(axis=1), spread, out=np.zeros(len(p)), where=spread > 0)
@@ -133,13 +138,13 @@ def bootstrap_interval(metric: Callable[[Sequence[float], Sequence[float]], floa
                        seed: int = 0) -> tuple[float, float]:
     """Percentile bootstrap interval of `metric(predicted, actual)` (e.g. `kendall_tau`): the pairs are drawn
     with replacement `resamples` times; returns the (1 - level) / 2 and (1 + level) / 2 quantiles. Kendall's tau
-    and Spearman's rho are computed for every resample at once (`rank_correlations_by_row`)."""
+    and Spearman's rho of up to 256 pairs are computed for every resample at once (`rank_correlations_by_row`)."""
     p, a = np.asarray(predicted, dtype=np.float64), np.asarray(actual, dtype=np.float64)
     if p.shape != a.shape or len(p) < 3:
         raise ValueError(f"bootstrap needs two equal-length sequences of at least 3 values, got {p.shape}, {a.shape}")
     rng = np.random.default_rng(seed)
     draws = rng.integers(0, len(p), size=(resamples, len(p)))
-    if metric in (kendall_tau, spearman_rho):  # the same values, every resample at once
+    if metric in (kendall_tau, spearman_rho) and len(p) <= 256:  # the same values, every resample at once
         values = rank_correlations_by_row(p[draws], a[draws])[metric is spearman_rho]
     else:
         values = np.array([metric(p[d], a[d]) for d in draws])

@@ -134,6 +134,9 @@ def test_rank_correlations_by_row_equal_scipy_row_by_row():
     assert np.allclose(tau, [kendall_tau(a, b) for a, b in zip(x, y)])
     assert np.allclose(rho, [spearman_rho(a, b) for a, b in zip(x, y)])
     assert tau[2] == rho[2] == 0.0 and np.delete(tau, 2).min() > 0.2
+    long_x = rng.normal(size=(50, 300))  # 50 rows of 300: two chunks of pair matrices
+    long_y = long_x + rng.normal(size=long_x.shape)
+    assert np.allclose(rank_correlations_by_row(long_x, long_y)[0], [kendall_tau(a, b) for a, b in zip(long_x, long_y)])
     with pytest.raises(ValueError, match="2-D"):
         rank_correlations_by_row(x[0], y[0])
     for metric in (kendall_tau, spearman_rho):  # the vectorised bootstrap gives the one-by-one loop's interval
