@@ -133,6 +133,17 @@ def single_thread() -> Iterator[None]:
         torch.set_num_threads(threads)
 
 
+def bootstrap_draws(n: int, resamples: int = 2000, seed: int = 0) -> np.ndarray:
+    """Indices of `resamples` draws of `n` pairs with replacement, one draw per row (the draws
+    `bootstrap_interval` makes, for statistics it cannot compute from one metric)."""
+    return np.random.default_rng(seed).integers(0, n, size=(resamples, n))
+
+
+def percentile_interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float]:
+    """The (1 - level) / 2 and (1 + level) / 2 quantiles of bootstrap `values`."""
+    return float(np.quantile(values, (1 - level) / 2)), float(np.quantile(values, (1 + level) / 2))
+
+
 def bootstrap_interval(metric: Callable[[Sequence[float], Sequence[float]], float], predicted: Sequence[float],
                        actual: Sequence[float], resamples: int = 2000, level: float = 0.95,
                        seed: int = 0) -> tuple[float, float]:
@@ -142,10 +153,9 @@ def bootstrap_interval(metric: Callable[[Sequence[float], Sequence[float]], floa
     p, a = np.asarray(predicted, dtype=np.float64), np.asarray(actual, dtype=np.float64)
     if p.shape != a.shape or len(p) < 3:
         raise ValueError(f"bootstrap needs two equal-length sequences of at least 3 values, got {p.shape}, {a.shape}")
-    rng = np.random.default_rng(seed)
-    draws = rng.integers(0, len(p), size=(resamples, len(p)))
+    draws = bootstrap_draws(len(p), resamples, seed)
     if metric in (kendall_tau, spearman_rho) and len(p) <= 256:  # the same values, every resample at once
         values = rank_correlations_by_row(p[draws], a[draws])[metric is spearman_rho]
     else:
         values = np.array([metric(p[d], a[d]) for d in draws])
-    return float(np.quantile(values, (1 - level) / 2)), float(np.quantile(values, (1 + level) / 2))
+    return percentile_interval(values, level)

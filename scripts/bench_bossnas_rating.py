@@ -48,7 +48,6 @@ import traceback
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import contextmanager
-from functools import partial
 from itertools import combinations
 from pathlib import Path
 from typing import Any
@@ -63,7 +62,14 @@ from nas.registry import make_space  # noqa: E402
 from nas.space import Architecture  # noqa: E402
 from nas.strategy import SupernetContext  # noqa: E402
 from nas.train import TrainConfig, resize_inputs, resolve_device, train_and_evaluate  # noqa: E402
-from predictors.base import bootstrap_interval, kendall_tau, rank_correlations_by_row, spearman_rho  # noqa: E402
+from predictors.base import (  # noqa: E402
+    bootstrap_draws,
+    bootstrap_interval,
+    kendall_tau,
+    percentile_interval,
+    rank_correlations_by_row,
+    spearman_rho,
+)
 
 ANCHORS = [("BossNAS, MBConv space / ImageNet (paper)", "0.65", "0.78"),
            ("BossNAS, NATS-Bench size space / CIFAR-10 (paper)", "0.53", "0.73"),
@@ -458,16 +464,13 @@ def split_half_row(noise: list[tuple[str, list[float], list[float]]]) -> str:
         return f"| {name} | {correlation_cells(second, first)} | | |"
     seconds = np.array([second for _, second, _ in noise])  # one row per split
     firsts = np.array([first for _, _, first in noise])
-    everything = np.arange(seconds.shape[1], dtype=np.float64)  # architecture indices, resampled as pairs
 
-    def mean_over_splits(which: int, draw: np.ndarray, _: np.ndarray | None = None) -> float:
-        rows = draw.astype(int)
-        return float(rank_correlations_by_row(seconds[:, rows], firsts[:, rows])[which].mean())
+    def means_over_splits(rows: np.ndarray) -> list[float]:  # Kendall tau and Spearman rho, each averaged
+        return [float(values.mean()) for values in rank_correlations_by_row(seconds[:, rows], firsts[:, rows])]
 
-    cells = []
-    for which in (0, 1):  # Kendall tau, Spearman rho
-        lo, hi = bootstrap_interval(partial(mean_over_splits, which), everything, everything)
-        cells.append(f"{mean_over_splits(which, everything):.2f} [{lo:.2f}, {hi:.2f}]")
+    resampled = np.array([means_over_splits(draw) for draw in bootstrap_draws(seconds.shape[1])])
+    cells = [f"{value:.2f} [{lo:.2f}, {hi:.2f}]" for value, (lo, hi) in
+             zip(means_over_splits(np.arange(seconds.shape[1])), map(percentile_interval, resampled.T))]
     return f"| noise ceiling: mean of half the seeds vs. the other half's, mean over the {len(noise)} splits | " \
         f"{' | '.join(cells)} | | |"
 
