@@ -71,6 +71,7 @@ from predictors.base import (  # noqa: E402
     spearman_rho,
 )
 
+MOST_SPLITS = 2000  # split halves averaged in the noise ceiling (a random sample of them past this)
 ANCHORS = [("BossNAS, MBConv space / ImageNet (paper)", "0.65", "0.78"),
            ("BossNAS, NATS-Bench size space / CIFAR-10 (paper)", "0.53", "0.73"),
            ("SPOS, MBConv space / ImageNet (paper's table)", "-0.18", "-0.27")]
@@ -428,13 +429,20 @@ def main(argv: list[str] | None = None) -> None:
     write_report(args, out, complete, records, costs, rated, total_wall, noise_rows(complete, records), others)
 
 
-def split_halves(seeds: Sequence[int]) -> list[tuple[tuple[int, ...], tuple[int, ...]]]:
-    """Every split of an even number of seeds into two halves (each split once: the first seed's half first)."""
+def split_halves(seeds: Sequence[int], most: int = MOST_SPLITS) -> list[tuple[tuple[int, ...], tuple[int, ...]]]:
+    """Every split of an even number of seeds into two halves (each split once: the first seed's half first);
+    past `most` splits (18 seeds have 24,310), `most` of them drawn at random with a fixed seed, in their order.
+    The mean over that sample estimates the mean over all splits far inside its bootstrap interval (its own
+    sampling error is about the splits' spread / sqrt(most)), and the bootstrap, which ranks every split in every
+    resample, stays at minutes."""
     if len(seeds) < 2 or len(seeds) % 2:
         return []
     first, rest = seeds[0], list(seeds[1:])
     half = len(seeds) // 2
-    return [((first, *c), tuple(s for s in rest if s not in c)) for c in combinations(rest, half - 1)]
+    splits = [((first, *c), tuple(s for s in rest if s not in c)) for c in combinations(rest, half - 1)]
+    if len(splits) > most:
+        splits = [splits[i] for i in sorted(random.Random(0).sample(range(len(splits)), most))]
+    return splits
 
 
 def noise_rows(seeds: list[int], records: list[list[dict]]) -> list[tuple[str, list[float], list[float]]]:
@@ -453,10 +461,10 @@ def noise_rows(seeds: list[int], records: list[list[dict]]) -> list[tuple[str, l
     return rows
 
 
-def split_half_row(noise: list[tuple[str, list[float], list[float]]]) -> str:
+def split_half_row(noise: list[tuple[str, list[float], list[float]]], n_seeds: int) -> str:
     """The noise-ceiling row of the report: with one split (two seeds) seed against seed; with several, Kendall
-    tau and Spearman rho averaged over every split of the seeds into halves, the 95% bootstrap interval drawn
-    over the architectures (the same draw for every split)."""
+    tau and Spearman rho averaged over the splits of the seeds into halves (`split_halves`), the 95% bootstrap
+    interval drawn over the architectures (the same draw for every split)."""
     import numpy as np
 
     if len(noise) == 1:
@@ -471,7 +479,9 @@ def split_half_row(noise: list[tuple[str, list[float], list[float]]]) -> str:
     resampled = np.array([means_over_splits(draw) for draw in bootstrap_draws(seconds.shape[1])])
     cells = [f"{value:.2f} [{lo:.2f}, {hi:.2f}]" for value, (lo, hi) in
              zip(means_over_splits(np.arange(seconds.shape[1])), map(percentile_interval, resampled.T))]
-    return f"| noise ceiling: mean of half the seeds vs. the other half's, mean over the {len(noise)} splits | " \
+    every = math.comb(n_seeds - 1, n_seeds // 2 - 1)  # splits of the seeds into halves
+    over = f"the {every} splits" if len(noise) == every else f"{len(noise):,} of the {every:,} splits, drawn at random"
+    return f"| noise ceiling: mean of half the seeds vs. the other half's, mean over {over} | " \
         f"{' | '.join(cells)} | | |"
 
 
@@ -624,7 +634,7 @@ def write_report(args, out: Path, seeds, records, costs: dict[str, list[int]],  
               "architectures (2,000 resamples); a row per rating of these architectures on these images found in "
               "`--rating-cache` (this run's included).", "",
               "| rating | Kendall tau | Spearman rho | supernet training | commit |", "|---|---|---|---|---|",
-              *([split_half_row(noise)] if noise else []),
+              *([split_half_row(noise, len(seeds))] if noise else []),
               *[f"| {name} | {correlation_cells(ratings, truth)} | {sec} | {commit} |"
                 for name, ratings, sec, commit in rows],
               *[f"| {name} | {tau} | {rho} | | |" for name, tau, rho in ANCHORS],
