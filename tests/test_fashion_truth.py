@@ -2,30 +2,22 @@
 seed agreement (no network is trained)."""
 from __future__ import annotations
 
-import importlib.util
 import itertools
 import json
-import sys
 from collections import Counter
-from pathlib import Path
 
 import pytest
+from conftest import load_script
 from scipy.stats import kendalltau
 
 from nas.space import Architecture
 from nas.tabular import TabularEvaluator, read_table
 from search_spaces.nb201 import EDGES, OPS, NB201Space, arch_string, canonical, edge_name
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "build_fashion_nb201_truth.py"
-
 
 @pytest.fixture(scope="module")
 def truth():
-    spec = importlib.util.spec_from_file_location("build_fashion_nb201_truth", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script("build_fashion_nb201_truth")
 
 
 def test_draw_is_canonical_unique_deterministic_and_uniform_over_classes(truth):
