@@ -125,9 +125,13 @@ class BlockPaths(ABC):
         return list(out)
 
     def sample_paths(self, block: int, entry: Hashable, count: int, rng: random.Random) -> list[Path]:
-        """`count` different candidates of `block` entered in `entry` for one training step: drawn uniformly
-        without replacement (BossNAS's `RandomPathHook`); spaces whose paths are per-layer choices may draw them
-        fairly instead (MBConv: FairNAS's `FairPathHook`)."""
+        """`count` different candidates of `block` entered in `entry` for one training step, as the space's
+        supernet trains: `uniform_paths` here; spaces whose paths are per-layer choices may draw them fairly
+        instead (MBConv: FairNAS's `FairPathHook`)."""
+        return self.uniform_paths(block, entry, count, rng)
+
+    def uniform_paths(self, block: int, entry: Hashable, count: int, rng: random.Random) -> list[Path]:
+        """`count` different candidates drawn uniformly without replacement (BossNAS's `RandomPathHook`)."""
         candidates = self.candidates(block, entry)
         return rng.sample(candidates, min(count, len(candidates)))
 

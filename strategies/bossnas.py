@@ -46,7 +46,8 @@ rated, as the official `update_bn_stats`; that function resets every BN, the pre
 forward stops at the necks, so the predictor rates with reset statistics (mean 0, variance 1):
 `predictor_bn="reset"` keeps that (default); "recalibrate" re-estimates them too. Paths are drawn per step
 by the space (`BlockPaths.sample_paths`): uniformly for HyTra (`RandomPathHook`), fairly for MBConv
-(`FairPathHook`).
+(`FairPathHook`); `path_sampling="uniform"` draws them uniformly in every space (ours before the official
+MBConv configs were followed; kept to measure the difference).
 
 Budget presets (`BossNASConfig`): `paper` is the official HyTra schedule (6 epochs per block, 64 images x 8
 GPUs x 8 accumulation = 4096 per step, here 256 x 16 on one device; LARS lr 4.8, wd 1e-6, eta 0.001, momentum
@@ -164,6 +165,7 @@ class BossNASConfig:
     input_size: int = 0  # at most this square input side for the supernet (images shrunk); 0: the space's own
     centre: str = "block"  # block: one centre over a block's entry states | state: one per state, standardised
     predictor_bn: str = "reset"  # reset: the predictor's BN left at its reset statistics when rating (the code)
+    path_sampling: str = "space"  # space: as the space trains (fair on MBConv) | uniform: uniform in every space
     momentum_reference_steps: int = 0  # >0: scale the target momentum to steps per block (module docstring)
     keep_snapshots: bool = False  # keep the block snapshots after the search (to rate more architectures later)
     train_prefix: bool = True  # back-propagate into the earlier blocks too (the code); False: they stay fixed
@@ -179,6 +181,8 @@ class BossNASConfig:
             raise NASError(f"centre {self.centre!r} is not one of 'block', 'state'")
         if self.predictor_bn not in ("reset", "recalibrate"):
             raise NASError(f"predictor_bn {self.predictor_bn!r} is not one of 'reset', 'recalibrate'")
+        if self.path_sampling not in ("space", "uniform"):
+            raise NASError(f"path_sampling {self.path_sampling!r} is not one of 'space', 'uniform'")
         if self.num_paths < 1 or self.batch_size < 2 or self.accumulate < 1 or self.epochs_per_block <= 0:
             raise NASError("num_paths and accumulate must be >= 1, batch_size >= 2 and epochs_per_block > 0")
 
@@ -406,6 +410,8 @@ class BossNAS(SupernetStrategy):
         entries = [self.online.paths.state_after(p) for p in prefixes]
         neck_t, neck_o, pred = self.necks_target[block], self.necks_online[block], self.predictors[block]
         rngs: dict[int, random.Random] = {}
+        block_paths = self.online.paths
+        sample = block_paths.sample_paths if cfg.path_sampling == "space" else block_paths.uniform_paths
 
         def online(x: torch.Tensor, prefix: list[Path], entry: Hashable, path: Path) -> torch.Tensor:
             if cfg.train_prefix or not prefix:
@@ -418,7 +424,7 @@ class BossNAS(SupernetStrategy):
             rng = rngs.setdefault(batch.epoch, random.Random(f"{self.seed}-{block}-{batch.epoch}"))
             j = batch.index % len(prefixes)
             prefix = list(prefixes[j])
-            paths = self.online.paths.sample_paths(block, entries[j], cfg.num_paths, rng)
+            paths = sample(block, entries[j], cfg.num_paths, rng)
             views = [(self._view(batch.x, batch.generator, 1.0), self._view(batch.x, batch.generator, 0.1))
                      for _ in paths]
             with torch.no_grad():

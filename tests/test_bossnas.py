@@ -174,6 +174,8 @@ def test_presets_scale_the_paper_schedule() -> None:
     assert paper.entry_states == "best" and make_config("quick").entry_states == "all"
     with pytest.raises(ValueError, match="entry_states 'some' is not one of"):
         make_config("quick", entry_states="some")
+    with pytest.raises(ValueError, match="path_sampling 'fair' is not one of 'space', 'uniform'"):
+        make_config("quick", path_sampling="fair")
 
 
 def test_search_over_complete_architectures_needs_every_entry_state(tmp_path: Path) -> None:
@@ -311,6 +313,9 @@ def test_mbconv_paths_are_drawn_fairly_per_layer() -> None:
             assert len(set(column)) == len(column)
     first_layer = [blocks.sample_paths(0, None, len(ops), rng) for _ in range(3)]
     assert all(sorted(p[0] for p in step) == sorted(ops) for step in first_layer)  # all ops once per step
+    uniform = [blocks.uniform_paths(0, None, len(ops), rng) for _ in range(20)]  # path_sampling="uniform"
+    assert all(len(set(step)) == len(step) and all(p in blocks.candidates(0, None) for p in step) for step in uniform)
+    assert not all(sorted(p[0] for p in step) == sorted(ops) for step in uniform)  # not fair per layer
 
 
 def test_the_search_over_ratings_finds_the_additive_optimum(tmp_path: Path) -> None:
