@@ -564,6 +564,21 @@ def test_smoke_tiny_mbconv(tmp_path: Path) -> None:
     assert len([r for r in records if r.feasible]) >= TINY["population"] + TINY["cycles"]
 
 
+@pytest.mark.parametrize(("mode", "sampler"), [("space", "sample_paths"), ("uniform", "uniform_paths")])
+def test_path_sampling_picks_the_sampler_that_trains(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: str,
+                                                    sampler: str) -> None:
+    from search_spaces.mbconv import MBConvBlocks
+
+    calls: list[str] = []
+    for name in ("sample_paths", "uniform_paths"):
+        def record(self, *args, _name=name, _original=getattr(MBConvBlocks, name)):
+            calls.append(_name)
+            return _original(self, *args)
+        monkeypatch.setattr(MBConvBlocks, name, record)
+    BossNAS([], seed=0).prepare(context(tiny_mbconv(), tmp_path, path_sampling=mode))
+    assert calls and set(calls) == {sampler}
+
+
 @pytest.mark.slow
 def test_hytra_every_reachable_entry_state_is_trained_and_rated(tmp_path: Path) -> None:
     """With entry_states='all' each HyTra block is trained from every level it can be entered at, so any
